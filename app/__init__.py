@@ -1,0 +1,3 @@
+"""eda: an event-sourced order platform on NATS JetStream (Event Sourcing + CQRS + Sagas)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,37 @@
+"""Runtime configuration: every ``EDA_*`` environment variable, read once per process by ``Settings()``.
+
+Nothing here is read at import time; each role builds a ``Settings`` in its entry point and passes it down.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All settings of all roles; unknown ``EDA_*`` variables are ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="EDA_", extra="ignore")
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="NATS server URL(s); several comma-separated URLs for a cluster.",
+    )
+    nats_user: str | None = Field(default=None, description="NATS user name (optional).")
+    nats_password: SecretStr | None = Field(default=None, description="NATS password (optional).")
+    nats_creds: str | None = Field(default=None, description="Path to a NATS .creds file (optional).")
+    nats_tls_ca: str | None = Field(default=None, description="CA file to verify the NATS server's TLS cert.")
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://postgres@127.0.0.1:5432/eda"),
+        description="PostgreSQL DSN of the read model.",
+    )
+    stream_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of the JetStream streams.")
+    snapshot_every: int = Field(default=100, ge=1, description="Take a snapshot every N events.")
+    payment_decline_above: float = Field(default=10000.0, ge=0, description="Payments above are declined.")
+    saga_step_timeout_s: float = Field(default=10.0, gt=0, description="Saga step timeout in seconds.")
+    log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
+
+    def nats_servers(self) -> list[str]:
+        """The NATS URLs as a list (``EDA_NATS_URL`` may hold several, comma-separated)."""
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
