@@ -1,0 +1,85 @@
+"""Events of the Order aggregate (past tense, stable wire ``TYPE``, integer ``VERSION``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderItem:
+    """One line of an order."""
+
+    product_id: int
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCreated:
+    """An order was placed. v1 had no ``currency``; v2 adds it (upcaster: v1 → ``"USD"``)."""
+
+    TYPE: ClassVar[str] = "OrderCreated"
+    VERSION: ClassVar[int] = 2
+    order_id: int
+    user_id: int
+    items: tuple[OrderItem, ...]
+    amount: Decimal
+    currency: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderPaid:
+    """The order's payment was captured."""
+
+    TYPE: ClassVar[str] = "OrderPaid"
+    VERSION: ClassVar[int] = 1
+    order_id: int
+    payment_id: str
+    amount: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderShipped:
+    """The order left the warehouse."""
+
+    TYPE: ClassVar[str] = "OrderShipped"
+    VERSION: ClassVar[int] = 1
+    order_id: int
+    tracking_number: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCompleted:
+    """The order was fulfilled; terminal."""
+
+    TYPE: ClassVar[str] = "OrderCompleted"
+    VERSION: ClassVar[int] = 1
+    order_id: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCancelled:
+    """The order was cancelled (by the user or by a compensating saga); terminal."""
+
+    TYPE: ClassVar[str] = "OrderCancelled"
+    VERSION: ClassVar[int] = 1
+    order_id: int
+    reason: str
+    at: datetime
+
+
+type OrderEvent = OrderCreated | OrderPaid | OrderShipped | OrderCompleted | OrderCancelled
+
+ORDER_EVENTS: tuple[type[OrderEvent], ...] = (
+    OrderCreated,
+    OrderPaid,
+    OrderShipped,
+    OrderCompleted,
+    OrderCancelled,
+)

@@ -1,0 +1,1 @@
+"""The event store: envelope and codec, upcasting, the JetStream adapter and the snapshot store."""

@@ -1,0 +1,46 @@
+"""Connecting to NATS from settings: cluster URLs, credentials, TLS, reconnects that never give up."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+import nats
+from nats.aio.client import Client as NATS
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
+    """Connect with every URL of ``EDA_NATS_URL``; reconnect forever (a cluster rides through restarts)."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected")
+
+    tls: ssl.SSLContext | None = None
+    if settings.nats_tls_ca:
+        tls = ssl.create_default_context(cafile=settings.nats_tls_ca)
+    password = settings.nats_password.get_secret_value() if settings.nats_password else None
+    return await nats.connect(
+        servers=settings.nats_servers(),
+        name=name,
+        user=settings.nats_user,
+        password=password,
+        user_credentials=settings.nats_creds,
+        tls=tls,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        connect_timeout=5,
+        allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )

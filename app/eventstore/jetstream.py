@@ -1,0 +1,250 @@
+"""The event store on NATS JetStream: stream ``EVENTS``, one subject per aggregate.
+
+- Optimistic concurrency: ``Nats-Expected-Last-Subject-Sequence`` on the first message of an append.
+- Atomicity: the events of one command go in one atomic batch (ADR-50), all stored or none.
+- Idempotency: ``Nats-Msg-Id`` = event id; a retried append whose events are already stored (found
+  right after the expected sequence) reports success instead of a conflict, even outside the
+  server's duplicate window.
+- Reads: batched Direct Get (no consumer per load), any replica may answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import APIError, NotFoundError
+
+from app.eventstore.codec import EventCodec
+from app.eventstore.directget import DirectGetter, RawMessage
+from app.eventstore.envelope import (
+    SUBJECT_PREFIX,
+    Metadata,
+    NewEvent,
+    Position,
+    RecordedEvent,
+    StreamId,
+)
+from app.eventstore.ports import AppendResult, ConcurrencyError, EventStoreError, LoadedStream
+
+STREAM = "EVENTS"
+WRONG_LAST_SEQUENCE = 10071
+BATCH_DUPLICATE_MSG_ID = 10201
+STREAM_NAME_IN_USE = 10058
+MAX_BATCH = 1000
+
+
+def events_stream_config(replicas: int) -> StreamConfig:
+    """The ``EVENTS`` stream: file storage, kept forever, direct reads, atomic batches, 2 min dedupe."""
+    return StreamConfig(
+        name=STREAM,
+        subjects=[f"{SUBJECT_PREFIX}.>"],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.NEW,
+        max_msgs=-1,
+        max_bytes=-1,
+        max_age=0,
+        num_replicas=replicas,
+        duplicate_window=120.0,
+        allow_direct=True,
+        allow_atomic=True,
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or update it to ``config`` if it exists (idempotent, safe at every start)."""
+    try:
+        await js.add_stream(config)
+    except APIError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        await js.update_stream(config)
+
+
+class JetStreamEventStore:
+    """``EventStore`` on one JetStream stream. Create with ``await JetStreamEventStore.open(...)``."""
+
+    def __init__(self, nc: NATS, codec: EventCodec, *, timeout: float = 5.0, attempts: int = 4) -> None:
+        self._nc = nc
+        self._attempts = attempts
+        self._js = nc.jetstream(timeout=timeout)
+        self._codec = codec
+        self._timeout = timeout
+        self._getter = DirectGetter(nc, STREAM, timeout=timeout)
+
+    @classmethod
+    async def open(
+        cls, nc: NATS, codec: EventCodec, *, replicas: int = 1, timeout: float = 5.0
+    ) -> JetStreamEventStore:
+        store = cls(nc, codec, timeout=timeout)
+        await ensure_stream(store._js, events_stream_config(replicas))
+        return store
+
+    @property
+    def codec(self) -> EventCodec:
+        return self._codec
+
+    async def close(self) -> None:
+        await self._getter.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def append(
+        self, stream: StreamId, events: Sequence[NewEvent], expected: Position, meta: Metadata
+    ) -> AppendResult:
+        """Append ``events`` iff the stream is still at ``expected``; all or nothing; idempotent."""
+        if not events:
+            return AppendResult(position=expected, first_sequence=0)
+        if len(events) > MAX_BATCH:
+            raise EventStoreError(f"at most {MAX_BATCH} events per append")
+        subject = stream.subject
+        payloads = [
+            self._codec.encode(self._codec.envelope(stream, expected.version + i + 1, new, meta))
+            for i, new in enumerate(events)
+        ]
+        headers = [self._headers(new, meta) for new in events]
+        headers[0]["Nats-Expected-Last-Subject-Sequence"] = str(expected.sequence)
+        try:
+            ack = await self._publish_with_retry(subject, payloads, headers)
+        except APIError as exc:
+            if exc.err_code in (WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID):
+                return await self._resolve_conflict(stream, events, expected, exc)
+            raise EventStoreError(f"append to {stream} rejected: {exc.description}") from exc
+        last_seq = int(ack["seq"])
+        if ack.get("duplicate"):
+            return await self._resolve_conflict(stream, events, expected, None)
+        return AppendResult(
+            position=Position(expected.version + len(events), last_seq),
+            first_sequence=last_seq - len(events) + 1,
+        )
+
+    async def _publish_with_retry(
+        self, subject: str, payloads: list[bytes], headers: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        """Publish; on a lost acknowledgement (timeout, no responders during a leader election) send
+        the very same messages again: the same ``Nats-Msg-Id``s make the retry safe."""
+        for attempt in range(self._attempts):
+            try:
+                if len(payloads) == 1:
+                    return await self._publish_one(subject, payloads[0], dict(headers[0]))
+                return await self._publish_batch(subject, payloads, [dict(h) for h in headers])
+            except (EventStoreError, NoRespondersError):
+                if attempt + 1 >= self._attempts:
+                    raise
+                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _headers(new: NewEvent, meta: Metadata) -> dict[str, str]:
+        headers = {"Nats-Msg-Id": new.event_id, "Eda-Type": type(new.event).TYPE}
+        if meta.traceparent:
+            headers["traceparent"] = meta.traceparent
+        if meta.tracestate:
+            headers["tracestate"] = meta.tracestate
+        return headers
+
+    async def _publish_one(self, subject: str, payload: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        try:
+            msg = await self._nc.request(subject, payload, headers=headers, timeout=self._timeout)
+        except TimeoutError as exc:
+            raise EventStoreError(f"no acknowledgement for {subject} (timeout)") from exc
+        return _ack(msg.data)
+
+    async def _publish_batch(
+        self, subject: str, payloads: list[bytes], headers: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        batch_id = uuid.uuid4().hex
+        last = len(payloads)
+        for i, (payload, hdrs) in enumerate(zip(payloads, headers, strict=True), start=1):
+            hdrs["Nats-Batch-Id"] = batch_id
+            hdrs["Nats-Batch-Sequence"] = str(i)
+            if i < last:
+                await self._nc.publish(subject, payload, headers=hdrs)
+        headers[-1]["Nats-Batch-Commit"] = "1"
+        try:
+            msg = await self._nc.request(subject, payloads[-1], headers=headers[-1], timeout=self._timeout)
+        except TimeoutError as exc:
+            raise EventStoreError(f"no acknowledgement for batch on {subject} (timeout)") from exc
+        return _ack(msg.data)
+
+    async def _resolve_conflict(
+        self, stream: StreamId, events: Sequence[NewEvent], expected: Position, exc: APIError | None
+    ) -> AppendResult:
+        """Was it our own earlier attempt? Then the same events follow ``expected`` on the subject."""
+        stored = [
+            m
+            async for batch in self._getter.batches(
+                stream.subject, expected.sequence + 1, batch=len(events), limit=len(events)
+            )
+            for m in batch
+        ]
+        ours = [new.event_id for new in events]
+        if [m.headers.get("Nats-Msg-Id") for m in stored] == ours:
+            return AppendResult(
+                position=Position(expected.version + len(events), stored[-1].sequence),
+                first_sequence=stored[0].sequence,
+                duplicate=True,
+            )
+        detail = exc.description if exc is not None and exc.description else "stream moved"
+        raise ConcurrencyError(stream, expected, detail or "")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _decode(self, raw: RawMessage) -> RecordedEvent:
+        return self._codec.decode(raw.data, raw.sequence)
+
+    async def load(self, stream: StreamId, after: Position | None = None) -> LoadedStream:
+        """Events of ``stream`` after ``after`` (default: all), and the position after the last."""
+        start = after or Position(0, 0)
+        events: list[RecordedEvent] = []
+        async for batch in self._getter.batches(stream.subject, start.sequence + 1):
+            events.extend(self._decode(m) for m in batch)
+        if not events:
+            return LoadedStream(events=[], position=start)
+        return LoadedStream(events=events, position=Position(events[-1].version, events[-1].sequence))
+
+    async def read_all(
+        self, from_sequence: int, *, limit: int = 1000, subjects: str = "events.>"
+    ) -> list[RecordedEvent]:
+        """Up to ``limit`` events of all aggregates from ``from_sequence`` on, in global stream order."""
+        out: list[RecordedEvent] = []
+        async for batch in self._getter.batches(subjects, from_sequence, batch=min(limit, 1000), limit=limit):
+            out.extend(self._decode(m) for m in batch)
+        return out
+
+    async def read_raw(
+        self, from_sequence: int, *, limit: int = 1000, subjects: str = "events.>"
+    ) -> list[RawMessage]:
+        """Like ``read_all`` but undecoded (for rebuilds that decode in bulk)."""
+        out: list[RawMessage] = []
+        async for batch in self._getter.batches(subjects, from_sequence, batch=min(limit, 1000), limit=limit):
+            out.extend(batch)
+        return out
+
+    async def last_sequence(self) -> int:
+        """The stream's last sequence (0 when empty)."""
+        try:
+            info = await self._js.stream_info(STREAM)
+        except NotFoundError:
+            return 0
+        return int(info.state.last_seq)
+
+
+def _ack(data: bytes) -> dict[str, Any]:
+    ack: dict[str, Any] = orjson.loads(data)
+    error = ack.get("error")
+    if error:
+        raise APIError(
+            code=error.get("code"), err_code=error.get("err_code"), description=error.get("description")
+        )
+    return ack

@@ -1,0 +1,1 @@
+"""eda's kopf operator: ``ProjectionRebuild`` and ``Snapshot`` custom resources (group ``eda.dev``)."""

@@ -1,0 +1,74 @@
+"""Codec: envelope round trip, wire names, and upcasting of an old OrderCreated (v1) on read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from app.domain.order import OrderCreated, OrderItem, OrderPaid
+from app.domain.registry import all_event_types
+from app.eventstore.codec import EventCodec, UnknownEventType
+from app.eventstore.envelope import Metadata, NewEvent, StreamId
+from app.eventstore.upcasting import UpcasterRegistry
+
+T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+
+
+def test_envelope_round_trip() -> None:
+    codec = EventCodec(all_event_types())
+    event = OrderCreated(
+        order_id=7,
+        user_id=1,
+        items=(OrderItem(product_id=2, quantity=3),),
+        amount=Decimal("9.90"),
+        currency="EUR",
+        at=T0,
+    )
+    new = NewEvent(event=event)
+    env = codec.envelope(StreamId("order", "7"), 1, new, Metadata(correlation_id="c-1", traceparent="00-x"))
+    raw = orjson.loads(codec.encode(env))
+    assert raw["type"] == "OrderCreated"
+    assert raw["schema_version"] == 2
+    assert raw["event_id"] == new.event_id
+    assert raw["occurred_at"] == "2026-01-15T10:00:00Z"
+    assert raw["data"]["amount"] == "9.90"
+    recorded = codec.decode(codec.encode(env), sequence=5)
+    assert recorded.event == event
+    assert recorded.sequence == 5
+    assert recorded.envelope.correlation_id == "c-1"
+
+
+def test_v1_order_created_is_upcast_to_v2() -> None:
+    codec = EventCodec(all_event_types())
+    v1 = {
+        "event_id": "018f0000-0000-7000-8000-000000000001",
+        "type": "OrderCreated",
+        "schema_version": 1,
+        "aggregate_type": "order",
+        "aggregate_id": "3",
+        "aggregate_version": 1,
+        "occurred_at": "2024-05-01T12:00:00Z",
+        "correlation_id": "c",
+        "causation_id": None,
+        "traceparent": None,
+        "data": {"order_id": 3, "user_id": 9, "items": [], "amount": "10.00", "at": "2024-05-01T12:00:00Z"},
+    }
+    recorded = codec.decode(orjson.dumps(v1), sequence=1)
+    assert recorded.envelope.schema_version == 2
+    assert recorded.event.currency == "USD"
+    assert isinstance(recorded.event, OrderCreated)
+
+
+def test_unknown_types_decode_to_none_and_gaps_fail_loudly() -> None:
+    codec = EventCodec([OrderPaid])
+    with pytest.raises(UnknownEventType):
+        codec.event_class("Nope")
+    registry = UpcasterRegistry()
+    with pytest.raises(LookupError, match="no upcaster"):
+        registry.upcast("X", 1, {}, 3)
+    registry.register("X", 1)(lambda d: d)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("X", 1)(lambda d: d)
