@@ -32,7 +32,13 @@ from app.eventstore.envelope import (
     RecordedEvent,
     StreamId,
 )
-from app.eventstore.ports import AppendResult, ConcurrencyError, EventStoreError, LoadedStream
+from app.eventstore.ports import (
+    AppendRequest,
+    AppendResult,
+    ConcurrencyError,
+    EventStoreError,
+    LoadedStream,
+)
 
 STREAM = "EVENTS"
 WRONG_LAST_SEQUENCE = 10071
@@ -103,41 +109,57 @@ class JetStreamEventStore:
         self, stream: StreamId, events: Sequence[NewEvent], expected: Position, meta: Metadata
     ) -> AppendResult:
         """Append ``events`` iff the stream is still at ``expected``; all or nothing; idempotent."""
-        if not events:
-            return AppendResult(position=expected, first_sequence=0)
-        if len(events) > MAX_BATCH:
+        [result] = await self.append_multi([AppendRequest(stream, events, expected)], meta)
+        return result
+
+    async def append_multi(self, requests: Sequence[AppendRequest], meta: Metadata) -> list[AppendResult]:
+        """Append to several streams in ONE atomic batch: every stream's expected position is checked
+        and either all events of all streams are stored or none (e.g. reserving several products)."""
+        requests = [r for r in requests if r.events]
+        if not requests:
+            return []
+        subjects: list[str] = []
+        payloads: list[bytes] = []
+        headers: list[dict[str, str]] = []
+        for req in requests:
+            for i, new in enumerate(req.events):
+                env = self._codec.envelope(req.stream, req.expected.version + i + 1, new, meta)
+                subjects.append(req.stream.subject)
+                payloads.append(self._codec.encode(env))
+                hdrs = self._headers(new, meta)
+                if i == 0:
+                    hdrs["Nats-Expected-Last-Subject-Sequence"] = str(req.expected.sequence)
+                headers.append(hdrs)
+        if len(payloads) > MAX_BATCH:
             raise EventStoreError(f"at most {MAX_BATCH} events per append")
-        subject = stream.subject
-        payloads = [
-            self._codec.encode(self._codec.envelope(stream, expected.version + i + 1, new, meta))
-            for i, new in enumerate(events)
-        ]
-        headers = [self._headers(new, meta) for new in events]
-        headers[0]["Nats-Expected-Last-Subject-Sequence"] = str(expected.sequence)
         try:
-            ack = await self._publish_with_retry(subject, payloads, headers)
+            ack = await self._publish_with_retry(subjects, payloads, headers)
         except APIError as exc:
             if exc.err_code in (WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID):
-                return await self._resolve_conflict(stream, events, expected, exc)
-            raise EventStoreError(f"append to {stream} rejected: {exc.description}") from exc
-        last_seq = int(ack["seq"])
+                return await self._resolve_conflict(requests, exc)
+            raise EventStoreError(f"append to {requests[0].stream} rejected: {exc.description}") from exc
         if ack.get("duplicate"):
-            return await self._resolve_conflict(stream, events, expected, None)
-        return AppendResult(
-            position=Position(expected.version + len(events), last_seq),
-            first_sequence=last_seq - len(events) + 1,
-        )
+            return await self._resolve_conflict(requests, None)
+        seq = int(ack["seq"]) - len(payloads) + 1  # a batch is stored contiguously
+        results = []
+        for req in requests:
+            n = len(req.events)
+            results.append(
+                AppendResult(position=Position(req.expected.version + n, seq + n - 1), first_sequence=seq)
+            )
+            seq += n
+        return results
 
     async def _publish_with_retry(
-        self, subject: str, payloads: list[bytes], headers: list[dict[str, str]]
+        self, subjects: list[str], payloads: list[bytes], headers: list[dict[str, str]]
     ) -> dict[str, Any]:
         """Publish; on a lost acknowledgement (timeout, no responders during a leader election) send
         the very same messages again: the same ``Nats-Msg-Id``s make the retry safe."""
         for attempt in range(self._attempts):
             try:
                 if len(payloads) == 1:
-                    return await self._publish_one(subject, payloads[0], dict(headers[0]))
-                return await self._publish_batch(subject, payloads, [dict(h) for h in headers])
+                    return await self._publish_one(subjects[0], payloads[0], dict(headers[0]))
+                return await self._publish_batch(subjects, payloads, [dict(h) for h in headers])
             except (EventStoreError, NoRespondersError):
                 if attempt + 1 >= self._attempts:
                     raise
@@ -161,42 +183,49 @@ class JetStreamEventStore:
         return _ack(msg.data)
 
     async def _publish_batch(
-        self, subject: str, payloads: list[bytes], headers: list[dict[str, str]]
+        self, subjects: list[str], payloads: list[bytes], headers: list[dict[str, str]]
     ) -> dict[str, Any]:
         batch_id = uuid.uuid4().hex
         last = len(payloads)
-        for i, (payload, hdrs) in enumerate(zip(payloads, headers, strict=True), start=1):
+        for i, hdrs in enumerate(headers, start=1):
             hdrs["Nats-Batch-Id"] = batch_id
             hdrs["Nats-Batch-Sequence"] = str(i)
-            if i < last:
-                await self._nc.publish(subject, payload, headers=hdrs)
+        for i in range(last - 1):
+            await self._nc.publish(subjects[i], payloads[i], headers=headers[i])
         headers[-1]["Nats-Batch-Commit"] = "1"
         try:
-            msg = await self._nc.request(subject, payloads[-1], headers=headers[-1], timeout=self._timeout)
+            msg = await self._nc.request(
+                subjects[-1], payloads[-1], headers=headers[-1], timeout=self._timeout
+            )
         except TimeoutError as exc:
-            raise EventStoreError(f"no acknowledgement for batch on {subject} (timeout)") from exc
+            raise EventStoreError(f"no acknowledgement for batch on {subjects[-1]} (timeout)") from exc
         return _ack(msg.data)
 
     async def _resolve_conflict(
-        self, stream: StreamId, events: Sequence[NewEvent], expected: Position, exc: APIError | None
-    ) -> AppendResult:
-        """Was it our own earlier attempt? Then the same events follow ``expected`` on the subject."""
-        stored = [
-            m
-            async for batch in self._getter.batches(
-                stream.subject, expected.sequence + 1, batch=len(events), limit=len(events)
+        self, requests: Sequence[AppendRequest], exc: APIError | None
+    ) -> list[AppendResult]:
+        """Was it our own earlier attempt? Then each stream's events follow its expected position."""
+        results = []
+        for req in requests:
+            n = len(req.events)
+            stored = [
+                m
+                async for batch in self._getter.batches(
+                    req.stream.subject, req.expected.sequence + 1, batch=n, limit=n
+                )
+                for m in batch
+            ]
+            if [m.headers.get("Nats-Msg-Id") for m in stored] != [new.event_id for new in req.events]:
+                detail = exc.description if exc is not None and exc.description else "stream moved"
+                raise ConcurrencyError(req.stream, req.expected, detail)
+            results.append(
+                AppendResult(
+                    position=Position(req.expected.version + n, stored[-1].sequence),
+                    first_sequence=stored[0].sequence,
+                    duplicate=True,
+                )
             )
-            for m in batch
-        ]
-        ours = [new.event_id for new in events]
-        if [m.headers.get("Nats-Msg-Id") for m in stored] == ours:
-            return AppendResult(
-                position=Position(expected.version + len(events), stored[-1].sequence),
-                first_sequence=stored[0].sequence,
-                duplicate=True,
-            )
-        detail = exc.description if exc is not None and exc.description else "stream moved"
-        raise ConcurrencyError(stream, expected, detail or "")
+        return results
 
     # -- reading -------------------------------------------------------------------------------
 

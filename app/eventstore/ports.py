@@ -32,6 +32,15 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One stream's part of a (possibly multi-stream) atomic append."""
+
+    stream: StreamId
+    events: Sequence[NewEvent]
+    expected: Position
+
+
+@dataclass(frozen=True, slots=True)
 class LoadedStream:
     """Events of one stream after some position, and the position after them."""
 
@@ -45,6 +54,8 @@ class EventStore(Protocol):
     async def append(
         self, stream: StreamId, events: Sequence[NewEvent], expected: Position, meta: Metadata
     ) -> AppendResult: ...
+
+    async def append_multi(self, requests: Sequence[AppendRequest], meta: Metadata) -> list[AppendResult]: ...
 
     async def load(self, stream: StreamId, after: Position | None = None) -> LoadedStream: ...
 

@@ -32,7 +32,7 @@ from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import NEW, Metadata, NewEvent, Position, StreamId
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
-from app.eventstore.ports import ConcurrencyError
+from app.eventstore.ports import AppendRequest, ConcurrencyError
 from app.eventstore.snapshots import SnapshotStore
 from app.service import Repository, VersionMismatch
 
@@ -255,3 +255,27 @@ async def test_property_snapshot_load_equals_replay(
     with_snap, full = await repo.load(order_id), await repo.load(order_id, use_snapshot=False)
     assert (with_snap.state, with_snap.position) == (full.state, full.position)
     assert with_snap.from_snapshot == (full.position.version >= every)
+
+
+async def test_multi_stream_atomic_append(store: JetStreamEventStore) -> None:
+    a, b = StreamId("order", "201"), StreamId("order", "202")
+    ra, rb = await store.append_multi(
+        [
+            AppendRequest(a, [NewEvent(event=created(201))], NEW),
+            AppendRequest(b, [NewEvent(event=created(202))], NEW),
+        ],
+        META,
+    )
+    assert (ra.position.version, rb.position.version) == (1, 1)
+    assert rb.first_sequence == ra.position.sequence + 1
+    before = await store.last_sequence()
+    # b's expectation is stale: neither stream gets anything.
+    with pytest.raises(ConcurrencyError):
+        await store.append_multi(
+            [
+                AppendRequest(a, [NewEvent(event=paid(201))], ra.position),
+                AppendRequest(b, [NewEvent(event=paid(202))], NEW),
+            ],
+            META,
+        )
+    assert await store.last_sequence() == before
