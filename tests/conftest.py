@@ -1,0 +1,96 @@
+"""Session fixtures: one real nats-server (JetStream) and one real PostgreSQL per test session, both on
+free ports in a private temp dir (see ``app.devstack``), plus per-test isolation helpers.
+
+- ``nats_server`` / ``nats_url``: the shared JetStream server; ``js_clean`` empties it before a test.
+- ``postgres`` / ``database_url``: the shared PostgreSQL (``fast=True``: no fsync); ``database_url`` is the
+  ``eda`` database, shared; ``fresh_db`` gives a test its own empty database.
+- ``short_tmp``: a short temp dir under /tmp that an unprivileged postgres user can reach when we run as
+  root (pytest's ``tmp_path`` lives under a 0700 root-owned dir).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import nats
+import pytest
+
+from app.devstack import NatsServer, Postgres, embedded_nats, embedded_postgres
+
+
+def _mkdtemp(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)  # traversable (not listable) by the postgres system user when running as root
+    return path
+
+
+@pytest.fixture(scope="session")
+def session_data_dir() -> Iterator[Path]:
+    """Data dir for the session's servers, removed at the end."""
+    path = _mkdtemp("eda-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A fresh, short temp dir for tests that start their own servers; removed afterwards."""
+    path = _mkdtemp("eda-t-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def nats_server(session_data_dir: Path) -> AsyncIterator[NatsServer]:
+    """The session's nats-server with JetStream (state is shared: use ``js_clean`` for isolation)."""
+    async with embedded_nats(session_data_dir / "nats") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: NatsServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture(scope="session")
+async def postgres(session_data_dir: Path) -> AsyncIterator[Postgres]:
+    """The session's PostgreSQL; database ``eda`` exists. Fast settings: no fsync."""
+    async with embedded_postgres(session_data_dir / "postgres", fast=True) as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: Postgres) -> str:
+    """DSN of the shared ``eda`` database."""
+    return postgres.dsn
+
+
+@pytest.fixture
+async def fresh_db(postgres: Postgres) -> AsyncIterator[str]:
+    """DSN of a new, empty database for this test only; dropped afterwards (connections forced out)."""
+    name = f"test_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(postgres.dsn_for("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield postgres.dsn_for(name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def js_clean(nats_url: str) -> None:
+    """Delete every JetStream stream before the test; KV buckets (``KV_*``) and object stores (``OBJ_*``)
+    are streams too, so they go as well."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            await js.delete_stream(info.config.name)
+    finally:
+        await nc.close()
