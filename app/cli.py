@@ -16,6 +16,13 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@cli.callback()
+def _root() -> None:
+    """eda — event-sourced order platform on NATS JetStream (Event Sourcing + CQRS + Sagas)."""
+
+
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the embedded servers keep their data.")]
 
 
