@@ -1,0 +1,352 @@
+{{/* Chart name. */}}
+{{- define "eda.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name, the prefix of every object name. */}}
+{{- define "eda.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "eda.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Common labels; call with (dict "ctx" $ "component" "api"). */}}
+{{- define "eda.labels" -}}
+helm.sh/chart: {{ include "eda.chart" .ctx }}
+{{ include "eda.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: eda
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels; call with (dict "ctx" $ "component" "api"). */}}
+{{- define "eda.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "eda.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{- define "eda.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ $tag }}
+{{- end -}}
+{{- end }}
+
+{{- define "eda.serviceAccountName" -}}
+{{ include "eda.fullname" . }}
+{{- end }}
+
+{{- define "eda.operatorServiceAccountName" -}}
+{{ include "eda.fullname" . }}-operator
+{{- end }}
+
+{{/* NATS client URLs: every bundled pod through the headless Service, or the external URL. */}}
+{{- define "eda.natsUrl" -}}
+{{- if .Values.nats.enabled -}}
+{{- $fullname := include "eda.fullname" . -}}
+{{- $urls := list -}}
+{{- range $i := until (int .Values.nats.replicas) -}}
+{{- $urls = append $urls (printf "nats://%s-nats-%d.%s-nats-headless.%s.svc:4222" $fullname $i $fullname $.Release.Namespace) -}}
+{{- end -}}
+{{- join "," $urls -}}
+{{- else -}}
+{{- required "nats.externalUrl is required when nats.enabled=false" .Values.nats.externalUrl -}}
+{{- end -}}
+{{- end }}
+
+{{- define "eda.streamReplicas" -}}
+{{- if gt (int .Values.config.streamReplicas) 0 -}}
+{{ int .Values.config.streamReplicas }}
+{{- else if .Values.nats.enabled -}}
+{{ min 3 (int .Values.nats.replicas) }}
+{{- else -}}
+1
+{{- end -}}
+{{- end }}
+
+{{- define "eda.databaseSecretName" -}}
+{{- if .Values.postgresql.enabled -}}
+{{ include "eda.fullname" . }}-postgresql
+{{- else -}}
+{{ required "externalDatabase.existingSecret is required when postgresql.enabled=false" .Values.externalDatabase.existingSecret }}
+{{- end -}}
+{{- end }}
+
+{{- define "eda.databaseSecretKey" -}}
+{{- if .Values.postgresql.enabled -}}
+database-url
+{{- else -}}
+{{ .Values.externalDatabase.existingSecretKey }}
+{{- end -}}
+{{- end }}
+
+{{- define "eda.otlpEndpoint" -}}
+{{- if .Values.jaeger.enabled -}}
+http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.otel.protocol "grpc") }}
+{{- else -}}
+{{ .Values.otel.endpoint }}
+{{- end -}}
+{{- end }}
+
+{{/* The EDA_* and OTEL_* environment of an eda container; call with (dict "ctx" $ "role" "api"). */}}
+{{- define "eda.env" -}}
+{{- $v := .ctx.Values }}
+- name: EDA_NATS_URL
+  value: {{ include "eda.natsUrl" .ctx | quote }}
+- name: EDA_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "eda.databaseSecretName" .ctx }}
+      key: {{ include "eda.databaseSecretKey" .ctx }}
+- name: EDA_STREAM_REPLICAS
+  value: {{ include "eda.streamReplicas" .ctx | quote }}
+- name: EDA_SNAPSHOT_EVERY
+  value: {{ $v.config.snapshotEvery | quote }}
+- name: EDA_PAYMENT_DECLINE_ABOVE
+  value: {{ $v.config.paymentDeclineAbove | quote }}
+- name: EDA_SAGA_STEP_TIMEOUT_S
+  value: {{ $v.config.sagaStepTimeoutS | quote }}
+- name: EDA_LOG_LEVEL
+  value: {{ $v.config.logLevel | quote }}
+- name: EDA_UI_ENABLED
+  value: {{ $v.config.uiEnabled | quote }}
+- name: EDA_HEALTH_PORT
+  value: {{ $v.healthPort | quote }}
+{{- with $v.jaeger.uiUrl }}
+- name: EDA_JAEGER_UI_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "eda-%s" .role | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "service.namespace=%s,service.version=%s,deployment.environment=%s" .ctx.Release.Name .ctx.Chart.AppVersion .ctx.Release.Namespace | quote }}
+{{- $endpoint := include "eda.otlpEndpoint" .ctx }}
+{{- if and $v.otel.enabled $endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $v.otel.protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $v.otel.sampler | quote }}
+{{- with $v.otel.samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ . | quote }}
+{{- end }}
+{{- else }}
+- name: OTEL_SDK_DISABLED
+  value: "true"
+{{- end }}
+{{- with $v.config.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The `eda migrate` initContainer. */}}
+{{- define "eda.migrateInitContainer" -}}
+{{- if .Values.migrations.initContainer }}
+initContainers:
+  - name: migrate
+    image: {{ include "eda.image" . }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    args: ["migrate"]
+    env:
+      {{- include "eda.env" (dict "ctx" . "role" "migrate") | nindent 6 }}
+    securityContext:
+      {{- toYaml .Values.securityContext | nindent 6 }}
+    resources:
+      requests: {cpu: 50m, memory: 64Mi}
+      limits: {cpu: 500m, memory: 256Mi}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+{{- end }}
+{{- end }}
+
+{{/*
+A Deployment of one eda role. Call with (dict "ctx" $ "component" "projector" "role" "projector"
+"args" (list "projector") "spec" .Values.projector "port" 8081 "portName" "health" "hpa" false
+"serviceAccount" name "automountToken" false "strategy" "RollingUpdate" "migrate" true).
+*/}}
+{{- define "eda.deployment" -}}
+{{- $ctx := .ctx }}
+{{- $spec := .spec }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "eda.fullname" $ctx }}-{{ .component }}
+  namespace: {{ $ctx.Release.Namespace }}
+  labels:
+    {{- include "eda.labels" (dict "ctx" $ctx "component" .component) | nindent 4 }}
+spec:
+  {{- if not .hpa }}
+  replicas: {{ $spec.replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  strategy:
+    {{- if eq .strategy "Recreate" }}
+    type: Recreate
+    {{- else }}
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 0
+      maxSurge: 1
+    {{- end }}
+  selector:
+    matchLabels:
+      {{- include "eda.selectorLabels" (dict "ctx" $ctx "component" .component) | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "eda.labels" (dict "ctx" $ctx "component" .component) | nindent 8 }}
+        {{- with $ctx.Values.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        checksum/config: {{ include (print $ctx.Template.BasePath "/secret-postgresql.yaml") $ctx | sha256sum | trunc 16 }}
+        {{- with $ctx.Values.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ .serviceAccount }}
+      automountServiceAccountToken: {{ .automountToken }}
+      enableServiceLinks: false
+      {{- with $ctx.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      securityContext:
+        {{- toYaml $ctx.Values.podSecurityContext | nindent 8 }}
+      terminationGracePeriodSeconds: 30
+      {{- if .migrate }}
+      {{- include "eda.migrateInitContainer" $ctx | nindent 6 }}
+      {{- end }}
+      containers:
+        - name: {{ .component }}
+          image: {{ include "eda.image" $ctx }}
+          imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+          args:
+            {{- toYaml .args | nindent 12 }}
+          env:
+            {{- include "eda.env" (dict "ctx" $ctx "role" .role) | nindent 12 }}
+          ports:
+            - name: {{ .portName }}
+              containerPort: {{ .port }}
+              protocol: TCP
+          startupProbe:
+            httpGet:
+              path: {{ .livenessPath }}
+              port: {{ .portName }}
+            periodSeconds: 2
+            failureThreshold: 60
+          livenessProbe:
+            httpGet:
+              path: {{ .livenessPath }}
+              port: {{ .portName }}
+            periodSeconds: 10
+            timeoutSeconds: 3
+            failureThreshold: 3
+          readinessProbe:
+            httpGet:
+              path: {{ .readinessPath }}
+              port: {{ .portName }}
+            periodSeconds: 5
+            timeoutSeconds: 3
+            failureThreshold: 3
+          resources:
+            {{- toYaml $spec.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $ctx.Values.securityContext | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: 256Mi
+      {{- with (default .nodeSelector $spec.nodeSelector) }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with (default .tolerations $spec.tolerations) }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with (default .affinity $spec.affinity) }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $spec.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end }}
+
+{{/* A PodDisruptionBudget; call with (dict "ctx" $ "component" "api" "pdb" .Values.api.pdb). */}}
+{{- define "eda.pdb" -}}
+{{- if .pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "eda.fullname" .ctx }}-{{ .component }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "eda.labels" (dict "ctx" .ctx "component" .component) | nindent 4 }}
+spec:
+  {{- if hasKey .pdb "maxUnavailable" }}
+  maxUnavailable: {{ .pdb.maxUnavailable }}
+  {{- else }}
+  minAvailable: {{ .pdb.minAvailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "eda.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
+{{- end }}
+{{- end }}
+
+{{/* An HPA; call with (dict "ctx" $ "component" "api" "autoscaling" .Values.api.autoscaling). */}}
+{{- define "eda.hpa" -}}
+{{- if .autoscaling.enabled }}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "eda.fullname" .ctx }}-{{ .component }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "eda.labels" (dict "ctx" .ctx "component" .component) | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "eda.fullname" .ctx }}-{{ .component }}
+  minReplicas: {{ .autoscaling.minReplicas }}
+  maxReplicas: {{ .autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ .autoscaling.targetCPUUtilizationPercentage }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,127 @@
+"""Install the chart with the real Helm engine (helm-sdkpy) into kmock's Kubernetes emulator.
+
+Run as a script in a subprocess started with ``HELM_DRIVER=memory`` (the Go runtime reads only the
+environment the process started with; Helm's default Secret driver speaks protobuf, which the
+emulator cannot parse):
+
+    HELM_DRIVER=memory python helm_emulator.py CHART VALUES.json OUT.json
+
+OUT.json receives ``{"ok": true, "objects": [...], "release": {...}}`` with every object Helm created,
+or ``{"ok": false, "error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+from kmock import KubernetesEmulator, KubernetesError, action
+from kmock._internal import apps
+
+NAMESPACE = "default"
+
+
+class Emulator(KubernetesEmulator):
+    """kmock 0.8 plus what Helm needs: uid/resourceVersion, core-group discovery, established CRDs."""
+
+    last_rv = 0
+
+    def _next_rv(self) -> str:
+        self.last_rv += 1
+        return str(self.last_rv)
+
+    async def _handle(self, request: Any) -> Any:
+        data = request.data
+        if request.action == action.CREATE and isinstance(data, dict):
+            meta = data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:8]
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("generation", 1)
+            meta.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).isoformat())
+            meta["resourceVersion"] = self._next_rv()
+            if data.get("kind") == "CustomResourceDefinition":
+                # Helm waits for installed CRDs to be Established before rendering the templates.
+                now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                data["status"] = {
+                    "conditions": [
+                        {"type": t, "status": "True", "lastTransitionTime": now, "reason": t}
+                        for t in ("NamesAccepted", "Established")
+                    ],
+                    "acceptedNames": data.get("spec", {}).get("names", {}),
+                }
+        elif request.action == action.UPDATE and isinstance(data, dict):
+            data.setdefault("metadata", {})["resourceVersion"] = self._next_rv()
+        elif request.action == action.UPDATE and isinstance(data, list):
+            data.append({"op": "add", "path": "/metadata/resourceVersion", "value": self._next_rv()})
+        try:
+            return await super()._handle(request)
+        except jsonpatch.JsonPatchException as e:
+            raise KubernetesError(status=422, reason="Invalid", message=str(e)) from e
+
+    async def _serve_server_version(self, request: Any) -> Any:
+        # A current Kubernetes (kmock 0.8 claims 1.26; the chart requires >= 1.29).
+        return {**await super()._serve_server_version(request), "minor": "33", "gitVersion": "v1.33.0"}
+
+    async def _serve_version(self, request: Any) -> Any:
+        # kmock 0.8 answers /api/v1 with groupVersion "/v1"; client-go's REST mapper then knows no
+        # core kinds ("no matches for kind ConfigMap in version v1").
+        result = await super()._serve_version(request)
+        group_version = result.get("groupVersion", "")
+        if group_version.startswith("/"):
+            result = {**result, "groupVersion": group_version[1:]}
+        return result
+
+
+def _kubeconfig(url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kmock", "cluster": {"server": url}}],
+        "users": [{"name": "kmock", "user": {"token": "kmock"}}],
+        "contexts": [
+            {"name": "kmock", "context": {"cluster": "kmock", "user": "kmock", "namespace": NAMESPACE}}
+        ],
+        "current-context": "kmock",
+    }
+
+
+async def install(chart: str, values: dict[str, Any]) -> dict[str, Any]:
+    import helm_sdkpy
+
+    async with Emulator() as k8s, apps.Server(k8s):
+        k8s.resources.load_bundled()
+        with tempfile.TemporaryDirectory() as tmp:
+            kubeconfig = Path(tmp) / "kubeconfig"
+            kubeconfig.write_text(json.dumps(_kubeconfig(str(k8s.url).rstrip("/"))))
+            config = helm_sdkpy.Configuration(namespace=NAMESPACE, kubeconfig=str(kubeconfig))
+            try:
+                release = await helm_sdkpy.Install(config).run(
+                    "eda", chart, values=values, wait=False, timeout=120
+                )
+            except helm_sdkpy.HelmError as e:
+                return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        objects = []
+        for key in list(k8s.objects):
+            obj = k8s.objects[key]
+            if not getattr(obj, "deleted", False):
+                objects.append(obj.raw)
+        return {"ok": True, "objects": objects, "release": release}
+
+
+def main() -> None:
+    chart, values_path, out_path = sys.argv[1:4]
+    values = json.loads(Path(values_path).read_text())
+    result = asyncio.run(install(chart, values))
+    Path(out_path).write_text(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()
