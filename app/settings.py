@@ -31,6 +31,27 @@ class Settings(BaseSettings):
     payment_decline_above: float = Field(default=10000.0, ge=0, description="Payments above are declined.")
     saga_step_timeout_s: float = Field(default=10.0, gt=0, description="Saga step timeout in seconds.")
     log_level: str = Field(default="INFO", description="Log level: DEBUG, INFO, WARNING, ERROR.")
+    # -- read side and API (issue 3) --
+    readmodel_schema: str = Field(
+        default="readmodel",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of the rebuildable read model (orders, timeline, checkpoints).",
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200, description="asyncpg pool size per process.")
+    health_port: int = Field(
+        default=8081, ge=0, le=65535, description="Health/metrics port of non-API roles."
+    )
+    projector_batch: int = Field(
+        default=500, ge=1, le=5000, description="Max events per projector transaction."
+    )
+    min_version_wait_s: float = Field(
+        default=2.0, ge=0, le=30, description="Max wait of GET ?min_version= for the read model to catch up."
+    )
+    readyz_max_lag: int = Field(
+        default=10000, ge=0, description="/readyz fails when the projection is more events behind than this."
+    )
+    idempotency_ttl_s: int = Field(default=86400, ge=60, description="How long Idempotency-Key results live.")
+    max_body_bytes: int = Field(default=65536, ge=1024, description="Larger request bodies get 413.")
 
     def nats_servers(self) -> list[str]:
         """The NATS URLs as a list (``EDA_NATS_URL`` may hold several, comma-separated)."""

@@ -1,0 +1,323 @@
+"""The order projection: events of ``events.order.>`` → tables ``orders`` and ``order_events``.
+
+Importable API (used by the live projector and by the rebuild engine), every function taking the
+read-model ``schema`` so it works on the live schema and on a shadow one:
+
+- Pure fold: ``evolve_view(view, event) -> view`` / ``fold_views(views, events)`` apply recorded events to
+  ``OrderView`` values (the domain state + version + last sequence) in memory; ``order_row(view)`` and
+  ``timeline_row(event)`` give tuples in ``ORDER_COLUMNS`` / ``TIMELINE_COLUMNS`` order, ready for
+  ``copy_records_to_table``. A rebuild folds the whole stream in memory, COPYs the rows, then
+  ``set_checkpoint``s the last sequence it read.
+- ``apply_batch(conn, schema, events)`` applies a batch in ONE transaction (a savepoint if the caller
+  already opened one): it locks the checkpoint row, skips events at or below the checkpoint, upserts
+  the touched orders set-based (``unnest``), inserts their timeline rows, advances the checkpoint and
+  ``NOTIFY``s ``eda_orders`` with ``"<order_id>:<version>,..."``. Returns the number of events applied.
+
+Invariants: ``orders.version`` equals the number of timeline rows of the order; the timeline primary key
+``(order_id, version)`` makes any double application fail instead of corrupting the model.
+Event types this build does not know still get a timeline row and bump the version (state unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from app.domain.order import INITIAL, ORDER, Order, OrderItem, OrderStatus
+from app.eventstore.envelope import RecordedEvent
+from app.readmodel.db import quote_ident
+
+log = logging.getLogger(__name__)
+
+PROJECTION = "orders"
+SUBJECTS = "events.order.>"
+NOTIFY_CHANNEL = "eda_orders"
+_NOTIFY_MAX = 7000  # PostgreSQL caps a NOTIFY payload at 8000 bytes
+
+ORDER_COLUMNS = (
+    "order_id",
+    "user_id",
+    "items",
+    "amount",
+    "currency",
+    "status",
+    "version",
+    "created_at",
+    "updated_at",
+    "payment_id",
+    "tracking_number",
+    "cancel_reason",
+    "last_sequence",
+)
+_ORDER_TYPES = (
+    "bigint",
+    "bigint",
+    "text",  # items travel as JSON text: a jsonb[] of lists would be read as a 2-D array
+    "numeric",
+    "text",
+    "text",
+    "integer",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "bigint",
+)
+TIMELINE_COLUMNS = (
+    "order_id",
+    "version",
+    "type",
+    "occurred_at",
+    "event_id",
+    "sequence",
+    "correlation_id",
+    "causation_id",
+)
+_TIMELINE_TYPES = ("bigint", "integer", "text", "timestamptz", "uuid", "bigint", "text", "text")
+
+
+class CheckpointRewound(RuntimeError):
+    """The stored checkpoint is behind what this projector committed (a rebuild swapped the schema)."""
+
+    def __init__(self, stored: int) -> None:
+        super().__init__(f"checkpoint rewound to {stored}")
+        self.stored = stored
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """One row of ``orders``: the domain state plus its version and the last applied sequence."""
+
+    state: Order
+    version: int
+    last_sequence: int
+
+
+def order_id_of(event: RecordedEvent) -> int | None:
+    """The order id of an order event (``None`` for ids that are not integers: never projected)."""
+    try:
+        return int(event.envelope.aggregate_id)
+    except ValueError:
+        return None
+
+
+def evolve_view(view: OrderView | None, event: RecordedEvent) -> OrderView | None:
+    """Apply one recorded event; events at or below the view's version are ignored (already in)."""
+    if view is not None and event.version <= view.version:
+        return view
+    if event.event is None:  # a type this build does not know: count it, keep the state
+        if view is None:
+            return None
+        return OrderView(view.state, event.version, event.sequence)
+    try:
+        state = ORDER.evolve(view.state if view is not None else INITIAL, event.event)
+    except TypeError:  # cannot happen for a well-formed stream; never block the projection on it
+        log.error(
+            "order %s: %s v%d does not apply, skipped", event.stream_id, event.envelope.type, event.version
+        )
+        return view
+    if not isinstance(state, Order):
+        return view
+    return OrderView(state, event.version, event.sequence)
+
+
+def fold_views(views: dict[int, OrderView], events: Iterable[RecordedEvent]) -> list[RecordedEvent]:
+    """Fold ``events`` into ``views`` in place; returns the events that took effect (for the timeline)."""
+    applied = []
+    for event in events:
+        order_id = order_id_of(event)
+        if order_id is None:
+            continue
+        before = views.get(order_id)
+        after = evolve_view(before, event)
+        if after is None or after is before:
+            continue
+        views[order_id] = after
+        applied.append(event)
+    return applied
+
+
+def order_row(view: OrderView) -> tuple[Any, ...]:
+    """``view`` as a tuple in ``ORDER_COLUMNS`` order."""
+    s = view.state
+    items = [{"product_id": i.product_id, "quantity": i.quantity} for i in s.items]
+    return (
+        s.order_id,
+        s.user_id,
+        items,
+        s.amount,
+        s.currency,
+        str(s.status),
+        view.version,
+        s.created_at,
+        s.updated_at,
+        s.payment_id,
+        s.tracking_number,
+        s.cancel_reason,
+        view.last_sequence,
+    )
+
+
+def timeline_row(event: RecordedEvent) -> tuple[Any, ...]:
+    """``event`` as a tuple in ``TIMELINE_COLUMNS`` order."""
+    env = event.envelope
+    return (
+        int(env.aggregate_id),
+        env.aggregate_version,
+        env.type,
+        env.occurred_at,
+        env.event_id,
+        event.sequence,
+        env.correlation_id,
+        env.causation_id,
+    )
+
+
+def view_from_record(rec: asyncpg.Record) -> OrderView:
+    """An ``orders`` row back into an ``OrderView``."""
+    state = Order(
+        order_id=rec["order_id"],
+        user_id=rec["user_id"],
+        items=tuple(OrderItem(product_id=i["product_id"], quantity=i["quantity"]) for i in rec["items"]),
+        amount=Decimal(rec["amount"]),
+        currency=rec["currency"],
+        status=OrderStatus(rec["status"]),
+        created_at=rec["created_at"],
+        updated_at=rec["updated_at"],
+        payment_id=rec["payment_id"],
+        tracking_number=rec["tracking_number"],
+        cancel_reason=rec["cancel_reason"],
+    )
+    return OrderView(state, rec["version"], rec["last_sequence"])
+
+
+def _unnest(columns: Sequence[str], types: Sequence[str]) -> str:
+    return ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+
+
+def _upsert_sql(schema: str) -> str:
+    cols = ", ".join(ORDER_COLUMNS)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_COLUMNS[1:])
+    return (
+        f"INSERT INTO {quote_ident(schema)}.orders ({cols}) "
+        f"SELECT u.order_id, u.user_id, u.items::jsonb, {', '.join('u.' + c for c in ORDER_COLUMNS[3:])} "
+        f"FROM unnest({_unnest(ORDER_COLUMNS, _ORDER_TYPES)}) AS u({cols}) "
+        f"ON CONFLICT (order_id) DO UPDATE SET {updates}"
+    )
+
+
+def _timeline_sql(schema: str) -> str:
+    return (
+        f"INSERT INTO {quote_ident(schema)}.order_events ({', '.join(TIMELINE_COLUMNS)}) "
+        f"SELECT * FROM unnest({_unnest(TIMELINE_COLUMNS, _TIMELINE_TYPES)})"
+    )
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+async def read_checkpoint(
+    conn: asyncpg.Connection, schema: str, projection: str = PROJECTION, *, lock: bool = False
+) -> int:
+    """The projection's checkpoint (0 if none); ``lock`` takes the row lock for this transaction."""
+    table = f"{quote_ident(schema)}.projection_checkpoints"
+    suffix = " FOR UPDATE" if lock else ""
+    value = await conn.fetchval(f"SELECT sequence FROM {table} WHERE projection = $1{suffix}", projection)
+    if value is None and lock:
+        await conn.execute(
+            f"INSERT INTO {table} (projection, sequence) VALUES ($1, 0) ON CONFLICT DO NOTHING", projection
+        )
+        value = await conn.fetchval(f"SELECT sequence FROM {table} WHERE projection = $1{suffix}", projection)
+    return int(value or 0)
+
+
+async def set_checkpoint(
+    conn: asyncpg.Connection, schema: str, sequence: int, projection: str = PROJECTION
+) -> None:
+    """Store the checkpoint (upsert)."""
+    await conn.execute(
+        f"INSERT INTO {quote_ident(schema)}.projection_checkpoints (projection, sequence, updated_at) "
+        "VALUES ($1, $2, now()) ON CONFLICT (projection) "
+        "DO UPDATE SET sequence = EXCLUDED.sequence, updated_at = now()",
+        projection,
+        sequence,
+    )
+
+
+async def load_views(conn: asyncpg.Connection, schema: str, order_ids: list[int]) -> dict[int, OrderView]:
+    """The current rows of ``order_ids`` as views."""
+    if not order_ids:
+        return {}
+    rows = await conn.fetch(
+        f"SELECT {', '.join(ORDER_COLUMNS)} FROM {quote_ident(schema)}.orders "
+        "WHERE order_id = ANY($1::bigint[])",
+        order_ids,
+    )
+    return {r["order_id"]: view_from_record(r) for r in rows}
+
+
+def _payloads(views: Iterable[OrderView]) -> list[str]:
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for view in views:
+        part = f"{view.state.order_id}:{view.version}"
+        if size + len(part) + 1 > _NOTIFY_MAX and current:
+            chunks.append(",".join(current))
+            current, size = [], 0
+        current.append(part)
+        size += len(part) + 1
+    if current:
+        chunks.append(",".join(current))
+    return chunks
+
+
+async def apply_batch(
+    conn: asyncpg.Connection,
+    schema: str,
+    events: Sequence[RecordedEvent],
+    *,
+    projection: str = PROJECTION,
+    notify: bool = True,
+    expect_checkpoint: int | None = None,
+) -> int:
+    """Apply ``events`` (stream order) and the checkpoint in one transaction; returns how many applied.
+    ``expect_checkpoint`` (the last checkpoint this caller committed) raises ``CheckpointRewound`` if
+    the stored one is behind it."""
+    if not events:
+        return 0
+    async with conn.transaction():
+        checkpoint = await read_checkpoint(conn, schema, projection, lock=True)
+        if expect_checkpoint is not None and checkpoint < expect_checkpoint:
+            raise CheckpointRewound(checkpoint)
+        fresh = sorted((e for e in events if e.sequence > checkpoint), key=lambda e: e.sequence)
+        if not fresh:
+            return 0
+        first_version: dict[int, int] = {}
+        for event in fresh:
+            order_id = order_id_of(event)
+            if order_id is not None:
+                first_version.setdefault(order_id, event.version)
+        views = await load_views(conn, schema, [oid for oid, v in first_version.items() if v != 1])
+        applied = fold_views(views, fresh)
+        touched = {order_id_of(e) for e in applied}
+        changed = [views[oid] for oid in touched if oid is not None]
+        if changed:
+            rows = [order_row(v) for v in changed]
+            columns = _columns(rows, len(ORDER_COLUMNS))
+            columns[2] = [json.dumps(items) for items in columns[2]]
+            await conn.execute(_upsert_sql(schema), *columns)
+            await conn.execute(_timeline_sql(schema), *_columns([timeline_row(e) for e in applied], len(TIMELINE_COLUMNS)))
+        await set_checkpoint(conn, schema, fresh[-1].sequence, projection)
+        if notify:
+            for payload in _payloads(changed):
+                await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
+        return len(applied)

@@ -1,0 +1,218 @@
+"""The projector runner: JetStream events → the order projection in PostgreSQL, exactly once in effect.
+
+Delivery: a durable pull consumer ``projector-orders`` on stream ``EVENTS`` filtered to
+``events.order.>``. Pull requests stay outstanding (re-issued before they run dry or expire), messages
+are handled as they arrive and whatever has queued up (≤ ``EDA_PROJECTOR_BATCH``) is applied as one
+batch: rows + checkpoint in ONE transaction (``projections.apply_batch``), then the batch is acknowledged
+(ack policy "all": one ack covers the batch). Events at or below the checkpoint are skipped, so a crash
+between commit and ack, or any redelivery, never applies an event twice.
+
+One active projector per projection, with failover: every replica opens a dedicated PostgreSQL
+connection and tries ``pg_try_advisory_lock(advisory_key("eda.projection.<name>"))`` every second.
+The holder is the leader; it applies its batches ON THAT SAME CONNECTION, so a leader that lost its
+session (network, crash) also lost the lock and cannot commit anything: leadership is fenced by
+PostgreSQL itself. The new leader reads the checkpoint and recreates the durable consumer to start at
+checkpoint + 1 — the checkpoint in PostgreSQL is the source of truth, the consumer only a cursor.
+If the stored checkpoint ever moves behind what this leader committed (a rebuild swapped in a shadow
+schema), the leader recreates its consumer from the new checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import asyncpg
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from app.eventstore.codec import EventCodec
+from app.eventstore.envelope import RecordedEvent
+from app.eventstore.jetstream import STREAM
+from app.readmodel import db
+from app.readmodel.projections import (
+    PROJECTION,
+    SUBJECTS,
+    CheckpointRewound,
+    apply_batch,
+    read_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+
+DURABLE = "projector-orders"
+PULL_EXPIRES_S = 5.0
+HEARTBEAT_S = 1.0
+
+
+def lock_key(projection: str = PROJECTION) -> int:
+    """The advisory-lock key that elects the active projector of ``projection`` (rebuilds may use it)."""
+    return db.advisory_key(f"eda.projection.{projection}")
+
+
+async def consumer_lag(nc: NATS, durable: str = DURABLE) -> int | None:
+    """Order events not yet applied+acknowledged by the projector (``None``: no consumer yet)."""
+    try:
+        info = await nc.jetstream(timeout=2.0).consumer_info(STREAM, durable)
+    except NotFoundError:
+        return None
+    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
+@dataclass
+class ProjectorStatus:
+    """What the projector's health endpoint reports."""
+
+    leader: bool = False
+    checkpoint: int = 0
+    applied: int = 0
+    batches: int = 0
+    last_error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class Projector:
+    """Runs the order projection forever (``await run()``; cancel to stop)."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        codec: EventCodec,
+        dsn: str,
+        schema: str,
+        *,
+        batch: int = 500,
+        durable: str = DURABLE,
+        retry_s: float = 1.0,
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(timeout=5.0)
+        self._codec = codec
+        self._dsn = dsn
+        self._schema = schema
+        self._batch = batch
+        self._durable = durable
+        self._retry_s = retry_s
+        self.status = ProjectorStatus()
+
+    async def run(self) -> None:
+        """Compete for leadership; while leader, project. Errors are logged and the cycle restarts."""
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.status.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("projector cycle failed, retrying: %s", self.status.last_error, exc_info=True)
+            self.status.leader = False
+            await asyncio.sleep(self._retry_s)
+
+    async def _lead(self) -> None:
+        conn = await db.connect(self._dsn)
+        try:
+            await self._acquire(conn)
+            self.status.leader = True
+            log.info("projector %s: leader", self._durable)
+            while True:
+                checkpoint = await read_checkpoint(conn, self._schema)
+                try:
+                    await self._consume(conn, checkpoint)
+                except CheckpointRewound as exc:
+                    log.warning("projector: checkpoint rewound to %d, restarting consumer", exc.stored)
+        finally:
+            self.status.leader = False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2.0)
+
+    async def _acquire(self, conn: asyncpg.Connection) -> None:
+        """Wait until this session holds the projection's advisory lock (standbys retry every second)."""
+        while True:
+            if await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key()):
+                return
+            await asyncio.sleep(self._retry_s)
+
+    async def _reset_consumer(self, checkpoint: int) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self._js.delete_consumer(STREAM, self._durable)
+        start = (
+            {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": checkpoint + 1}
+            if checkpoint > 0
+            else {"deliver_policy": DeliverPolicy.ALL}
+        )
+        await self._js.add_consumer(
+            STREAM,
+            ConsumerConfig(
+                durable_name=self._durable,
+                filter_subject=SUBJECTS,
+                ack_policy=AckPolicy.ALL,
+                ack_wait=30.0,
+                max_ack_pending=50_000,
+                max_waiting=512,
+                **start,
+            ),
+        )
+
+    async def _consume(self, conn: asyncpg.Connection, checkpoint: int) -> None:
+        await self._reset_consumer(checkpoint)
+        self.status.checkpoint = checkpoint
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        inbox = self._nc.new_inbox()  # a new inbox per consumer incarnation: stale deliveries are dropped
+
+        async def on_msg(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        sub = await self._nc.subscribe(inbox, cb=on_msg)
+        pull_subject = f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{self._durable}"
+        pull = orjson.dumps(
+            {
+                "batch": self._batch * 2,
+                "expires": int(PULL_EXPIRES_S * 1e9),
+                "idle_heartbeat": int(HEARTBEAT_S * 1e9),
+            }
+        )
+        try:
+            await self._nc.publish(pull_subject, pull, reply=inbox)
+            last_pull, since_pull = time.monotonic(), 0
+            while True:
+                try:
+                    first = await asyncio.wait_for(queue.get(), HEARTBEAT_S * 3)
+                except TimeoutError as exc:
+                    raise RuntimeError("no heartbeat from the consumer") from exc
+                msgs = [first]
+                while not queue.empty() and len(msgs) < self._batch:
+                    msgs.append(queue.get_nowait())
+                data = [m for m in msgs if not m.headers or "Status" not in m.headers]
+                for m in msgs:
+                    if m.headers and m.headers.get("Status") == "409":
+                        raise RuntimeError(f"consumer gone: {m.headers.get('Description')}")
+                since_pull += len(data)
+                now = time.monotonic()
+                if since_pull >= self._batch or now - last_pull > PULL_EXPIRES_S / 2:
+                    await self._nc.publish(pull_subject, pull, reply=inbox)
+                    last_pull, since_pull = now, 0
+                if data:
+                    await self._apply(conn, data)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _apply(self, conn: asyncpg.Connection, msgs: list[Msg]) -> None:
+        events: list[RecordedEvent] = []
+        for m in msgs:
+            try:
+                events.append(self._codec.decode(m.data, m.metadata.sequence.stream))
+            except Exception:  # an undecodable message can never be projected; do not block on it
+                log.error("projector: undecodable message at %s, skipped", m.reply, exc_info=True)
+        if events:
+            applied = await apply_batch(conn, self._schema, events, expect_checkpoint=self.status.checkpoint)
+            self.status.applied += applied
+            self.status.checkpoint = max(self.status.checkpoint, *(e.sequence for e in events))
+        self.status.batches += 1
+        await msgs[-1].ack()

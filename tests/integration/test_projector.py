@@ -1,0 +1,188 @@
+"""The order projector against real NATS + PostgreSQL: batches, checkpoint skip, failover, rewind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from app.domain.order import CancelOrder, CreateOrder, MarkOrderPaid, OrderItem
+from app.domain.registry import all_event_types
+from app.eventstore.codec import EventCodec
+from app.eventstore.envelope import Metadata
+from app.eventstore.jetstream import JetStreamEventStore
+from app.readmodel import db
+from app.readmodel.migrations import create_readmodel_schema, migrate
+from app.readmodel.projections import apply_batch, read_checkpoint, set_checkpoint
+from app.readmodel.projector import Projector, consumer_lag
+from app.readmodel.queries import get_order, list_orders, record_from_events
+from app.service import Repository
+from app.domain.order import ORDER
+
+T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+META = Metadata(correlation_id="test")
+SCHEMA = "readmodel"
+
+
+@pytest.fixture
+async def nc(nats_url: str, js_clean: None) -> AsyncIterator[NATS]:
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def store(nc: NATS) -> AsyncIterator[JetStreamEventStore]:
+    s = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def pg(fresh_db: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await db.connect(fresh_db)
+    await migrate(conn, SCHEMA)
+    yield conn
+    await conn.close()
+
+
+def create(order_id: int, amount: str = "10.00") -> CreateOrder:
+    return CreateOrder(
+        order_id=order_id,
+        user_id=7,
+        items=(OrderItem(product_id=1, quantity=2),),
+        amount=Decimal(amount),
+        at=T0,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(projector: Projector) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(projector.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_migrations_are_idempotent_and_concurrent(fresh_db: str) -> None:
+    conns = [await asyncpg.connect(fresh_db) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(migrate(c, SCHEMA) for c in conns))
+        assert sorted(len(r) for r in results) == [0, 0, 2]
+        assert await migrate(conns[0], SCHEMA) == []
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_projects_orders_and_timeline(
+    store: JetStreamEventStore, nc: NATS, pg: asyncpg.Connection, fresh_db: str
+) -> None:
+    repo = Repository(store, ORDER)
+    for i in range(1, 4):
+        await repo.execute(i, create(i), META)
+    await repo.execute(2, MarkOrderPaid(order_id=2, payment_id="p-2", at=T0), META)
+    await repo.execute(3, CancelOrder(order_id=3, reason="changed mind", at=T0), META)
+    projector = Projector(nc, store.codec, fresh_db, SCHEMA)
+    async with running(projector):
+
+        async def done() -> bool:
+            rec = await get_order(pg, SCHEMA, 3)
+            return rec is not None and rec.version == 2
+
+        await until(done)
+        await until(lambda: _lag_zero(nc))
+    one = await get_order(pg, SCHEMA, 1)
+    two = await get_order(pg, SCHEMA, 2)
+    assert one is not None and two is not None
+    assert (one.status, one.version, one.amount, one.items) == ("created", 1, Decimal("10.00"), [
+        {"product_id": 1, "quantity": 2}
+    ])
+    assert two.status == "paid" and [e.type for e in two.events or []] == ["OrderCreated", "OrderPaid"]
+    for oid in (1, 2, 3):
+        assert await get_order(pg, SCHEMA, oid) == record_from_events(await repo.history(oid))
+    page = await list_orders(pg, SCHEMA, after=1, limit=1)
+    assert [r.order_id for r in page] == [2]
+    assert [r.order_id for r in await list_orders(pg, SCHEMA, status="cancelled")] == [3]
+    assert await read_checkpoint(pg, SCHEMA) == await store.last_sequence()
+
+
+async def _lag_zero(nc: NATS) -> bool:
+    return await consumer_lag(nc) == 0
+
+
+async def test_apply_batch_skips_at_or_below_checkpoint(store: JetStreamEventStore, pg: asyncpg.Connection) -> None:
+    repo = Repository(store, ORDER)
+    await repo.execute(1, create(1), META)
+    await repo.execute(1, MarkOrderPaid(order_id=1, payment_id="p", at=T0), META)
+    events = await store.read_all(1)
+    assert await apply_batch(pg, SCHEMA, events[:1]) == 1
+    assert await apply_batch(pg, SCHEMA, events) == 1  # the first one is at the checkpoint: skipped
+    assert await apply_batch(pg, SCHEMA, events) == 0
+    rows = await pg.fetch("SELECT version FROM readmodel.order_events ORDER BY version")
+    assert [r["version"] for r in rows] == [1, 2]
+
+
+async def test_failover_between_two_projectors(
+    store: JetStreamEventStore, nc: NATS, pg: asyncpg.Connection, fresh_db: str
+) -> None:
+    repo = Repository(store, ORDER)
+    first = Projector(nc, store.codec, fresh_db, SCHEMA, retry_s=0.1)
+    second = Projector(nc, store.codec, fresh_db, SCHEMA, retry_s=0.1)
+    async with running(second):
+        async with running(first):
+            await until(lambda: _async(first.status.leader or second.status.leader))
+            await asyncio.sleep(0.3)  # both had time to try: exactly one leads
+            assert first.status.leader != second.status.leader
+            await repo.execute(1, create(1), META)
+            await until(lambda: _has(pg, 1))
+        if not second.status.leader:  # the first one led; it is gone now, the standby takes over
+            await until(lambda: _async(second.status.leader))
+        await repo.execute(2, create(2), META)
+        await until(lambda: _has(pg, 2))
+    assert await pg.fetchval("SELECT count(*) FROM readmodel.order_events") == 2
+
+
+async def test_rebuilt_schema_swap_restarts_from_new_checkpoint(
+    store: JetStreamEventStore, nc: NATS, pg: asyncpg.Connection, fresh_db: str
+) -> None:
+    repo = Repository(store, ORDER)
+    await repo.execute(1, create(1), META)
+    projector = Projector(nc, store.codec, fresh_db, SCHEMA)
+    async with running(projector):
+        await until(lambda: _has(pg, 1))
+        # a "rebuild": an empty shadow schema with checkpoint 0, swapped in
+        async with pg.transaction():
+            await create_readmodel_schema(pg, "readmodel_shadow")
+            await set_checkpoint(pg, "readmodel_shadow", 0)
+            await pg.execute("ALTER SCHEMA readmodel RENAME TO readmodel_old")
+            await pg.execute("ALTER SCHEMA readmodel_shadow RENAME TO readmodel")
+        await repo.execute(2, create(2), META)
+        await until(lambda: _has(pg, 2))
+        await until(lambda: _has(pg, 1))
+    assert await pg.fetchval("SELECT count(*) FROM readmodel.order_events") == 2
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def _has(pg: asyncpg.Connection, order_id: int) -> bool:
+    return await get_order(pg, SCHEMA, order_id) is not None
