@@ -30,11 +30,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 import asyncpg
+import orjson
 
 from app.eventstore.directget import RawMessage
 from app.eventstore.jetstream import JetStreamEventStore
 from app.readmodel import projections as proj
-from app.readmodel.db import advisory_key, quote_ident
+from app.readmodel.db import advisory_key, init_connection, quote_ident
 from app.readmodel.migrations import create_readmodel_schema
 
 PROJECTIONS = {proj.PROJECTION: proj.SUBJECTS}
@@ -112,6 +113,16 @@ def _percent(done_seq: int, start: int, target: int) -> int:
     return min(100, int(100 * (done_seq - start + 1) / (target - start + 1)))
 
 
+async def _binary_jsonb(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: b"\x01" + orjson.dumps(value),
+        decoder=lambda data: orjson.loads(data[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
 async def drop_schema(pool: asyncpg.Pool, schema: str) -> None:
     """``DROP SCHEMA … CASCADE`` if it exists (shadow clean-up; idempotent)."""
     async with pool.acquire() as conn:
@@ -174,7 +185,11 @@ class Rebuild:
             async with conn.transaction():
                 await create_readmodel_schema(conn, shadow)
             touched = await self._touched(req.from_sequence, target) if req.from_sequence > 1 else None
-            replayed, orders = await self._bulk(conn, shadow, target, touched, started)
+            await _binary_jsonb(conn)  # binary COPY needs a binary jsonb codec (the pool's is text)
+            try:
+                replayed, orders = await self._bulk(conn, shadow, target, touched, started)
+            finally:
+                await init_connection(conn)
             if touched is not None:
                 orders += await self._copy_untouched(conn, shadow, touched)
             last = max(target, await proj.read_checkpoint(conn, shadow, req.projection))
