@@ -1,0 +1,337 @@
+"""The chart installed by the real Helm engine into kmock's emulator: schema-valid, secure, complete."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from deploytools import Installed, Obj
+
+pytestmark = pytest.mark.timeout(600)
+
+K8S_VERSION = "1.33.0"
+# Kinds outside the core Kubernetes OpenAPI schema (validated by their own CRDs in a cluster).
+NOT_IN_CORE_SCHEMA = {("gateway.networking.k8s.io/v1", "HTTPRoute")}
+APP_ROLES = ["api", "projector", "saga", "worker-inventory", "worker-payment", "worker-shipping", "operator"]
+STANDARD_LABELS = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+}
+
+
+def env_of(container: Obj) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def main_container(deployment: Obj) -> Obj:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def selects(policy: Obj, labels: dict[str, str]) -> bool:
+    wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def test_kubernetes_validate_ships_a_current_version() -> None:
+    major, minor = (int(p) for p in kubernetes_validate.latest_version().split(".")[:2])
+    assert (major, minor) >= (1, 33)
+
+
+def test_every_object_validates_against_the_kubernetes_openapi_schema(release: Installed) -> None:
+    checked = 0
+    for obj in [*release.objects, *release.hooks]:
+        if (obj["apiVersion"], obj["kind"]) in NOT_IN_CORE_SCHEMA:
+            continue
+        # The emulator adds status (e.g. Established CRDs); validate what the chart rendered.
+        rendered = {k: v for k, v in obj.items() if k != "status"}
+        kubernetes_validate.validate(rendered, K8S_VERSION, strict=True)
+        checked += 1
+    assert checked > 20
+
+
+def test_every_object_has_the_standard_labels(release: Installed) -> None:
+    for obj in release.objects:
+        if obj["kind"] == "CustomResourceDefinition":
+            continue
+        labels = obj["metadata"].get("labels", {})
+        assert labels.keys() >= STANDARD_LABELS, obj["metadata"]["name"]
+        assert labels["app.kubernetes.io/part-of"] == "eda"
+
+
+def test_every_pod_runs_with_restricted_pod_security(release: Installed) -> None:
+    specs = release.pod_specs()
+    assert len(specs) >= 8
+    for name, spec in specs:
+        pod_sc = spec.get("securityContext", {})
+        assert pod_sc.get("runAsNonRoot") is True, name
+        assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", name
+        assert "hostNetwork" not in spec, name
+        assert "hostPID" not in spec, name
+        for container in [*spec.get("initContainers", []), *spec["containers"]]:
+            sc = container.get("securityContext", {})
+            where = f"{name}/{container['name']}"
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("readOnlyRootFilesystem") is True, where
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert not sc.get("capabilities", {}).get("add"), where
+            assert sc.get("privileged") is not True, where
+            run_as_non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
+            assert run_as_non_root is True, where
+            seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
+            assert seccomp.get("type") == "RuntimeDefault", where
+            # A read-only root filesystem needs a writable /tmp (HOME=/tmp in the image).
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            assert "/tmp" in mounts, where
+
+
+def test_every_workload_has_probes_and_resource_requests_and_limits(release: Installed) -> None:
+    for workload in release.workloads():
+        spec = workload["spec"]["template"]["spec"]
+        for container in spec["containers"]:
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert "livenessProbe" in container, where
+            assert "readinessProbe" in container, where
+            resources = container.get("resources", {})
+            assert {"cpu", "memory"} <= resources.get("requests", {}).keys(), where
+            assert {"cpu", "memory"} <= resources.get("limits", {}).keys(), where
+        for container in spec.get("initContainers", []):
+            resources = container.get("resources", {})
+            assert resources.get("requests"), container["name"]
+            assert resources.get("limits"), container["name"]
+
+
+def test_app_roles_run_the_one_image_with_their_command_and_probe_paths(default_release: Installed) -> None:
+    expected_args = {
+        "api": ["api", "--host", "0.0.0.0", "--port", "8082"],
+        "projector": ["projector"],
+        "saga": ["saga"],
+        "worker-inventory": ["worker", "inventory"],
+        "worker-payment": ["worker", "payment"],
+        "worker-shipping": ["worker", "shipping"],
+        "operator": ["operator"],
+    }
+    images = set()
+    for role, args in expected_args.items():
+        deployment = default_release.get("Deployment", f"eda-{role}")
+        container = main_container(deployment)
+        images.add(container["image"])
+        assert container["args"] == args
+        assert "command" not in container  # the image's ENTRYPOINT is `eda`
+        port = container["ports"][0]["containerPort"]
+        assert port == {"api": 8082, "operator": 8080}.get(role, 8081)
+        live, ready = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
+        if role == "operator":
+            assert live["path"] == ready["path"] == "/healthz"
+        else:
+            assert (live["path"], ready["path"]) == ("/livez", "/readyz")
+        env = env_of(container)
+        assert env["OTEL_SERVICE_NAME"] == f"eda-{role}"
+        assert env["EDA_UI_ENABLED"] == "false"
+        assert env["EDA_STREAM_REPLICAS"] == "3"
+        assert env["EDA_HEALTH_PORT"] == "8081"
+        assert env["EDA_DATABASE_URL"] == {"secretKeyRef": {"name": "eda-postgresql", "key": "database-url"}}
+        nats_urls = env["EDA_NATS_URL"].split(",")
+        assert len(nats_urls) == 3
+        assert all(u.startswith("nats://eda-nats-") and u.endswith(":4222") for u in nats_urls)
+        init = deployment["spec"]["template"]["spec"]["initContainers"]
+        assert [c["args"] for c in init] == [["migrate"]]
+    assert images == {"ghcr.io/eda-platform/eda:0.1.0"}
+
+
+def test_the_app_roles_do_not_mount_a_service_account_token_but_the_operator_does(
+    default_release: Installed,
+) -> None:
+    for role in APP_ROLES:
+        spec = default_release.get("Deployment", f"eda-{role}")["spec"]["template"]["spec"]
+        assert spec["automountServiceAccountToken"] is (role == "operator"), role
+
+
+def test_operator_is_a_single_recreated_replica_with_least_privilege_rbac(default_release: Installed) -> None:
+    deployment = default_release.get("Deployment", "eda-operator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "eda-operator"
+    (role,) = default_release.kind("ClusterRole")
+    rules = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert rules == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+        ("", "namespaces"): {"list", "watch"},
+        ("eda.dev", "projectionrebuilds"): {"get", "list", "watch", "patch"},
+        ("eda.dev", "snapshots"): {"get", "list", "watch", "patch"},
+        ("eda.dev", "projectionrebuilds/status"): {"get", "patch"},
+        ("eda.dev", "snapshots/status"): {"get", "patch"},
+        ("", "events"): {"create", "patch"},
+        ("events.k8s.io", "events"): {"create", "patch"},
+    }
+    assert not any("*" in verbs or "*" in key for key, verbs in rules.items())
+    (binding,) = default_release.kind("ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "eda-operator", "namespace": "default"}]
+
+
+def test_network_policies_deny_by_default_and_allow_each_role(release: Installed) -> None:
+    policies = release.kind("NetworkPolicy")
+    deny = [p for p in policies if p["metadata"]["name"] == "eda-default-deny"]
+    assert len(deny) == 1
+    assert set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny[0]["spec"]
+    assert "egress" not in deny[0]["spec"]
+    allowing = [p for p in policies if p is not deny[0]]
+    for workload in release.workloads():
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert selects(deny[0], labels), workload["metadata"]["name"]
+        mine = [p for p in allowing if selects(p, labels)]
+        assert mine, f"no NetworkPolicy for {workload['metadata']['name']}"
+        for policy in mine:
+            assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    roles = {p["spec"]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") for p in allowing}
+    assert set(APP_ROLES) <= roles
+
+
+def test_app_roles_may_reach_nats_postgres_and_dns_only(default_release: Installed) -> None:
+    policy = default_release.get("NetworkPolicy", "eda-projector")
+    destinations = set()
+    for rule in policy["spec"]["egress"]:
+        for peer in rule["to"]:
+            labels = peer.get("podSelector", {}).get("matchLabels", {})
+            destinations.add(labels.get("app.kubernetes.io/component") or labels.get("k8s-app"))
+    assert destinations == {"nats", "postgresql", "kube-dns"}
+    nats = default_release.get("NetworkPolicy", "eda-nats")
+    client_rule = next(r for r in nats["spec"]["ingress"] if r["ports"][0]["port"] == "client")
+    allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in client_rule["from"]}
+    assert allowed == set(APP_ROLES)
+
+
+def test_bundled_nats_is_a_three_node_jetstream_cluster(default_release: Installed) -> None:
+    sts = default_release.get("StatefulSet", "eda-nats")
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["serviceName"] == "eda-nats-headless"
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    container = main_container(sts)
+    assert container["image"].startswith("nats:2.1")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz?js-enabled-only=true"
+    conf = default_release.get("ConfigMap", "eda-nats")["data"]["nats.conf"]
+    assert "sync_interval: always" in conf
+    assert "store_dir: /data/jetstream" in conf
+    for i in range(3):
+        assert f"nats://eda-nats-{i}.eda-nats-headless.default.svc:6222" in conf
+    headless = default_release.get("Service", "eda-nats-headless")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    client = default_release.get("Service", "eda-nats")
+    assert {p["port"] for p in client["spec"]["ports"]} == {4222, 8222}
+    pdb = default_release.get("PodDisruptionBudget", "eda-nats")
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+
+def test_bundled_postgresql_gets_a_generated_password_in_a_secret(default_release: Installed) -> None:
+    sts = default_release.get("StatefulSet", "eda-postgresql")
+    assert main_container(sts)["image"].startswith("postgres:17")
+    secret = default_release.get("Secret", "eda-postgresql")
+    assert {"password", "database-url"} <= secret["data"].keys()
+
+
+def test_helm_test_hook_creates_an_order_and_waits_for_completed(default_release: Installed) -> None:
+    (pod,) = [h for h in default_release.hooks if h["kind"] == "Pod"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    script = container["args"][0]
+    assert "/api/v1/orders" in script
+    assert '{"user_id": 123, "amount": 99.99}' in script
+    assert '"completed"' in script
+    assert env_of(container)["API"] == "http://eda-api:8082"
+
+
+def test_notes_tell_how_to_reach_the_api(default_release: Installed, full_release: Installed) -> None:
+    assert "port-forward svc/eda-api 8082:8082" in default_release.notes
+    assert "http://eda.localtest.me/docs" in full_release.notes
+    assert "port-forward svc/eda-jaeger 16686:16686" in full_release.notes
+
+
+def test_jaeger_is_wired_into_every_pods_otel_env(full_release: Installed) -> None:
+    jaeger = full_release.get("Deployment", "eda-jaeger")
+    assert main_container(jaeger)["image"].startswith("jaegertracing/jaeger:2.")
+    ports = {p["port"] for p in full_release.get("Service", "eda-jaeger")["spec"]["ports"]}
+    assert ports == {16686, 4317, 4318}
+    for role in APP_ROLES:
+        env = env_of(main_container(full_release.get("Deployment", f"eda-{role}")))
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://eda-jaeger:4318"
+        assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+        assert env["OTEL_TRACES_SAMPLER"]
+    route = full_release.get("HTTPRoute", "eda-api")
+    assert route["spec"]["rules"][0]["backendRefs"] == [{"name": "eda-api", "port": 8082}]
+    hpa = full_release.get("HorizontalPodAutoscaler", "eda-api")
+    assert "replicas" not in full_release.get("Deployment", "eda-api")["spec"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "eda-api"
+
+
+def test_production_values(production_release: Installed) -> None:
+    kinds = {o["kind"] for o in production_release.objects}
+    # External PostgreSQL from a Secret; no bundled database, no bundled Jaeger.
+    assert not any(o["metadata"]["name"] == "eda-postgresql" for o in production_release.objects)
+    assert not any(o["metadata"]["name"] == "eda-jaeger" for o in production_release.objects)
+    for role in APP_ROLES:
+        deployment = production_release.get("Deployment", f"eda-{role}")
+        env = env_of(main_container(deployment))
+        assert env["EDA_DATABASE_URL"] == {"secretKeyRef": {"name": "eda-database", "key": "database-url"}}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4318"
+        if role != "operator":
+            hpa_names = {h["metadata"]["name"] for h in production_release.kind("HorizontalPodAutoscaler")}
+            replicas = deployment["spec"].get("replicas")
+            assert (replicas or 0) > 1 or deployment["metadata"]["name"] in hpa_names, role
+    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in production_release.kind("HorizontalPodAutoscaler")}
+    assert hpas == {"eda-api", "eda-worker-inventory", "eda-worker-payment", "eda-worker-shipping"}
+    pdbs = {p["metadata"]["name"] for p in production_release.kind("PodDisruptionBudget")}
+    assert {f"eda-{r}" for r in APP_ROLES if r != "operator"} | {"eda-nats"} <= pdbs
+    (ingress,) = production_release.kind("Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [{"secretName": "eda-example-com-tls", "hosts": ["eda.example.com"]}]
+    assert "StatefulSet" in kinds  # the bundled NATS cluster stays
+    api_policy = production_release.get("NetworkPolicy", "eda-api")
+    peers = api_policy["spec"]["ingress"][0]["from"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in peers
+
+
+def test_external_nats(install_chart: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    result = install_chart({"nats": {"enabled": False, "externalUrl": "nats://a:4222,nats://b:4222"}})
+    assert result["ok"], result.get("error")
+    release = Installed(result)
+    assert not any(o["metadata"]["name"].startswith("eda-nats") for o in release.objects)
+    env = env_of(main_container(release.get("Deployment", "eda-api")))
+    assert env["EDA_NATS_URL"] == "nats://a:4222,nats://b:4222"
+    assert env["EDA_STREAM_REPLICAS"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"api": {"replicas": "two"}}, "replicas"),
+        ({"api": {"port": 70000}}, "port"),
+        ({"jaeger": {"enabled": "yes"}}, "enabled"),
+        ({"ingress": {"hosts": [{"host": "x", "paths": [{"path": "/", "pathType": "Wrong"}]}]}}, "pathType"),
+        ({"otel": {"protocol": "carrier-pigeon"}}, "protocol"),
+        ({"unknownTopLevelKey": 1}, "unknownTopLevelKey"),
+        ({"nats": {"enabled": False}}, "externalUrl"),
+        ({"postgresql": {"enabled": False}}, "existingSecret"),
+    ],
+)
+def test_values_schema_rejects_bad_values(
+    install_chart: Callable[[dict[str, Any]], dict[str, Any]], values: dict[str, Any], needle: str
+) -> None:
+    result = install_chart(values)
+    assert not result["ok"]
+    assert needle in result["error"]
