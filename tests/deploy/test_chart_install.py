@@ -7,7 +7,8 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-from deploytools import Installed, Obj
+import yaml
+from deploytools import K8S, Installed, Obj, load_yaml
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -335,3 +336,20 @@ def test_values_schema_rejects_bad_values(
     result = install_chart(values)
     assert not result["ok"]
     assert needle in result["error"]
+
+
+def test_static_operator_rbac_matches_the_chart(default_release: Installed) -> None:
+    docs = list(yaml.safe_load_all((K8S / "rbac" / "operator.yaml").read_text()))
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    (static_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    (chart_role,) = default_release.kind("ClusterRole")
+    assert static_role["rules"] == chart_role["rules"]
+
+
+def test_namespace_manifest_enforces_restricted_pod_security() -> None:
+    namespace = load_yaml(K8S / "namespace.yaml")
+    kubernetes_validate.validate(namespace, K8S_VERSION, strict=True)
+    labels = namespace["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
