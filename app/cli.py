@@ -36,6 +36,44 @@ def infra(data_dir: DataDir = Path(".eda-data")) -> None:
     asyncio.run(serve_infra(data_dir))
 
 
+@cli.command()
+def saga() -> None:
+    """Run the order fulfilment saga orchestrator (health on EDA_HEALTH_PORT)."""
+    import asyncio
+    import logging
+
+    from app.saga.runner import run_saga
+    from app.settings import Settings
+
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(run_saga(settings))
+
+
+@cli.command()
+def worker(
+    names: Annotated[list[str], typer.Argument(help="inventory, payment and/or shipping.")],
+) -> None:
+    """Run one worker type (or several in one process): inventory, payment, shipping."""
+    import asyncio
+    import logging
+
+    from app.messaging import WORKERS
+    from app.settings import Settings
+    from app.workers.runner import run_workers
+
+    chosen = tuple(w for w in WORKERS if w in names)
+    if not chosen or len(chosen) != len(set(names)):
+        raise typer.BadParameter(f"workers are {', '.join(WORKERS)}; got {names}")
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(run_workers(chosen, settings))
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

@@ -53,6 +53,26 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=86400, ge=60, description="How long Idempotency-Key results live.")
     max_body_bytes: int = Field(default=65536, ge=1024, description="Larger request bodies get 413.")
 
+    # -- fulfilment saga and workers (issue 4) --
+    default_stock: int = Field(
+        default=0, ge=0, description="Stock of a product never set via PUT /inventory (eda dev: 1000)."
+    )
+    payment_fault_delay_s: float = Field(
+        default=0.0, ge=0, description="Fault injection: the payment worker waits this long before charging."
+    )
+    payment_fault_fail_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Fault injection: share of payment commands failing transiently."
+    )
+    shipping_fail_user_ids: str = Field(
+        default="", description="Fault injection: comma-separated user ids whose shipments fail."
+    )
+    worker_concurrency: int = Field(default=64, ge=1, le=4096, description="In-flight commands per worker.")
+    saga_concurrency: int = Field(default=256, ge=1, le=8192, description="In-flight saga reactions.")
+
+    def shipping_failing_users(self) -> frozenset[int]:
+        """``EDA_SHIPPING_FAIL_USER_IDS`` as a set of user ids."""
+        return frozenset(int(u) for u in self.shipping_fail_user_ids.split(",") if u.strip())
+
     def nats_servers(self) -> list[str]:
         """The NATS URLs as a list (``EDA_NATS_URL`` may hold several, comma-separated)."""
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]

@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from app.domain.common import Decider
+from app.domain.inventory import RESERVATION, STOCK
 from app.domain.order import ORDER
+from app.domain.payment import PAYMENT
+from app.domain.saga import SAGA
+from app.domain.shipping import SHIPPING
 
-DECIDERS: tuple[Decider[Any, Any, Any], ...] = (ORDER,)
+DECIDERS: tuple[Decider[Any, Any, Any], ...] = (ORDER, STOCK, RESERVATION, PAYMENT, SHIPPING, SAGA)
 
 
 def all_event_types() -> tuple[type[Any], ...]:

@@ -1,0 +1,296 @@
+"""The fulfilment saga's pure decider: ``decide(React(fact), saga) -> saga events``.
+
+Happy path: order created → reserve (skipped without items) → charge → ship → (the runner ships and
+completes the order) → order completed → commit the reserved stock. Any failure, timeout or user
+cancel moves the saga to ``compensating``: every forward step that was started (finished or still in
+flight) gets its compensation — release, refund/void, recall — which the workers make idempotent and
+order-independent (a compensation that lands first forbids the late forward effect). When every
+compensation succeeded the saga is ``cancelled``. Compensations and the commit retry on timeout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from app.domain.common import Decider
+from app.domain.inventory.events import (
+    ReservationCommitted,
+    ReservationConfirmed,
+    ReservationRejected,
+    ReservationReleased,
+    ReservedItem,
+)
+from app.domain.order.events import OrderCancelled, OrderCompleted, OrderCreated
+from app.domain.payment.decider import PaymentCharged, PaymentDeclined, PaymentRefunded, PaymentVoided
+from app.domain.saga.events import (
+    COMPENSATION_OF,
+    COMPENSATIONS,
+    SAGA_EVENTS,
+    CompensationStarted,
+    Fact,
+    React,
+    SagaCancelled,
+    SagaCompleted,
+    SagaEvent,
+    SagaStarted,
+    StepFinished,
+    StepName,
+    StepStarted,
+    StepStatus,
+    StepTimedOut,
+)
+from app.domain.saga.state import INITIAL, NoSaga, Saga, SagaState, SagaStatus, Step
+from app.domain.shipping.decider import ShipmentCancelled, ShipmentDispatched, ShipmentFailed
+
+FORWARD = (StepName.RESERVE, StepName.CHARGE, StepName.SHIP)
+
+
+def command_id(order_id: int, step: StepName, attempt: int) -> str:
+    """Deterministic: the same step attempt always sends the same command id (dedupe key)."""
+    return f"{order_id}:{step.value}:{attempt}"
+
+
+class _Out:
+    """Collects events while folding them, so later decisions see the earlier ones."""
+
+    def __init__(self, saga: Saga, cmd: React) -> None:
+        self.saga = saga
+        self.cmd = cmd
+        self.events: list[SagaEvent] = []
+
+    def add(self, event: SagaEvent) -> None:
+        self.events.append(event)
+        self.saga = _evolve_saga(self.saga, event)
+
+    def start(self, step: StepName) -> None:
+        prev = self.saga.step(step)
+        attempt = prev.attempt + 1 if prev is not None else 1
+        self.add(
+            StepStarted(
+                step=step,
+                attempt=attempt,
+                command_id=command_id(self.saga.order_id, step, attempt),
+                trigger_id=self.cmd.trigger_id,
+                at=self.cmd.at,
+            )
+        )
+
+    def finish(self, step: StepName, status: StepStatus, outcome: str, **ids: str) -> None:
+        self.add(
+            StepFinished(
+                step=step,
+                status=status,
+                outcome=outcome,
+                trigger_id=self.cmd.trigger_id,
+                at=self.cmd.at,
+                **ids,
+            )
+        )
+
+    def compensate(self, reason: str) -> None:
+        """Stop going forward; undo every forward step that may have had an effect."""
+        self.add(CompensationStarted(reason=reason, trigger_id=self.cmd.trigger_id, at=self.cmd.at))
+        for name in FORWARD:
+            step = self.saga.step(name)
+            if step is None or step.status is StepStatus.FAILED:
+                continue  # never started, or definitely did nothing
+            if step.status is StepStatus.RUNNING:
+                self.finish(name, StepStatus.FAILED, f"abandoned: {reason}")
+            self.start(COMPENSATION_OF[name])
+        self.maybe_cancelled()
+
+    def maybe_cancelled(self) -> None:
+        if self.saga.status is SagaStatus.COMPENSATING and not self.saga.running():
+            self.add(
+                SagaCancelled(reason=self.saga.reason or "", trigger_id=self.cmd.trigger_id, at=self.cmd.at)
+            )
+
+    def next_forward(self, after: StepName) -> None:
+        self.start(FORWARD[FORWARD.index(after) + 1])
+
+
+def _running(saga: Saga, name: StepName) -> bool:
+    step = saga.step(name)
+    return step is not None and step.status is StepStatus.RUNNING
+
+
+def _start_saga(cmd: React, created: OrderCreated) -> list[SagaEvent]:
+    items = tuple(ReservedItem(product_id=i.product_id, quantity=i.quantity) for i in created.items)
+    started = SagaStarted(
+        order_id=created.order_id,
+        user_id=created.user_id,
+        items=items,
+        amount=created.amount,
+        trigger_id=cmd.trigger_id,
+        at=cmd.at,
+    )
+    out = _Out(_evolve_started(started), cmd)
+    out.events.append(started)
+    out.start(StepName.RESERVE if items else StepName.CHARGE)
+    return out.events
+
+
+def _forward(out: _Out, fact: Fact) -> None:
+    """Reactions while running."""
+    saga = out.saga
+    match fact:
+        case ReservationConfirmed() if _running(saga, StepName.RESERVE):
+            out.finish(StepName.RESERVE, StepStatus.SUCCEEDED, "reserved")
+            out.next_forward(StepName.RESERVE)
+        case ReservationRejected() if _running(saga, StepName.RESERVE):
+            out.finish(StepName.RESERVE, StepStatus.FAILED, fact.reason)
+            out.compensate(f"reservation failed: {fact.reason}")
+        case PaymentCharged() if _running(saga, StepName.CHARGE):
+            out.finish(StepName.CHARGE, StepStatus.SUCCEEDED, "charged", payment_id=fact.payment_id)
+            out.next_forward(StepName.CHARGE)
+        case PaymentDeclined() if _running(saga, StepName.CHARGE):
+            out.finish(StepName.CHARGE, StepStatus.FAILED, fact.reason)
+            out.compensate(f"payment declined: {fact.reason}")
+        case ShipmentDispatched() if _running(saga, StepName.SHIP):
+            out.finish(
+                StepName.SHIP, StepStatus.SUCCEEDED, "dispatched", tracking_number=fact.tracking_number
+            )
+        case ShipmentFailed() if _running(saga, StepName.SHIP):
+            out.finish(StepName.SHIP, StepStatus.FAILED, fact.reason)
+            out.compensate(f"shipping failed: {fact.reason}")
+        case OrderCompleted() if saga.tracking_number is not None:
+            out.add(SagaCompleted(trigger_id=out.cmd.trigger_id, at=out.cmd.at))
+            if saga.items:
+                out.start(StepName.COMMIT)
+        case OrderCancelled():
+            out.compensate(f"order cancelled: {fact.reason}")
+        case StepTimedOut() if fact.step in FORWARD:
+            out.finish(fact.step, StepStatus.TIMED_OUT, "no answer in time")
+            out.compensate(f"{fact.step.value} timed out")
+        case _:
+            pass  # a late or foreign fact: nothing to do
+
+
+_COMPENSATION_DONE: dict[type[object], StepName] = {
+    ReservationReleased: StepName.RELEASE,
+    PaymentRefunded: StepName.REFUND,
+    PaymentVoided: StepName.REFUND,
+    ShipmentCancelled: StepName.RECALL,
+}
+
+
+def _undoing(out: _Out, fact: Fact) -> None:
+    """Reactions while compensating (late forward outcomes are covered by the compensations)."""
+    step = _COMPENSATION_DONE.get(type(fact))
+    if step is not None and _running(out.saga, step):
+        out.finish(step, StepStatus.SUCCEEDED, type(fact).__name__)
+        out.maybe_cancelled()
+
+
+def _retry_on_timeout(out: _Out, fact: Fact) -> None:
+    """Compensations and the commit must eventually happen: a timeout re-sends them."""
+    if isinstance(fact, StepTimedOut) and (fact.step in COMPENSATIONS or fact.step is StepName.COMMIT):
+        out.finish(fact.step, StepStatus.TIMED_OUT, "no answer in time, retrying")
+        out.start(fact.step)
+
+
+def decide(cmd: React, state: SagaState) -> list[SagaEvent]:
+    """React to one fact. Facts already reacted to (``trigger_id`` seen) produce nothing."""
+    match state:
+        case NoSaga():
+            if isinstance(cmd.fact, OrderCreated):
+                return _start_saga(cmd, cmd.fact)
+            return []
+        case Saga():
+            if cmd.trigger_id in state.seen:
+                return []
+            out = _Out(state, cmd)
+            fact = cmd.fact
+            if isinstance(fact, StepTimedOut):
+                step = state.step(fact.step)
+                if step is None or step.status is not StepStatus.RUNNING or step.attempt != fact.attempt:
+                    return []  # finished (or retried) in time
+                if fact.step in COMPENSATIONS or fact.step is StepName.COMMIT:
+                    _retry_on_timeout(out, fact)
+                    return out.events
+            if state.status is SagaStatus.RUNNING:
+                _forward(out, fact)
+            elif state.status is SagaStatus.COMPENSATING:
+                _undoing(out, fact)
+            elif isinstance(fact, ReservationCommitted) and _running(state, StepName.COMMIT):
+                out.finish(StepName.COMMIT, StepStatus.SUCCEEDED, "committed")
+            return out.events
+        case _:
+            raise TypeError(f"unknown saga state {state!r}")
+
+
+def _evolve_started(event: SagaStarted) -> Saga:
+    return Saga(
+        order_id=event.order_id,
+        user_id=event.user_id,
+        items=event.items,
+        amount=event.amount,
+        status=SagaStatus.RUNNING,
+        started_at=event.at,
+        updated_at=event.at,
+        seen=frozenset({event.trigger_id}),
+    )
+
+
+def _replace_step(saga: Saga, step: Step) -> tuple[Step, ...]:
+    others = tuple(s for s in saga.steps if s.name != step.name)
+    return (*others, step)
+
+
+def _evolve_saga(saga: Saga, event: SagaEvent) -> Saga:
+    seen = saga.seen | {event.trigger_id}
+    base = dataclasses.replace(saga, seen=seen, updated_at=event.at)
+    match event:
+        case StepStarted():
+            step = Step(
+                name=event.step,
+                status=StepStatus.RUNNING,
+                attempt=event.attempt,
+                command_id=event.command_id,
+                started_at=event.at,
+                compensation=event.step in COMPENSATIONS,
+            )
+            return dataclasses.replace(base, steps=_replace_step(saga, step))
+        case StepFinished():
+            current = saga.step(event.step)
+            if current is None:
+                return base
+            done = dataclasses.replace(
+                current, status=event.status, finished_at=event.at, outcome=event.outcome
+            )
+            return dataclasses.replace(
+                base,
+                steps=_replace_step(saga, done),
+                payment_id=event.payment_id or saga.payment_id,
+                tracking_number=event.tracking_number or saga.tracking_number,
+            )
+        case CompensationStarted():
+            return dataclasses.replace(base, status=SagaStatus.COMPENSATING, reason=event.reason)
+        case SagaCompleted():
+            return dataclasses.replace(base, status=SagaStatus.COMPLETED)
+        case SagaCancelled():
+            return dataclasses.replace(base, status=SagaStatus.CANCELLED)
+        case SagaStarted():
+            return base
+        case _:
+            raise TypeError(f"unknown saga event {event!r}")
+
+
+def evolve(state: SagaState, event: SagaEvent) -> SagaState:
+    match state, event:
+        case NoSaga(), SagaStarted():
+            return _evolve_started(event)
+        case Saga(), _:
+            return _evolve_saga(state, event)
+        case _:
+            raise TypeError(f"event {type(event).__name__} cannot apply to {type(state).__name__}")
+
+
+SAGA: Decider[React, SagaEvent, SagaState] = Decider(
+    aggregate_type="saga",
+    decide=decide,
+    evolve=evolve,
+    initial=INITIAL,
+    event_types=SAGA_EVENTS,
+    state_types=(NoSaga, Saga),
+)

@@ -1,0 +1,243 @@
+"""``eda saga``: the orchestrator. Two durable consumers feed one reaction pipeline:
+
+- ``saga-orchestrator`` on ``EVENTS`` (order, reservation, payment and shipping events),
+- ``saga-timeouts`` on ``SAGA_TIMERS`` (fired step timers).
+
+Per message: load the saga → decide → append the saga events with ids derived from the trigger id (a
+redelivery after a crash dedupes) → publish the commands and timers the new ``StepStarted`` events ask
+for (outbox: recorded first, sent after) → bring the Order aggregate to the status the saga implies
+→ ack. A trigger the saga already reacted to (redelivered after a crash between append and ack)
+re-sends the commands and timers of every running step and re-syncs the order; ``Nats-Msg-Id`` dedupe
+and idempotent workers make that safe. Reactions of one saga are serialised in this process (keyed
+locks, fetch order); several runner replicas stay correct through the saga stream's optimistic
+concurrency (a conflict reloads and decides again) and the decider's trigger-id dedupe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from app.domain.common import DomainError
+from app.domain.order import ORDER
+from app.domain.saga import SAGA, React, Saga, SagaState, StepStarted, order_commands
+from app.eventstore.envelope import EventId, Metadata, NewEvent, utcnow
+from app.eventstore.jetstream import STREAM, JetStreamEventStore, ensure_stream
+from app.eventstore.ports import ConcurrencyError
+from app.messaging import (
+    COMMANDS_STREAM,
+    KeyedLocks,
+    PermanentError,
+    PullLoop,
+    commands_stream_config,
+    ensure_consumer,
+    publish_command,
+)
+from app.role import open_store, serve_role
+from app.saga import timeouts
+from app.saga.fulfilment import FACT_SUBJECTS, FACT_TYPES, order_id_of, react_to_timeout, worker_command
+from app.service import Repository
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ORCHESTRATOR_CONSUMER = "saga-orchestrator"
+_NAMESPACE = uuid.UUID("9a4e2c1b-3f5d-4e6a-8b7c-1d2e3f4a5b6c")
+CONFLICT_RETRIES = 20
+
+
+def orchestrator_consumer_config() -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=ORCHESTRATOR_CONSUMER,
+        filter_subjects=FACT_SUBJECTS,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=10.0,
+        max_deliver=-1,
+        max_ack_pending=4096,
+    )
+
+
+def _ids(prefix: str, events: list[Any]) -> list[NewEvent]:
+    return [
+        NewEvent(event=e, event_id=EventId(str(uuid.uuid5(_NAMESPACE, f"{prefix}:{i}"))))
+        for i, e in enumerate(events)
+    ]
+
+
+class SagaRunner:
+    def __init__(self, nc: NATS, store: JetStreamEventStore, settings: Settings) -> None:
+        self._js = nc.jetstream()
+        self._store = store
+        self._settings = settings
+        self._sagas: Repository[React, Any, SagaState] = Repository(store, SAGA)
+        self._orders: Repository[Any, Any, Any] = Repository(store, ORDER)
+        self.reactions = 0
+
+    async def ensure(self) -> None:
+        replicas = self._settings.stream_replicas
+        await ensure_stream(self._js, commands_stream_config(replicas))
+        await ensure_stream(self._js, timeouts.timers_stream_config(replicas))
+        await ensure_consumer(self._js, STREAM, orchestrator_consumer_config())
+        await ensure_consumer(self._js, timeouts.TIMERS_STREAM, timeouts.timeouts_consumer_config())
+
+    def loops(self) -> list[PullLoop]:
+        locks = KeyedLocks()
+        n = self._settings.saga_concurrency
+        return [
+            PullLoop(self._js, STREAM, ORCHESTRATOR_CONSUMER, self.on_event, n, _key, "saga-events", locks),
+            PullLoop(
+                self._js,
+                timeouts.TIMERS_STREAM,
+                timeouts.TIMEOUTS_CONSUMER,
+                self.on_timer,
+                n,
+                _key,
+                "saga-timers",
+                locks,
+            ),
+        ]
+
+    async def on_event(self, msg: Msg) -> None:
+        if (msg.headers or {}).get("Eda-Type") not in FACT_TYPES:
+            return  # OrderPaid, OrderShipped, stock events...: nothing for the saga
+        recorded = self._store.codec.decode(msg.data, msg.metadata.sequence.stream if msg.metadata else 0)
+        env = recorded.envelope
+        if recorded.event is None:
+            raise PermanentError(f"unknown event type {env.type}")
+        react = React(
+            order_id=order_id_of(msg.subject), trigger_id=env.event_id, fact=recorded.event, at=utcnow()
+        )
+        meta = Metadata(
+            correlation_id=env.correlation_id,
+            causation_id=env.event_id,
+            traceparent=env.traceparent,
+            tracestate=env.tracestate,
+        )
+        await self.react(react, meta)
+
+    async def on_timer(self, msg: Msg) -> None:
+        react = react_to_timeout(msg.subject, utcnow())
+        h = msg.headers or {}
+        meta = Metadata(
+            correlation_id=h.get("Eda-Correlation-Id", react.trigger_id),
+            causation_id=react.trigger_id,
+            traceparent=h.get("traceparent"),
+            tracestate=h.get("tracestate"),
+        )
+        await self.react(react, meta)
+
+    async def react(self, react: React, meta: Metadata) -> None:
+        """Decide, record, send, sync — see the module docstring."""
+        for attempt in range(CONFLICT_RETRIES):
+            loaded = await self._sagas.load(react.order_id)
+            state = loaded.state
+            if isinstance(state, Saga) and react.trigger_id in state.seen:
+                await self._resend(state, meta)
+                await self._sync_order(state, meta)
+                return
+            events = list(SAGA.decide(react, state))
+            if not events:
+                return
+            stream = self._sagas.stream(react.order_id)
+            try:
+                await self._store.append(stream, _ids(react.trigger_id, events), loaded.position, meta)
+            except ConcurrencyError:
+                await asyncio.sleep(0.002 * (attempt + 1))
+                continue
+            self.reactions += 1
+            new_state = SAGA.fold(events, state)
+            assert isinstance(new_state, Saga)
+            started = [e for e in events if isinstance(e, StepStarted)]
+            await self._send(new_state, started, meta)
+            if any(not isinstance(e, StepStarted) for e in events):
+                await self._sync_order(new_state, meta)
+            return
+        raise ConcurrencyError(self._sagas.stream(react.order_id), loaded.position, "too many conflicts")
+
+    async def _send(self, saga: Saga, started: list[StepStarted], meta: Metadata) -> None:
+        coros = []
+        for event in started:
+            step = saga.step(event.step)
+            if step is None or step.command_id != event.command_id:
+                continue
+            worker, cmd = worker_command(saga, step)
+            coros.append(publish_command(self._js, worker, cmd, meta))
+            coros.append(
+                timeouts.arm(self._js, saga.order_id, step, self._settings.saga_step_timeout_s, meta)
+            )
+        if coros:
+            await asyncio.gather(*coros)
+
+    async def _resend(self, saga: Saga, meta: Metadata) -> None:
+        """Outbox recovery: every running step's command and timer again (deduped downstream)."""
+        running = saga.running()
+        await self._send(
+            saga,
+            [
+                StepStarted(
+                    step=s.name, attempt=s.attempt, command_id=s.command_id, trigger_id="", at=s.started_at
+                )
+                for s in running
+            ],
+            meta,
+        )
+
+    async def _sync_order(self, saga: Saga, meta: Metadata) -> None:
+        """Bring the order to the status the saga implies (one append, in lifecycle order)."""
+        for attempt in range(CONFLICT_RETRIES):
+            loaded = await self._orders.load(saga.order_id)
+            commands = order_commands(saga, loaded.state, utcnow())
+            if not commands:
+                return
+            state: Any = loaded.state
+            events: list[Any] = []
+            try:
+                for command in commands:
+                    new = ORDER.decide(command, state)
+                    events.extend(new)
+                    state = ORDER.fold(new, state)
+            except DomainError as exc:  # the order moved on (a user's cancel): the saga will hear of it
+                log.info("order %s: %s", saga.order_id, exc.message)
+                return
+            if not events:
+                return
+            prefix = f"order-sync:{saga.order_id}:{loaded.position.version}:{type(events[0]).__name__}"
+            try:
+                await self._store.append(
+                    self._orders.stream(saga.order_id), _ids(prefix, events), loaded.position, meta
+                )
+                return
+            except ConcurrencyError:
+                await asyncio.sleep(0.002 * (attempt + 1))
+
+
+def _key(msg: Msg) -> str:
+    return str(order_id_of(msg.subject))
+
+
+async def saga_loops(
+    nc: NATS, store: JetStreamEventStore, settings: Settings
+) -> tuple[SagaRunner, list[PullLoop]]:
+    runner = SagaRunner(nc, store, settings)
+    await runner.ensure()
+    return runner, runner.loops()
+
+
+async def run_saga(settings: Settings) -> None:
+    """``eda saga``: the orchestrator alone."""
+
+    async def loops(nc: NATS) -> list[PullLoop]:
+        store, _ = await open_store(nc, settings)
+        return (await saga_loops(nc, store, settings))[1]
+
+    await serve_role("saga", loops, settings)
+
+
+__all__ = ["COMMANDS_STREAM", "SagaRunner", "saga_loops"]

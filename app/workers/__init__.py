@@ -1,0 +1,1 @@
+"""Workers: inventory, payment and shipping, each a durable consumer of ``cmd.<worker>.>``."""
