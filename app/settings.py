@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(default=86400, ge=60, description="How long Idempotency-Key results live.")
     max_body_bytes: int = Field(default=65536, ge=1024, description="Larger request bodies get 413.")
 
+    # -- web console (issue 9) --
+    ui_enabled: bool = Field(default=False, description="Serve the read-only web console at /ui.")
+    jaeger_ui_url: str | None = Field(
+        default=None, description="Base URL of the Jaeger UI; the console links to <url>/trace/<trace_id>."
+    )
+
     # -- fulfilment saga and workers (issue 4) --
     default_stock: int = Field(
         default=0, ge=0, description="Stock of a product never set via PUT /inventory (eda dev: 1000)."
