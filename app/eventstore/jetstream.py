@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +41,7 @@ from app.eventstore.ports import (
     EventStoreError,
     LoadedStream,
 )
+from app.telemetry import current_traceparent, mark_error, meter, producer_span
 
 STREAM = "EVENTS"
 WRONG_LAST_SEQUENCE = 10071
@@ -87,6 +90,12 @@ class JetStreamEventStore:
         self._codec = codec
         self._timeout = timeout
         self._getter = DirectGetter(nc, STREAM, timeout=timeout)
+        self._append_seconds = meter().create_histogram(
+            "eda.eventstore.append.duration", unit="s", description="Latency of event-store appends"
+        )
+        self._appended = meter().create_counter(
+            "eda.events.appended", unit="{event}", description="Events appended to the event store"
+        )
 
     @classmethod
     async def open(
@@ -114,10 +123,30 @@ class JetStreamEventStore:
 
     async def append_multi(self, requests: Sequence[AppendRequest], meta: Metadata) -> list[AppendResult]:
         """Append to several streams in ONE atomic batch: every stream's expected position is checked
-        and either all events of all streams are stored or none (e.g. reserving several products)."""
+        and either all events of all streams are stored or none (e.g. reserving several products).
+
+        Runs in a ``send`` PRODUCER span whose context becomes the events' ``traceparent`` (so every
+        consumer continues the caller's trace); without an active tracer the caller's is kept."""
         requests = [r for r in requests if r.events]
         if not requests:
             return []
+        first = requests[0]
+        with producer_span(
+            first.stream.subject,
+            message_id=first.events[0].event_id,
+            order_id=getattr(first.events[0].event, "order_id", None),
+            batch_size=sum(len(r.events) for r in requests),
+        ) as span:
+            traceparent, tracestate = current_traceparent()
+            if traceparent:
+                meta = dataclasses.replace(meta, traceparent=traceparent, tracestate=tracestate)
+            try:
+                return await self._append_multi(requests, meta)
+            except ConcurrencyError as exc:
+                mark_error(span, exc)
+                raise
+
+    async def _append_multi(self, requests: list[AppendRequest], meta: Metadata) -> list[AppendResult]:
         subjects: list[str] = []
         payloads: list[bytes] = []
         headers: list[dict[str, str]] = []
@@ -132,14 +161,19 @@ class JetStreamEventStore:
                 headers.append(hdrs)
         if len(payloads) > MAX_BATCH:
             raise EventStoreError(f"at most {MAX_BATCH} events per append")
+        started = time.perf_counter()
         try:
             ack = await self._publish_with_retry(subjects, payloads, headers)
         except APIError as exc:
             if exc.err_code in (WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID):
                 return await self._resolve_conflict(requests, exc)
             raise EventStoreError(f"append to {requests[0].stream} rejected: {exc.description}") from exc
+        finally:
+            self._append_seconds.record(time.perf_counter() - started)
         if ack.get("duplicate"):
             return await self._resolve_conflict(requests, None)
+        for req in requests:
+            self._appended.add(len(req.events), {"aggregate_type": req.stream.aggregate_type})
         seq = int(ack["seq"]) - len(payloads) + 1  # a batch is stored contiguously
         results = []
         for req in requests:
