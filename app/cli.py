@@ -3,8 +3,9 @@ so ``eda --help`` stays fast and nothing connects at import time."""
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,7 +18,6 @@ cli = typer.Typer(
 )
 
 
-
 @cli.callback()
 def _root() -> None:
     """eda — event-sourced order platform on NATS JetStream (Event Sourcing + CQRS + Sagas)."""
@@ -27,13 +27,86 @@ DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the embedded se
 
 
 @cli.command()
-def infra(data_dir: DataDir = Path(".eda-data")) -> None:
+def infra(
+    data_dir: DataDir = Path(".eda-data"),
+    cluster: Annotated[
+        int, typer.Option("--cluster", min=0, max=5, help="Run N clustered NATS nodes (e.g. 3).")
+    ] = 0,
+) -> None:
     """Run only the embedded NATS JetStream and PostgreSQL servers; print their URLs, then wait."""
     import asyncio
 
+    if cluster > 1:
+        from app.devcluster import serve_cluster_infra
+
+        asyncio.run(serve_cluster_infra(data_dir, cluster))
+        return
     from app.devstack import serve_infra
 
     asyncio.run(serve_infra(data_dir))
+
+
+@cli.command()
+def rebuild(
+    projection: Annotated[str, typer.Option("--projection", help="Projection to rebuild.")] = "orders",
+    from_sequence: Annotated[int, typer.Option("--from-sequence", min=1)] = 1,
+    to_sequence: Annotated[int | None, typer.Option("--to-sequence", min=1)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=50000)] = 5000,
+) -> None:
+    """Rebuild a read model: replay events into a shadow schema, catch up, swap it in atomically."""
+    import asyncio
+
+    from rich.console import Console
+
+    from app.maintenance import rebuild as run
+    from app.readmodel.rebuild import InvalidRebuild, RebuildRequest
+    from app.settings import Settings
+
+    request = RebuildRequest(
+        projection, from_sequence=from_sequence, to_sequence=to_sequence, batch_size=batch_size
+    )
+    try:
+        asyncio.run(run(Settings(), request, Console()))
+    except InvalidRebuild as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@cli.command()
+def snapshot(
+    aggregate: Annotated[str, typer.Option("--aggregate", help="Aggregate type, e.g. order.")] = "order",
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only this id (repeatable).")] = None,
+    min_events: Annotated[int | None, typer.Option("--min-events", min=1)] = None,
+    retain: Annotated[int | None, typer.Option("--retain", min=1, max=100)] = None,
+) -> None:
+    """Snapshot aggregates now: all of a type, some ids, or those with >= N events since their last one."""
+    import asyncio
+
+    from rich.console import Console
+
+    from app.maintenance import snapshot as run
+    from app.settings import Settings
+    from app.snapshotter import InvalidSnapshotRequest, SnapshotRequest
+
+    request = SnapshotRequest(
+        aggregate, ids=tuple(ids) if ids else None, min_events=min_events, retain=retain
+    )
+    try:
+        asyncio.run(run(Settings(), request, Console()))
+    except InvalidSnapshotRequest as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+@cli.command()
+def operator(
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", help="Watch one namespace (default: all).")
+    ] = None,
+) -> None:
+    """Run the kopf operator (ProjectionRebuild, Snapshot); health on :8080/healthz."""
+    import importlib
+
+    # imported by name: eda_operator sits beside app.cli in the top layer (import-linter contract)
+    importlib.import_module("eda_operator.main").run(namespace)
 
 
 @cli.command()
@@ -72,6 +145,71 @@ def worker(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     asyncio.run(run_workers(chosen, settings))
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a role on uvloop (when installed) with logging configured from ``EDA_LOG_LEVEL``."""
+    import asyncio
+    import logging
+
+    from app.settings import Settings
+
+    logging.basicConfig(
+        level=Settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        import uvloop
+
+        asyncio.run(coro, loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        asyncio.run(coro)
+
+
+@cli.command()
+def dev(
+    data_dir: DataDir = Path(".eda-data"),
+    port: Annotated[int, typer.Option(help="API port.")] = 8082,
+    host: Annotated[str, typer.Option(help="API bind address.")] = "127.0.0.1",
+) -> None:
+    """The whole system in one process on embedded NATS + PostgreSQL (API on :8082). Ctrl-C stops."""
+    from app.runtime import dev as run_dev
+
+    _run(run_dev(data_dir, host=host, port=port))
+
+
+@cli.command()
+def api(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="Port.")] = 8082,
+) -> None:
+    """The HTTP API alone (EDA_NATS_URL, EDA_DATABASE_URL)."""
+    from app.runtime import api_server, run_until_signal
+    from app.settings import Settings
+
+    _run(run_until_signal(api_server(Settings(), host, port), []))
+
+
+@cli.command()
+def projector() -> None:
+    """The read-model projector alone; health on EDA_HEALTH_PORT (one active replica, others standby)."""
+    from app.runtime import projector_role
+    from app.settings import Settings
+
+    _run(projector_role(Settings()))
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the PostgreSQL migrations (also done at start-up of every role)."""
+    from app.readmodel.migrations import migrate_dsn
+    from app.settings import Settings
+
+    async def go() -> None:
+        settings = Settings()
+        applied = await migrate_dsn(settings.database_url.get_secret_value(), settings.readmodel_schema)
+        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+
+    _run(go())
 
 
 def main() -> None:

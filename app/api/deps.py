@@ -1,0 +1,73 @@
+"""Shared clients of the API process (``AppContext`` on ``app.state.ctx``) and their FastAPI dependency.
+
+Routes take ``ctx: Ctx`` and use ``ctx.nc``, ``ctx.store``, ``ctx.snapshots``, ``ctx.pool``,
+``ctx.settings``, ``ctx.schema`` and ``ctx.repository(decider)`` (a ``Repository`` on these stores).
+Everything is created in the app's lifespan (``app.api.main``), nothing at import time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+from nats.aio.client import Client as NATS
+
+from app.api.idempotency import IdempotencyStore
+from app.api.metrics import ApiMetrics
+from app.domain.common import Decider
+from app.eventstore.envelope import Metadata
+from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.snapshots import SnapshotStore
+from app.ids import OrderIds
+from app.readmodel.notify import OrderNotifications
+from app.service import Repository
+from app.settings import Settings
+
+
+@dataclass
+class AppContext:
+    """Clients shared by all requests of one API process."""
+
+    settings: Settings
+    nc: NATS
+    store: JetStreamEventStore
+    snapshots: SnapshotStore
+    pool: asyncpg.Pool
+    ids: OrderIds
+    notifications: OrderNotifications
+    idempotency: IdempotencyStore
+    metrics: ApiMetrics
+
+    @property
+    def schema(self) -> str:
+        return self.settings.readmodel_schema
+
+    def repository[C, E, S](self, decider: Decider[C, E, S]) -> Repository[C, E, S]:
+        return Repository(self.store, decider, self.snapshots, snapshot_every=self.settings.snapshot_every)
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+def request_metadata(request: Request) -> Metadata:
+    """Correlation id (``X-Correlation-Id`` or ``X-Request-Id``, else new) and W3C trace context."""
+    headers = request.headers
+    correlation = headers.get("x-correlation-id") or headers.get("x-request-id") or str(uuid.uuid4())
+    return Metadata(
+        correlation_id=correlation[:128],
+        traceparent=headers.get("traceparent"),
+        tracestate=headers.get("tracestate"),
+    )
+
+
+Meta = Annotated[Metadata, Depends(request_metadata)]
+
+__all__ = ["AppContext", "Ctx", "Meta", "get_ctx", "request_metadata"]

@@ -1,0 +1,160 @@
+"""Every error as RFC 9457 ``application/problem+json``, never a stack trace.
+
+``Problem`` is raised by our code; handlers map FastAPI's own errors (404/405 routing, 422 validation),
+domain errors (``InvalidValue`` 422, ``NotFound`` 404, ``InvalidTransition``/``AlreadyExists`` 409),
+concurrency (409; ``VersionMismatch`` from a stale ``If-Match`` 412), unavailable dependencies (503)
+and anything unexpected (500, logged server-side, generic body). Problem ``type`` URIs are
+``https://eda.dev/problems/<slug>`` (documented in docs/api.md); plain HTTP errors use ``about:blank``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from nats.errors import Error as NatsError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.domain.common import AlreadyExists, DomainError, InvalidTransition, InvalidValue, NotFound
+from app.eventstore.ports import ConcurrencyError, EventStoreError
+from app.service import VersionMismatch
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://eda.dev/problems/"
+
+_DOMAIN_STATUS: list[tuple[type[DomainError], int]] = [
+    (InvalidValue, 422),
+    (NotFound, 404),
+    (InvalidTransition, 409),
+    (AlreadyExists, 409),
+]
+
+
+class Problem(Exception):
+    """An error response: ``raise Problem(404, "order-not-found", "Order not found", "...")``."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str | None,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + problem.slug if problem.slug else "about:blank",
+        "title": problem.title,
+        "status": problem.status,
+    }
+    if problem.detail:
+        body["detail"] = problem.detail
+    if instance:
+        body["instance"] = instance
+    body.update(problem.extra)
+    return Response(
+        orjson.dumps(body), status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
+
+
+def to_problem(exc: Exception) -> Problem:
+    """Map an exception to the problem the client should see."""
+    match exc:
+        case Problem():
+            return exc
+        case VersionMismatch():
+            return Problem(
+                412, "stale-version", "Precondition failed", f"the order is at version {exc.expected.version}"
+            )
+        case ConcurrencyError():
+            return Problem(409, "concurrency-conflict", "Conflict", "the order changed concurrently; retry")
+        case DomainError():
+            for cls, status in _DOMAIN_STATUS:
+                if isinstance(exc, cls):
+                    return Problem(status, exc.code, exc.code.replace("-", " ").capitalize(), exc.message)
+            return Problem(409, exc.code, "Conflict", exc.message)
+        case (
+            EventStoreError()
+            | NatsError()
+            | OSError()
+            | TimeoutError()
+            | asyncpg.InterfaceError()
+            | asyncpg.PostgresConnectionError()
+            | asyncpg.CannotConnectNowError()
+            | asyncpg.TooManyConnectionsError()
+        ):
+            return Problem(
+                503, "unavailable", "Service unavailable", "a backing service did not answer; retry"
+            )
+        case _:
+            return Problem(500, "internal", "Internal server error", "an unexpected error was logged")
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        problem = Problem(
+            exc.status_code, None, _title(exc.status_code), str(exc.detail), headers=dict(exc.headers or {})
+        )
+        return problem_response(problem, request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problem = Problem(
+            422,
+            "validation-error",
+            "Invalid request",
+            "the request does not match the API schema",
+            errors=_validation_errors(exc),
+        )
+        return problem_response(problem, request.url.path)
+
+    async def on_any(request: Request, exc: Exception) -> Response:
+        problem = to_problem(exc)
+        if problem.status >= 500:
+            log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return problem_response(problem, request.url.path)
+
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Problem, on_any)
+    app.add_exception_handler(DomainError, on_any)
+    app.add_exception_handler(ConcurrencyError, on_any)
+    app.add_exception_handler(EventStoreError, on_any)
+    app.add_exception_handler(Exception, on_any)
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

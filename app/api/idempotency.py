@@ -1,0 +1,117 @@
+"""``Idempotency-Key`` for ``POST /api/v1/orders``, persisted in PostgreSQL (``eda.idempotency_keys``).
+
+Flow (``claim`` then ``complete``):
+1. In one transaction, insert ``(key, fingerprint, 'pending')``; a concurrent request with the same key
+   blocks on the unique index until the first commits. The inserter allocates the order id INSIDE that
+   transaction and stores it, so the key and its id become visible together.
+2. Existing key, other fingerprint (method + path + canonical body) → 422. ``completed`` → the stored
+   response is replayed byte for byte. ``pending`` (the first attempt crashed, or is still running) →
+   the stored order id is reused: creating the same order again is a no-op in the decider, so a retry
+   never creates a second order nor burns a second id.
+3. After the command, the response (status, body, headers) is stored and the key is ``completed``.
+
+Keys live ``EDA_IDEMPOTENCY_TTL_S`` (24 h by default); expired keys are treated as new and purged.
+An id is lost (a gap) only if a process dies between allocating it and committing the key row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from app.api.errors import Problem
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The order id this request must use, and the response to replay if it already completed."""
+
+    order_id: int
+    replay: StoredResponse | None = None
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """Hash of the request: method, path and the canonical JSON of the parsed body."""
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(f"{method} {path}\n".encode() + canonical).hexdigest()
+
+
+class IdempotencyStore:
+    """Claims and completes idempotency keys."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl_s: int) -> None:
+        self._pool = pool
+        self._ttl = float(ttl_s)
+
+    async def claim(self, key: str, print_: str, allocate: Callable[[], Awaitable[int]]) -> Claim:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM eda.idempotency_keys "
+                "WHERE key = $1 AND created_at < now() - make_interval(secs => $2)",
+                key,
+                self._ttl,
+            )
+            inserted = await conn.fetchval(
+                "INSERT INTO eda.idempotency_keys (key, fingerprint, state) VALUES ($1, $2, 'pending') "
+                "ON CONFLICT (key) DO NOTHING RETURNING true",
+                key,
+                print_,
+            )
+            if inserted:
+                order_id = await allocate()
+                await conn.execute(
+                    "UPDATE eda.idempotency_keys SET order_id = $2 WHERE key = $1", key, order_id
+                )
+                return Claim(order_id)
+            row = await conn.fetchrow(
+                "SELECT fingerprint, state, order_id, response_status, response_body, response_headers "
+                "FROM eda.idempotency_keys WHERE key = $1 FOR UPDATE",
+                key,
+            )
+            if row is None:  # expired and purged between our statements: extremely unlikely
+                raise Problem(409, "idempotency-key-in-flux", "Conflict", "retry the request")
+            if row["fingerprint"] != print_:
+                raise Problem(
+                    422,
+                    "idempotency-key-reused",
+                    "Idempotency-Key reused",
+                    "this Idempotency-Key was used with a different request",
+                )
+            if row["state"] == "completed":
+                stored = StoredResponse(row["response_status"], row["response_body"], row["response_headers"])
+                return Claim(row["order_id"], stored)
+            order_id = row["order_id"]
+            if order_id is None:
+                order_id = await allocate()
+                await conn.execute(
+                    "UPDATE eda.idempotency_keys SET order_id = $2 WHERE key = $1", key, order_id
+                )
+            return Claim(order_id)
+
+    async def complete(self, key: str, response: StoredResponse) -> None:
+        await self._pool.execute(
+            "UPDATE eda.idempotency_keys SET state = 'completed', response_status = $2, response_body = $3, "
+            "response_headers = $4, completed_at = now() WHERE key = $1 AND state = 'pending'",
+            key,
+            response.status,
+            response.body,
+            response.headers,
+        )
+
+    async def purge_expired(self) -> int:
+        result = await self._pool.execute(
+            "DELETE FROM eda.idempotency_keys WHERE created_at < now() - make_interval(secs => $1)", self._ttl
+        )
+        return int(str(result).rsplit(" ", 1)[-1])

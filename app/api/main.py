@@ -1,0 +1,106 @@
+"""The FastAPI application: ``create_app(settings)``; clients live in its lifespan, nothing at import time.
+
+Lifespan: connect NATS, open the event store, snapshot store and id counter, run migrations, open the
+asyncpg pool and the LISTEN connection, start the idempotency-key purge; all closed on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app.api.deps import AppContext
+from app.api.errors import install_error_handlers
+from app.api.idempotency import IdempotencyStore
+from app.api.metrics import ApiMetrics
+from app.api.middleware import BodyLimit
+from app.api.routes import ROUTERS
+from app.domain.registry import all_event_types
+from app.eventstore.codec import EventCodec
+from app.eventstore.connection import connect_nats
+from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.snapshots import SnapshotStore
+from app.ids import OrderIds
+from app.readmodel.db import create_pool
+from app.readmodel.migrations import migrate_dsn
+from app.readmodel.notify import OrderNotifications
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+PURGE_EVERY_S = 600.0
+
+DESCRIPTION = """Orders on an event-sourced core (NATS JetStream) with a PostgreSQL read model.
+
+Errors are RFC 9457 `application/problem+json`. Reads come from the read model (`Eda-Consistency:
+read-model`) or, when it is behind or for `?as_of=`, from the event store (`Eda-Consistency:
+event-store`). `ETag` is the order version (`"3"`); send it back as `If-Match` to cancel safely."""
+
+
+async def _purge_loop(store: IdempotencyStore) -> None:
+    while True:
+        await asyncio.sleep(PURGE_EVERY_S)
+        try:
+            await store.purge_expired()
+        except Exception:
+            log.warning("idempotency-key purge failed", exc_info=True)
+
+
+@contextlib.asynccontextmanager
+async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
+    """Every client of the API, opened in order and closed in reverse."""
+    dsn = settings.database_url.get_secret_value()
+    async with contextlib.AsyncExitStack() as stack:
+        nc = await connect_nats(settings, name="eda-api")
+        stack.push_async_callback(nc.close)
+        store = await JetStreamEventStore.open(
+            nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
+        )
+        stack.push_async_callback(store.close)
+        snapshots = await SnapshotStore.open(nc.jetstream(), replicas=settings.stream_replicas)
+        ids = await OrderIds.open(nc, replicas=settings.stream_replicas)
+        await migrate_dsn(dsn, settings.readmodel_schema)
+        pool = await create_pool(dsn, size=settings.db_pool_size)
+        stack.push_async_callback(pool.close)
+        notifications = OrderNotifications(dsn)
+        await notifications.start()
+        stack.push_async_callback(notifications.close)
+        idempotency = IdempotencyStore(pool, settings.idempotency_ttl_s)
+        purge = asyncio.create_task(_purge_loop(idempotency), name="idempotency-purge")
+        stack.callback(purge.cancel)
+        yield AppContext(
+            settings=settings,
+            nc=nc,
+            store=store,
+            snapshots=snapshots,
+            pool=pool,
+            ids=ids,
+            notifications=notifications,
+            idempotency=idempotency,
+            metrics=ApiMetrics(),
+        )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API application for ``settings``; connects on startup (lifespan)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_context(settings) as ctx:
+            app.state.ctx = ctx
+            yield
+
+    app = FastAPI(title="eda", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory (``app.api.main:app_from_env``): the app configured from the ``EDA_*`` environment."""
+    return create_app(Settings())

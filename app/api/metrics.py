@@ -1,0 +1,39 @@
+"""Prometheus metrics of the API process, in a registry of its own (one per app instance)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ApiMetrics:
+    """Commands by type/outcome, command latency, projection lag, read fallbacks, idempotent replays."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.commands = Counter(
+            "eda_commands_total", "Commands handled", ["command", "outcome"], registry=self.registry
+        )
+        self.command_seconds = Histogram(
+            "eda_command_seconds",
+            "Command latency: load, decide, append (seconds)",
+            ["command"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.projection_lag = Gauge(
+            "eda_projection_lag_events",
+            "Order events not yet applied to the read model",
+            ["projection"],
+            registry=self.registry,
+        )
+        self.read_fallbacks = Counter(
+            "eda_read_fallbacks_total",
+            "Order reads answered from the event store instead of the read model",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.idempotent_replays = Counter(
+            "eda_idempotent_replays_total",
+            "Responses replayed for a repeated Idempotency-Key",
+            registry=self.registry,
+        )

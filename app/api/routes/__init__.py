@@ -1,0 +1,11 @@
+"""The API's routers, included in this order by ``create_app``. Other packages append theirs here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app import ui
+from app.api.routes import health, orders
+
+ROUTERS: list[APIRouter] = [orders.router, health.router]
+ROUTERS.append(ui.router)  # the web console (/ui); off unless EDA_UI_ENABLED

@@ -1,0 +1,181 @@
+"""``/api/v1/orders``: create, get (read-your-writes, as-of), list (keyset), history, cancel.
+
+Thin: parse, call one function of ``app.api.commands`` / ``app.api.reads`` / the queries, render.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Path, Query, Request
+from pydantic import AwareDatetime
+from starlette.responses import Response
+
+from app.api import commands, reads
+from app.api.deps import Ctx, Meta
+from app.api.errors import Problem
+from app.api.schemas import (
+    MAX_ID,
+    CancelOrderIn,
+    CommandOut,
+    CreateOrderIn,
+    OrderHistoryOut,
+    OrderOut,
+    OrderPageOut,
+    ProblemOut,
+    render_order,
+    rfc3339,
+)
+from app.domain.order import ORDER, OrderStatus
+from app.readmodel.queries import list_orders
+
+PREFIX = "/api/v1/orders"
+router = APIRouter(prefix=PREFIX, tags=["orders"])
+
+OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="The order id.")]
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ProblemOut, "content": {"application/problem+json": {}}} for code in (404, 422)
+}
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=CommandOut,
+    responses={**_ERRORS, 409: _ERRORS[404], 413: _ERRORS[404]},
+    summary="Create an order",
+)
+async def create_order(
+    body: CreateOrderIn,
+    request: Request,
+    ctx: Ctx,
+    meta: Meta,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Same key + same body → the same response and one order (24 h).",
+        ),
+    ] = None,
+) -> Response:
+    stored = await commands.create_order(ctx, body, meta, idempotency_key, request.url.path)
+    return Response(
+        stored.body, status_code=stored.status, media_type="application/json", headers=stored.headers
+    )
+
+
+@router.get(
+    "/{order_id}",
+    response_model=OrderOut,
+    responses=_ERRORS,
+    summary="Get an order (read model; ?min_version= waits for it, ?as_of= from the event store)",
+)
+async def get_order(
+    order_id: OrderId,
+    ctx: Ctx,
+    min_version: Annotated[
+        int | None,
+        Query(ge=1, le=2**31 - 1, description="Wait (bounded) until the order reached this version."),
+    ] = None,
+    as_of: Annotated[
+        AwareDatetime | None, Query(description="RFC 3339 time with offset: the order as it was then.")
+    ] = None,
+) -> Response:
+    record, source = await reads.read_order(ctx, order_id, min_version=min_version, as_of=as_of)
+    headers = {"ETag": f'"{record.version}"', "Eda-Consistency": source}
+    return _json(render_order(record), headers=headers)
+
+
+def _encode_cursor(order_id: int) -> str:
+    return base64.urlsafe_b64encode(str(order_id).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if value.isdigit() and 0 < int(value) <= MAX_ID:
+            return int(value)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise Problem(
+        422, "invalid-cursor", "Invalid cursor", "cursor must be a next_cursor from a previous page"
+    )
+
+
+@router.get("", response_model=OrderPageOut, responses=_ERRORS, summary="List orders (keyset pagination)")
+async def list_orders_route(  # noqa: PLR0917 - FastAPI passes query parameters by keyword
+    request: Request,
+    ctx: Ctx,
+    user_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    status: Annotated[OrderStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="next_cursor of the previous page.")
+    ] = None,
+) -> Response:
+    after = _decode_cursor(cursor) if cursor else 0
+    rows = await list_orders(
+        ctx.pool,
+        ctx.schema,
+        user_id=user_id,
+        status=str(status) if status else None,
+        after=after,
+        limit=limit,
+    )
+    next_cursor = _encode_cursor(rows[-1].order_id) if len(rows) == limit else None
+    headers = {}
+    if next_cursor:
+        url = request.url.include_query_params(cursor=next_cursor)
+        headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+    return _json({"items": [render_order(r) for r in rows], "next_cursor": next_cursor}, headers=headers)
+
+
+@router.get("/{order_id}/events", response_model=OrderHistoryOut, responses=_ERRORS, summary="Audit trail")
+async def order_events(order_id: OrderId, ctx: Ctx) -> Response:
+    history = await ctx.repository(ORDER).history(order_id)
+    if not history:
+        raise reads.not_found(order_id)
+    events = [
+        {
+            "event_id": e.envelope.event_id,
+            "type": e.envelope.type,
+            "schema_version": e.envelope.schema_version,
+            "version": e.version,
+            "sequence": e.sequence,
+            "occurred_at": rfc3339(e.envelope.occurred_at),
+            "correlation_id": e.envelope.correlation_id,
+            "causation_id": e.envelope.causation_id,
+            "traceparent": e.envelope.traceparent,
+            "data": e.envelope.data,
+        }
+        for e in history
+    ]
+    return _json({"order_id": order_id, "events": events})
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=CommandOut,
+    responses={**_ERRORS, 409: _ERRORS[404], 412: _ERRORS[404], 413: _ERRORS[404]},
+    summary="Cancel an order (If-Match: the version you saw, as its ETag)",
+)
+async def cancel_order(
+    order_id: OrderId,
+    ctx: Ctx,
+    meta: Meta,
+    body: CancelOrderIn | None = None,
+    if_match: Annotated[str | None, Header(alias="If-Match", max_length=64)] = None,
+) -> Response:
+    status, version = await commands.cancel_order(ctx, order_id, body or CancelOrderIn(), meta, if_match)
+    return _json(
+        {"order_id": order_id, "status": status, "version": version}, headers={"ETag": f'"{version}"'}
+    )

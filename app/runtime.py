@@ -1,0 +1,148 @@
+"""Role composition: each role as a coroutine, and ``eda dev`` = all of them in one process.
+
+- ``api_role``: uvicorn (httptools, in the running loop) serving ``create_app(settings)``.
+- ``projector_role``: the order projector (+ the health server on ``EDA_HEALTH_PORT`` when alone).
+- ``background_roles(settings)``: every non-API role of ``eda dev``; add the saga and the workers here.
+- ``dev(data_dir, port)``: embedded NATS + PostgreSQL (data under ``data_dir``, ports remembered in
+  ``data_dir/ports.json`` so a restart keeps the same URLs; fsync on), then the API and the background
+  roles. SIGINT/SIGTERM stop the API gracefully, then the roles, then the servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Coroutine, Generator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from app.domain.registry import all_event_types
+from app.eventstore.codec import EventCodec
+from app.eventstore.connection import connect_nats
+from app.eventstore.jetstream import JetStreamEventStore
+from app.health import CheckResult, serve_health
+from app.readmodel.migrations import migrate_dsn
+from app.readmodel.projector import Projector, consumer_lag
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Role = Coroutine[Any, Any, None]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process owner decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None]:
+        yield
+
+
+def api_server(settings: Settings, host: str, port: int) -> uvicorn.Server:
+    """The API on uvicorn. The app is built by uvicorn's factory ``app.api.main:app_from_env`` from the
+    ``EDA_*`` environment (``dev`` exports the embedded servers' URLs first)."""
+    config = uvicorn.Config(
+        "app.api.main:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+    return _Server(config)
+
+
+async def projector_role(settings: Settings, *, health: bool = True) -> None:
+    """Run the order projector until cancelled."""
+    dsn = settings.database_url.get_secret_value()
+    nc = await connect_nats(settings, name="eda-projector")
+    try:
+        store = await JetStreamEventStore.open(
+            nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
+        )
+        await migrate_dsn(dsn, settings.readmodel_schema)
+        projector = Projector(nc, store.codec, dsn, settings.readmodel_schema, batch=settings.projector_batch)
+        if not health:
+            await projector.run()
+            return
+
+        async def checks() -> dict[str, CheckResult]:
+            lag = await consumer_lag(nc)
+            st = projector.status
+            role = "leader" if st.leader else "standby"
+            return {
+                "nats": CheckResult(nc.is_connected, "connected" if nc.is_connected else "disconnected"),
+                "projector": CheckResult(
+                    st.leader or st.last_error is None, f"{role}, checkpoint {st.checkpoint}, lag {lag}"
+                ),
+            }
+
+        async with serve_health(settings.health_port, checks):
+            await projector.run()
+    finally:
+        await nc.close()
+
+
+def background_roles(settings: Settings) -> list[Role]:
+    """The non-API roles of ``eda dev`` (the saga and the workers get one line each here)."""
+    return [projector_role(settings, health=False)]
+
+
+def _ports(data_dir: Path) -> dict[str, int]:
+    try:
+        raw = json.loads((data_dir / "ports.json").read_text())
+        return {k: int(v) for k, v in raw.items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+async def run_until_signal(server: uvicorn.Server, roles: list[Role]) -> None:
+    """Serve the API and run ``roles`` until SIGINT/SIGTERM or until one of them fails."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    api = asyncio.create_task(server.serve(), name="api")
+    tasks = [asyncio.create_task(role) for role in roles]
+    stop = asyncio.create_task(stopping.wait())
+    try:
+        done, _ = await asyncio.wait([api, stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stop and not task.cancelled() and task.exception() is not None:
+                log.error("role %s failed", task.get_name(), exc_info=task.exception())
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(api), 10)
+        for task in [*tasks, stop, api]:
+            task.cancel()
+        await asyncio.gather(*tasks, stop, api, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def dev(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8082) -> None:
+    """``eda dev``: the whole system in one process on embedded servers."""
+    from app.devstack import embedded_stack
+
+    known = _ports(data_dir)
+    async with embedded_stack(data_dir, nats_port=known.get("nats"), pg_port=known.get("postgres")) as (
+        nats,
+        pg,
+    ):
+        (data_dir / "ports.json").write_text(json.dumps({"nats": nats.port, "postgres": pg.port}))
+        os.environ["EDA_NATS_URL"], os.environ["EDA_DATABASE_URL"] = nats.url, pg.dsn
+        settings = Settings()
+        print(f"EDA_NATS_URL={nats.url}", flush=True)
+        print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
+        print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs) — Ctrl-C stops", flush=True)
+        await run_until_signal(api_server(settings, host, port), background_roles(settings))
