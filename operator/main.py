@@ -1,0 +1,39 @@
+"""``eda operator``: run kopf with this package's handlers (clusterwide unless a namespace is given).
+
+Login uses kopf's defaults: in-cluster service account, else ``KUBECONFIG``/``~/.kube/config``.
+Liveness: ``http://0.0.0.0:8080/healthz`` (kopf's probe endpoint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+from eda_operator.handlers import register
+
+from app.settings import Settings
+
+LIVENESS = "http://0.0.0.0:8080/healthz"
+
+
+async def serve(namespace: str | None = None, *, liveness: str | None = LIVENESS) -> None:
+    """Run the operator until cancelled or signalled."""
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    registry = register(kopf.OperatorRegistry())
+    await kopf.operator(
+        registry=registry,
+        clusterwide=namespace is None,
+        namespaces=[namespace] if namespace else (),
+        standalone=True,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(settings=settings),
+    )
+
+
+def run(namespace: str | None = None) -> None:
+    """Blocking entry point of ``eda operator``."""
+    asyncio.run(serve(namespace))
