@@ -94,7 +94,10 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
 
 def background_roles(settings: Settings) -> list[Role]:
     """The non-API roles of ``eda dev`` (the saga and the workers get one line each here)."""
-    return [projector_role(settings, health=False)]
+    from app.saga.runner import saga_role
+    from app.workers.runner import workers_role
+
+    return [projector_role(settings, health=False), saga_role(settings), workers_role(settings)]
 
 
 def _ports(data_dir: Path) -> dict[str, int]:
@@ -141,6 +144,7 @@ async def dev(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8082) -> N
     ):
         (data_dir / "ports.json").write_text(json.dumps({"nats": nats.port, "postgres": pg.port}))
         os.environ["EDA_NATS_URL"], os.environ["EDA_DATABASE_URL"] = nats.url, pg.dsn
+        os.environ.setdefault("EDA_DEFAULT_STOCK", "1000")  # never-set products start with 1000 units in dev
         settings = Settings()
         print(f"EDA_NATS_URL={nats.url}", flush=True)
         print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)

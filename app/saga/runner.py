@@ -27,6 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from app.domain.common import DomainError
 from app.domain.order import ORDER
 from app.domain.saga import SAGA, React, Saga, SagaState, StepStarted, order_commands
+from app.eventstore.connection import connect_nats
 from app.eventstore.envelope import EventId, Metadata, NewEvent, utcnow
 from app.eventstore.jetstream import STREAM, JetStreamEventStore, ensure_stream
 from app.eventstore.ports import ConcurrencyError
@@ -241,3 +242,24 @@ async def run_saga(settings: Settings) -> None:
 
 
 __all__ = ["COMMANDS_STREAM", "SagaRunner", "saga_loops"]
+
+
+async def saga_role(settings: Settings) -> None:
+    """The orchestrator inside another process (``eda dev``): runs until cancelled, no health server."""
+    nc = await connect_nats(settings, name="eda-saga")
+    try:
+        store, _ = await open_store(nc, settings)
+        _, loops = await saga_loops(nc, store, settings)
+        await _run_until_cancelled(loops)
+    finally:
+        await nc.close()
+
+
+async def _run_until_cancelled(loops: list[PullLoop]) -> None:
+    tasks = [asyncio.create_task(loop.run()) for loop in loops]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for loop in loops:
+            loop.stop()
+        await asyncio.wait(tasks, timeout=10)

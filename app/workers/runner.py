@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from nats.aio.client import Client as NATS
 
-from app.messaging import PullLoop, WorkerName
+from app.eventstore.connection import connect_nats
+from app.messaging import WORKERS, PullLoop, WorkerName
 from app.role import open_store, serve_role
 from app.settings import Settings
 from app.workers.base import BuildHandler, start_worker
@@ -37,3 +40,20 @@ async def run_workers(names: tuple[WorkerName, ...], settings: Settings) -> None
         return await worker_loops(nc, names, settings)
 
     await serve_role("worker-" + "+".join(names), loops, settings)
+
+
+async def workers_role(settings: Settings, names: tuple[WorkerName, ...] = WORKERS) -> None:
+    """The workers inside another process (``eda dev``): run until cancelled, no health server."""
+    nc = await connect_nats(settings, name="eda-workers")
+    loops: list[PullLoop] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        loops = await worker_loops(nc, names, settings)
+        tasks = [asyncio.create_task(loop.run()) for loop in loops]
+        await asyncio.gather(*tasks)
+    finally:
+        for loop in loops:
+            loop.stop()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        await nc.close()

@@ -9,3 +9,7 @@ from app.api.routes import health, orders
 
 ROUTERS: list[APIRouter] = [orders.router, health.router]
 ROUTERS.append(ui.router)  # the web console (/ui); off unless EDA_UI_ENABLED
+
+from app.api.routes import inventory, saga  # noqa: E402  (issue 4: saga + inventory endpoints)
+
+ROUTERS += [saga.router, inventory.router]

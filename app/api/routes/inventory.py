@@ -1,0 +1,59 @@
+"""``/api/v1/inventory/{product_id}``: read and set a product's stock (the inventory worker's aggregate).
+
+A product never set counts as ``EDA_DEFAULT_STOCK`` units (1000 in ``eda dev``, 0 otherwise).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from app.api.deps import Ctx, Meta
+from app.api.schemas import MAX_ID, ProblemOut
+from app.domain.inventory import STOCK, SetStock, current
+from app.domain.inventory.decider import MAX_STOCK
+
+router = APIRouter(prefix="/api/v1/inventory", tags=["inventory"])
+ProductId = Annotated[int, Path(ge=1, le=MAX_ID, description="The product id.")]
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ProblemOut, "content": {"application/problem+json": {}}} for code in (409, 422)
+}
+
+
+class StockIn(BaseModel):
+    stock: int = Field(ge=0, le=MAX_STOCK, strict=True, description="Units on hand.")
+
+
+class StockOut(BaseModel):
+    product_id: int
+    stock: int = Field(description="Units on hand (including reserved ones).")
+    reserved: int = Field(description="Units held for orders in progress.")
+    available: int = Field(description="stock - reserved: what new orders can reserve.")
+    version: int
+
+
+async def _read(ctx: Ctx, product_id: int) -> StockOut:
+    loaded = await ctx.repository(STOCK).load(product_id)
+    stock = current(loaded.state, product_id, ctx.settings.default_stock)
+    return StockOut(
+        product_id=product_id,
+        stock=stock.stock,
+        reserved=stock.reserved,
+        available=stock.available,
+        version=loaded.position.version,
+    )
+
+
+@router.get("/{product_id}", response_model=StockOut, responses=_ERRORS, summary="A product's stock")
+async def get_stock(product_id: ProductId, ctx: Ctx) -> StockOut:
+    return await _read(ctx, product_id)
+
+
+@router.put("/{product_id}", response_model=StockOut, responses=_ERRORS, summary="Set a product's stock")
+async def put_stock(product_id: ProductId, body: StockIn, ctx: Ctx, meta: Meta) -> StockOut:
+    command = SetStock(product_id=product_id, stock=body.stock, at=datetime.now(UTC))
+    await ctx.repository(STOCK).execute(product_id, command, meta, retries=5)
+    return await _read(ctx, product_id)

@@ -1,0 +1,76 @@
+"""``GET /api/v1/orders/{id}/saga``: the fulfilment saga's state and step history (from the event store)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel
+
+from app.api.deps import Ctx
+from app.api.errors import Problem
+from app.api.schemas import MAX_ID, ProblemOut, rfc3339
+from app.domain.saga import SAGA, Saga
+
+router = APIRouter(prefix="/api/v1/orders", tags=["saga"])
+
+
+class SagaStepOut(BaseModel):
+    name: str
+    status: str
+    started_at: str
+    finished_at: str | None
+    outcome: str | None
+    attempts: int
+    compensation: bool
+
+
+class SagaOut(BaseModel):
+    order_id: int
+    state: str
+    reason: str | None
+    steps: list[SagaStepOut]
+    started_at: str
+    updated_at: str
+    version: int
+
+
+def _time(at: datetime | None) -> str | None:
+    return rfc3339(at) if at is not None else None
+
+
+@router.get(
+    "/{order_id}/saga",
+    response_model=SagaOut,
+    responses={404: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
+    summary="The order's fulfilment saga: state and each step with timestamps and outcome",
+)
+async def get_saga(
+    order_id: Annotated[int, Path(ge=1, le=MAX_ID, description="The order id.")], ctx: Ctx
+) -> SagaOut:
+    loaded = await ctx.repository(SAGA).load(order_id, use_snapshot=False)
+    saga = loaded.state
+    if not isinstance(saga, Saga):
+        raise Problem(404, "saga-not-found", "Saga not found", f"order {order_id} has no saga (yet)")
+    steps = sorted(saga.steps, key=lambda s: (s.started_at, s.compensation))
+    return SagaOut(
+        order_id=order_id,
+        state=saga.status.value,
+        reason=saga.reason,
+        steps=[
+            SagaStepOut(
+                name=s.name.value,
+                status=s.status.value,
+                started_at=rfc3339(s.started_at),
+                finished_at=_time(s.finished_at),
+                outcome=s.outcome,
+                attempts=s.attempt,
+                compensation=s.compensation,
+            )
+            for s in steps
+        ],
+        started_at=rfc3339(saga.started_at),
+        updated_at=rfc3339(saga.updated_at),
+        version=loaded.position.version,
+    )

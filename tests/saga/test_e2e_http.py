@@ -1,0 +1,187 @@
+"""E2E over HTTP: the API app (real lifespan) + projector + saga + workers on real NATS and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from app.settings import Settings
+from tests.e2e.conftest import System, running_system
+from tests.saga.conftest import StartSystem
+
+
+@contextlib.asynccontextmanager
+async def whole_system(
+    nats_url: str, database_url: str, start_system: StartSystem, **overrides: Any
+) -> AsyncIterator[System]:
+    values: dict[str, Any] = {"nats_url": nats_url, "database_url": database_url, "default_stock": 1000}
+    values.update(overrides)
+    await start_system(**values)
+    async with running_system(Settings(**values)) as system:
+        yield system
+
+
+async def _until(system: System, order_id: int, status: str, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    body: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        resp = await system.client.get(f"/api/v1/orders/{order_id}")
+        if resp.status_code == 200:
+            body = resp.json()
+            if body["status"] == status:
+                return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"order {order_id} not {status} within {timeout}s: {body}")
+
+
+async def _saga(system: System, order_id: int, state: str, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    body: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        resp = await system.client.get(f"/api/v1/orders/{order_id}/saga")
+        if resp.status_code == 200:
+            body = resp.json()
+            if body["state"] == state:
+                return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"saga {order_id} not {state} within {timeout}s: {body}")
+
+
+async def _create(system: System, body: dict[str, Any]) -> int:
+    resp = await system.client.post("/api/v1/orders", json=body)
+    assert resp.status_code == 201, resp.text
+    order_id: int = resp.json()["order_id"]
+    return order_id
+
+
+async def test_seed_order_completes_within_seconds(
+    nats_url: str, fresh_db: str, start_system: StartSystem
+) -> None:
+    async with whole_system(nats_url, fresh_db, start_system) as system:
+        started = asyncio.get_running_loop().time()
+        order_id = await _create(system, {"user_id": 123, "amount": 99.99})
+        assert order_id == 1
+        body = await _until(system, 1, "completed", timeout=3.0)
+        assert asyncio.get_running_loop().time() - started < 3.0
+        assert [e["type"] for e in body["events"]] == [
+            "OrderCreated",
+            "OrderPaid",
+            "OrderShipped",
+            "OrderCompleted",
+        ]
+        saga = await _saga(system, 1, "completed")
+        assert [s["name"] for s in saga["steps"]] == ["charge_payment", "ship_order"]
+        assert all(s["status"] == "succeeded" and s["finished_at"] for s in saga["steps"])
+        assert (await system.client.get("/api/v1/orders/999/saga")).status_code == 404
+
+
+async def test_order_with_items_completes_and_takes_stock(
+    nats_url: str, fresh_db: str, start_system: StartSystem
+) -> None:
+    async with whole_system(nats_url, fresh_db, start_system) as system:
+        put = await system.client.put("/api/v1/inventory/1", json={"stock": 10})
+        assert put.json() == {"product_id": 1, "stock": 10, "reserved": 0, "available": 10, "version": 1}
+        order_id = await _create(
+            system, {"user_id": 1, "items": [{"product_id": 1, "quantity": 2}], "amount": 5}
+        )
+        await _until(system, order_id, "completed")
+        saga = await _saga(system, order_id, "completed")
+        assert saga["steps"][0]["name"] == "reserve_inventory"
+        for _ in range(100):
+            stock = (await system.client.get("/api/v1/inventory/1")).json()
+            if stock["stock"] == 8:
+                break
+            await asyncio.sleep(0.05)
+        assert stock["stock"] == 8
+        assert stock["available"] == 8
+        assert (await system.client.get("/api/v1/inventory/2")).json()["stock"] == 1000  # default stock
+
+
+async def test_declined_payment_cancels_and_restores_stock(
+    nats_url: str, fresh_db: str, start_system: StartSystem
+) -> None:
+    async with whole_system(nats_url, fresh_db, start_system, payment_decline_above=100.0) as system:
+        await system.client.put("/api/v1/inventory/5", json={"stock": 10})
+        order_id = await _create(
+            system, {"user_id": 1, "items": [{"product_id": 5, "quantity": 3}], "amount": 500}
+        )
+        await _until(system, order_id, "cancelled")
+        saga = await _saga(system, order_id, "cancelled")
+        names = {s["name"]: s for s in saga["steps"]}
+        assert names["charge_payment"]["status"] == "failed"
+        assert names["release_inventory"]["compensation"] is True
+        stock = (await system.client.get("/api/v1/inventory/5")).json()
+        assert (stock["stock"], stock["reserved"], stock["available"]) == (10, 0, 10)
+
+
+async def test_insufficient_stock_cancels_without_charge(
+    nats_url: str, fresh_db: str, start_system: StartSystem
+) -> None:
+    async with whole_system(nats_url, fresh_db, start_system) as system:
+        await system.client.put("/api/v1/inventory/6", json={"stock": 1})
+        order_id = await _create(
+            system, {"user_id": 1, "items": [{"product_id": 6, "quantity": 2}], "amount": 5}
+        )
+        await _until(system, order_id, "cancelled")
+        saga = await _saga(system, order_id, "cancelled")
+        assert [s["name"] for s in saga["steps"]] == ["reserve_inventory"]
+        assert "insufficient" in saga["reason"]
+        stock = (await system.client.get("/api/v1/inventory/6")).json()
+        assert stock["available"] == 1
+
+
+async def test_payment_timeout_compensates_and_cancels(
+    nats_url: str, fresh_db: str, start_system: StartSystem
+) -> None:
+    async with whole_system(
+        nats_url, fresh_db, start_system, saga_step_timeout_s=1.0, payment_fault_delay_s=3.0
+    ) as system:
+        await system.client.put("/api/v1/inventory/7", json={"stock": 4})
+        order_id = await _create(
+            system, {"user_id": 1, "items": [{"product_id": 7, "quantity": 4}], "amount": 5}
+        )
+        await _until(system, order_id, "cancelled", timeout=6.0)
+        saga = await _saga(system, order_id, "cancelled", timeout=10.0)
+        names = {s["name"]: s for s in saga["steps"]}
+        assert names["charge_payment"]["status"] == "timed_out"
+        assert names["refund_payment"]["status"] == "succeeded"
+        assert names["release_inventory"]["status"] == "succeeded"
+        assert (await system.client.get("/api/v1/inventory/7")).json()["available"] == 4
+
+
+async def test_user_cancel_during_saga_compensates(
+    nats_url: str, fresh_db: str, start_system: StartSystem
+) -> None:
+    async with whole_system(nats_url, fresh_db, start_system, payment_fault_delay_s=1.0) as system:
+        await system.client.put("/api/v1/inventory/8", json={"stock": 3})
+        order_id = await _create(
+            system, {"user_id": 1, "items": [{"product_id": 8, "quantity": 3}], "amount": 5}
+        )
+        await _saga(system, order_id, "running")
+        resp = await system.client.post(
+            f"/api/v1/orders/{order_id}/cancel", json={"reason": "changed my mind"}
+        )
+        assert resp.status_code == 200, resp.text
+        saga = await _saga(system, order_id, "cancelled")
+        assert {s["name"] for s in saga["steps"] if s["compensation"]} >= {
+            "release_inventory",
+            "refund_payment",
+        }
+        await asyncio.sleep(1.5)  # the slow charge lands: it must be refunded or voided, never kept
+        body = await _until(system, order_id, "cancelled")
+        assert "OrderPaid" not in [e["type"] for e in body["events"]]
+        assert (await system.client.get("/api/v1/inventory/8")).json()["available"] == 3
+
+
+@pytest.mark.parametrize("body", [{"stock": -1}, {"stock": "x"}, {}])
+async def test_put_inventory_rejects_bad_input(
+    nats_url: str, fresh_db: str, start_system: StartSystem, body: dict[str, Any]
+) -> None:
+    async with whole_system(nats_url, fresh_db, start_system) as system:
+        resp = await system.client.put("/api/v1/inventory/1", json=body)
+        assert resp.status_code == 422
+        assert resp.headers["content-type"].startswith("application/problem+json")
