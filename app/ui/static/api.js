@@ -17,7 +17,7 @@ export async function getJSON(url, { signal } = {}) {
   return response.json();
 }
 
-function setIndicator(state, text) {
+export function setIndicator(state, text) {
   const el = document.getElementById("live-indicator");
   if (!el) return;
   el.dataset.state = state;

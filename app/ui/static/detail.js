@@ -2,7 +2,7 @@
 // refreshed live by the order's own SSE feed.
 
 import { HttpError, debounce, follow, getJSON } from "./api.js";
-import { announce, badge, clear, errorBox, h, shortId, tableWrap, time } from "./dom.js";
+import { announce, badge, errorBox, fill, h, shortId, tableWrap, time } from "./dom.js";
 import { sagaTimeline } from "./saga.js";
 
 function summary(detail) {
@@ -62,7 +62,7 @@ export function renderDetail(main, orderId) {
   const heading = h("h1", { tabindex: "-1" }, `Order #${orderId}`);
   const head = h("div", { class: "detail-head" });
   const body = h("div", { "aria-busy": "true" }, h("p", {}, "Loading…"));
-  clear(main).append(h("p", { class: "crumbs" }, h("a", { href: "/ui/orders", "data-link": true }, "← All orders")),
+  fill(main, h("p", { class: "crumbs" }, h("a", { href: "/ui/orders", "data-link": true }, "← All orders")),
     heading, head, body);
   const expanded = new Set();
   let seen = null;
@@ -71,11 +71,11 @@ export function renderDetail(main, orderId) {
   async function load() {
     try {
       const detail = await getJSON(`/ui/api/orders/${orderId}`);
-      clear(head).append(
+      fill(head,
         detail.order ? badge(detail.order.status) : null,
         detail.trace_url ? h("a", { class: "button secondary", href: detail.trace_url, target: "_blank",
           rel: "noopener noreferrer" }, "View trace in Jaeger") : null);
-      clear(body).append(
+      fill(body,
         h("section", { "aria-labelledby": "h-summary" }, h("h2", { id: "h-summary" }, "Summary"), summary(detail)),
         h("section", { "aria-labelledby": "h-saga", id: "saga" }, h("h2", { id: "h-saga" }, "Saga"), sagaTimeline(detail.saga)),
         h("section", { "aria-labelledby": "h-events", id: "events" }, h("h2", { id: "h-events" }, "Event timeline"),
@@ -86,7 +86,7 @@ export function renderDetail(main, orderId) {
           eventsTable(detail.saga_events, expanded, seen, "Saga events")) : null);
       seen = new Set([...detail.events, ...detail.saga_events].map((e) => e.event_id));
     } catch (err) {
-      clear(body).append(errorBox(err instanceof HttpError && err.status === 404
+      fill(body, errorBox(err instanceof HttpError && err.status === 404
         ? `Order #${orderId} does not exist.` : `Could not load order #${orderId}: ${err.message}`));
     }
     body.setAttribute("aria-busy", "false");

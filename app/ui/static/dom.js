@@ -13,7 +13,7 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 export function append(el, children) {
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -23,13 +23,18 @@ export function append(el, children) {
 export function svg(tag, attrs = {}, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [key, value] of Object.entries(attrs)) el.setAttribute(key, String(value));
-  for (const child of children.flat()) if (child) el.append(child);
+  for (const child of children.flat(Infinity)) if (child) el.append(child);
   return el;
 }
 
 export function clear(el) {
   while (el.firstChild) el.firstChild.remove();
   return el;
+}
+
+// Replace el's content with children (nested arrays flattened; null/undefined/false skipped).
+export function fill(el, ...children) {
+  return append(clear(el), children);
 }
 
 export function time(iso) {

@@ -1,8 +1,8 @@
 // The Health page: projection lag (with an inline SVG chart of the last minutes), streams, consumer
 // pending counts, snapshots, rebuilds, dead letters. Refreshed every few seconds while visible.
 
-import { getJSON } from "./api.js";
-import { clear, errorBox, h, svg, tableWrap, time } from "./dom.js";
+import { getJSON, setIndicator } from "./api.js";
+import { errorBox, fill, h, svg, tableWrap, time } from "./dom.js";
 
 const REFRESH_MS = 2000;
 const COLORS = ["#1f6feb", "#b35900", "#2f7d32", "#8e3ab5", "#c62828"];
@@ -38,7 +38,7 @@ function lagChart(history, windowSeconds, now) {
 
 function simpleTable(label, columns, rows) {
   if (!rows.length) return h("p", { class: "empty" }, `No ${label.toLowerCase()}.`);
-  return tableWrap(label, h("table", {},
+  return tableWrap(`${label} table`, h("table", {},
     h("caption", { class: "visually-hidden" }, label),
     h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c, i) => (i === 0 ? h("th", { scope: "row" }, c) : h("td", {}, c))))))));
@@ -85,7 +85,7 @@ function render(target, data) {
         h("details", {}, h("summary", {}, "show"), h("pre", { class: "payload" },
           JSON.stringify(m.headers, null, 2) + "\n" + m.preview))]))
     : unavailable(data.dead_letters);
-  clear(target).append(
+  fill(target,
     data.notes.length ? errorBox(data.notes.join("; ")) : null,
     section("h-proj", "Projection lag", lagChart(data.lag_history, data.history_window_s, data.now), projections),
     section("h-cons", "Consumers", consumers),
@@ -97,7 +97,7 @@ function render(target, data) {
 
 export function renderHealth(main) {
   const target = h("div", { "aria-busy": "true" }, h("p", {}, "Loading…"));
-  clear(main).append(h("h1", {}, "Health"), target);
+  fill(main, h("h1", {}, "Health"), target);
   let timer = null;
   let stopped = false;
 
@@ -105,8 +105,9 @@ export function renderHealth(main) {
     if (!document.hidden) {
       try {
         render(target, await getJSON("/ui/api/health"));
+        setIndicator("live", `Refreshing every ${REFRESH_MS / 1000} s`);
       } catch (err) {
-        clear(target).append(errorBox(`Could not load health: ${err.message}`));
+        fill(target, errorBox(`Could not load health: ${err.message}`));
       }
       target.setAttribute("aria-busy", "false");
     }
@@ -116,5 +117,6 @@ export function renderHealth(main) {
   return () => {
     stopped = true;
     window.clearTimeout(timer);
+    setIndicator("off", "Offline");
   };
 }

@@ -1,7 +1,7 @@
 // The Orders page: search, status/user filters, keyset pagination, live refresh over SSE.
 
 import { debounce, follow, getJSON } from "./api.js";
-import { announce, badge, clear, errorBox, h, tableWrap, time } from "./dom.js";
+import { announce, badge, errorBox, fill, h, tableWrap, time } from "./dom.js";
 
 const STATUSES = ["created", "paid", "shipped", "completed", "cancelled"];
 
@@ -69,7 +69,7 @@ function pager(params, nextCursor) {
 
 export function renderOrders(main, params) {
   const results = h("div", { id: "orders-results", "aria-busy": "true" }, h("p", {}, "Loading…"));
-  clear(main).append(h("h1", {}, "Orders"), filtersForm(params), results);
+  fill(main, h("h1", {}, "Orders"), filtersForm(params), results);
   let known = null;
   let latestSequence = 0;
 
@@ -79,10 +79,10 @@ export function renderOrders(main, params) {
     if (minSequence) query.set("min_sequence", String(minSequence));
     try {
       const page = await getJSON(`/ui/api/orders?${query}`);
-      clear(results).append(table(page.items, known), pager(params, page.next_cursor));
+      fill(results, table(page.items, known), pager(params, page.next_cursor));
       known = new Map(page.items.map((o) => [o.order_id, o.version]));
     } catch (err) {
-      clear(results).append(errorBox(`Could not load orders: ${err.message}`));
+      fill(results, errorBox(`Could not load orders: ${err.message}`));
     }
     results.setAttribute("aria-busy", "false");
   }
