@@ -12,6 +12,11 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# A hung server (SIGSTOP, a stuck VM) keeps its TCP connection open: only our pings notice. nats-py's
+# default (every 120 s, 2 outstanding) stalls the application for ~6 minutes; this fails over in ~9-14 s.
+PING_INTERVAL_S = 3
+MAX_OUTSTANDING_PINGS = 2
+
 
 async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
     """Connect with every URL of ``EDA_NATS_URL``; reconnect forever (a cluster rides through restarts)."""
@@ -38,6 +43,8 @@ async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
         tls=tls,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.25,
+        ping_interval=PING_INTERVAL_S,
+        max_outstanding_pings=MAX_OUTSTANDING_PINGS,
         connect_timeout=5,
         allow_reconnect=True,
         error_cb=on_error,
