@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
@@ -48,6 +49,12 @@ WRONG_LAST_SEQUENCE = 10071
 BATCH_DUPLICATE_MSG_ID = 10201
 STREAM_NAME_IN_USE = 10058
 MAX_BATCH = 1000
+# Answers meaning "not now" (no leader, stream offline during an election, a batch cut by a leader
+# change): nothing of the attempt was stored, so sending the same messages again is safe.
+CLUSTER_UNAVAILABLE = 10008
+STREAM_OFFLINE = 10118
+BATCH_INCOMPLETE = 10176
+TRANSIENT_ERR_CODES = frozenset({CLUSTER_UNAVAILABLE, STREAM_OFFLINE, BATCH_INCOMPLETE})
 
 
 def events_stream_config(replicas: int) -> StreamConfig:
@@ -83,9 +90,12 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 class JetStreamEventStore:
     """``EventStore`` on one JetStream stream. Create with ``await JetStreamEventStore.open(...)``."""
 
-    def __init__(self, nc: NATS, codec: EventCodec, *, timeout: float = 5.0, attempts: int = 4) -> None:
+    def __init__(
+        self, nc: NATS, codec: EventCodec, *, timeout: float = 5.0, attempts: int = 4, retry_for: float = 15.0
+    ) -> None:
         self._nc = nc
         self._attempts = attempts
+        self._retry_for = retry_for
         self._js = nc.jetstream(timeout=timeout)
         self._codec = codec
         self._timeout = timeout
@@ -99,9 +109,15 @@ class JetStreamEventStore:
 
     @classmethod
     async def open(
-        cls, nc: NATS, codec: EventCodec, *, replicas: int = 1, timeout: float = 5.0
+        cls,
+        nc: NATS,
+        codec: EventCodec,
+        *,
+        replicas: int = 1,
+        timeout: float = 5.0,
+        retry_for: float = 15.0,
     ) -> JetStreamEventStore:
-        store = cls(nc, codec, timeout=timeout)
+        store = cls(nc, codec, timeout=timeout, retry_for=retry_for)
         await ensure_stream(store._js, events_stream_config(replicas))
         return store
 
@@ -187,18 +203,36 @@ class JetStreamEventStore:
     async def _publish_with_retry(
         self, subjects: list[str], payloads: list[bytes], headers: list[dict[str, str]]
     ) -> dict[str, Any]:
-        """Publish; on a lost acknowledgement (timeout, no responders during a leader election) send
-        the very same messages again: the same ``Nats-Msg-Id``s make the retry safe."""
-        for attempt in range(self._attempts):
+        """Publish; on a lost acknowledgement (timeout) or a cluster that cannot take it right now (no
+        responders or "unavailable" while a stream leader is elected) send the very same messages
+        again: the same ``Nats-Msg-Id``s make the retry safe. Gives up after ``attempts`` timeouts or
+        ``retry_for`` seconds, raising ``EventStoreError`` (never a raw NATS error)."""
+        deadline = time.monotonic() + self._retry_for
+        timeouts = 0
+        attempt = 0
+        while True:
             try:
                 if len(payloads) == 1:
                     return await self._publish_one(subjects[0], payloads[0], dict(headers[0]))
                 return await self._publish_batch(subjects, payloads, [dict(h) for h in headers])
-            except (EventStoreError, NoRespondersError):
-                if attempt + 1 >= self._attempts:
+            except APIError as exc:
+                if not _transient(exc):
                     raise
-                await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
-        raise AssertionError("unreachable")
+                failure: Exception = exc
+            except EventStoreError as exc:  # a timeout: the append may or may not have been stored
+                timeouts += 1
+                failure = exc
+            except NoRespondersError as exc:
+                failure = exc
+            except NatsError as exc:
+                raise EventStoreError(f"append to {subjects[0]} failed: {exc!r}") from exc
+            delay = min(0.05 * 2**attempt, 1.0)
+            attempt += 1
+            if timeouts >= self._attempts or time.monotonic() + delay > deadline:
+                raise EventStoreError(
+                    f"append to {subjects[0]} not acknowledged after {attempt} attempts: {failure!r}"
+                ) from failure
+            await asyncio.sleep(delay)
 
     @staticmethod
     def _headers(new: NewEvent, meta: Metadata) -> dict[str, str]:
@@ -301,6 +335,10 @@ class JetStreamEventStore:
         except NotFoundError:
             return 0
         return int(info.state.last_seq)
+
+
+def _transient(exc: APIError) -> bool:
+    return exc.err_code in TRANSIENT_ERR_CODES or exc.code == 503
 
 
 def _ack(data: bytes) -> dict[str, Any]:
