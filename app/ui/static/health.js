@@ -26,7 +26,12 @@ function lagChart(history, windowSeconds, now) {
   document.createTextNode(f === 1 ? "now" : `-${Math.round(minutes * (1 - f))} min`)));
   const lines = names.map((n, i) => {
     const points = history[n].filter(([t]) => t >= now - windowSeconds).map(([t, lag]) => `${x(t).toFixed(1)},${y(lag).toFixed(1)}`);
-    return points.length ? svg("polyline", { points: points.join(" "), fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 2 }) : null;
+    if (!points.length) return null;
+    const [lx, ly] = points[points.length - 1].split(",");
+    return [
+      svg("polyline", { points: points.join(" "), fill: "none", stroke: COLORS[i % COLORS.length], "stroke-width": 2 }),
+      svg("circle", { cx: lx, cy: ly, r: 3.5, fill: COLORS[i % COLORS.length] }),
+    ];
   });
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": label },
     svg("title", {}, document.createTextNode(label)), grid, ticks, lines);
