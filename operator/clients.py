@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 
 import asyncpg
-from eda_operator.errors import DatabaseUnavailable, NatsUnavailable
 from nats.aio.client import Client as NATS
 
 from app.domain.registry import all_event_types
@@ -18,6 +17,7 @@ from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.readmodel import db
 from app.settings import Settings
+from eda_operator.errors import DatabaseUnavailable, NatsUnavailable
 
 
 class Clients:

@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+
+from app.settings import Settings
 from eda_operator import rebuilds, snapshots
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker
-
-from app.settings import Settings
 
 GROUP, VERSION = "eda.dev", "v1alpha1"
 PRB = (GROUP, VERSION, "projectionrebuilds")

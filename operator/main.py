@@ -10,9 +10,9 @@ import asyncio
 import logging
 
 import kopf
-from eda_operator.handlers import register
 
 from app.settings import Settings
+from eda_operator.handlers import register
 
 LIVENESS = "http://0.0.0.0:8080/healthz"
 

@@ -14,11 +14,10 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from app.readmodel.rebuild import Progress, Rebuild, RebuildRequest, RebuildResult, drop_schema
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker, finished, now_iso
 from eda_operator.errors import INVALID_SPEC, Failure, InvalidSpec, classify
-
-from app.readmodel.rebuild import Progress, Rebuild, RebuildRequest, RebuildResult, drop_schema
 
 TERMINAL = ("Succeeded", "Failed")
 Notify = Callable[[str, str, bool], None]  # (reason, message, warning) → a Kubernetes Event

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from croniter import croniter
+
+from app.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker, now_iso
 from eda_operator.errors import INVALID_SPEC, InvalidSpec, classify
-
-from app.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
 
 Notify = Callable[[str, str, bool], None]
 RETRY_S = 5.0
