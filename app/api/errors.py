@@ -120,6 +120,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (e.g. not UTF-8): invalid input
+            bad = Problem(422, "validation-error", "Invalid request", "the body is not valid UTF-8 JSON")
+            return problem_response(bad, request.url.path)
         problem = Problem(
             exc.status_code, None, _title(exc.status_code), str(exc.detail), headers=dict(exc.headers or {})
         )

@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from app.api.deps import AppContext
 from app.api.errors import install_error_handlers
@@ -84,6 +86,44 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
         )
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details; extension members (errors, checks, code) may be present.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "additionalProperties": True,
+}
+
+
+def _problem_openapi(app: FastAPI) -> None:
+    """Document every 4xx/5xx response of every route (ours and other packages') as problem+json."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for code, response in operation.get("responses", {}).items():
+                    if code[:1] in ("4", "5"):
+                        response["content"] = problem
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The API application for ``settings``; connects on startup (lifespan)."""
 
@@ -98,6 +138,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    _problem_openapi(app)
     return app
 
 

@@ -315,7 +315,9 @@ async def apply_batch(
             columns = _columns(rows, len(ORDER_COLUMNS))
             columns[2] = [json.dumps(items) for items in columns[2]]
             await conn.execute(_upsert_sql(schema), *columns)
-            await conn.execute(_timeline_sql(schema), *_columns([timeline_row(e) for e in applied], len(TIMELINE_COLUMNS)))
+            await conn.execute(
+                _timeline_sql(schema), *_columns([timeline_row(e) for e in applied], len(TIMELINE_COLUMNS))
+            )
         await set_checkpoint(conn, schema, fresh[-1].sequence, projection)
         if notify:
             for payload in _payloads(changed):

@@ -13,7 +13,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.domain.order import CancelOrder, CreateOrder, MarkOrderPaid, OrderItem
+from app.domain.order import ORDER, CancelOrder, CreateOrder, MarkOrderPaid, OrderItem
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata
@@ -24,7 +24,6 @@ from app.readmodel.projections import apply_batch, read_checkpoint, set_checkpoi
 from app.readmodel.projector import Projector, consumer_lag
 from app.readmodel.queries import get_order, list_orders, record_from_events
 from app.service import Repository
-from app.domain.order import ORDER
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="test")
@@ -111,11 +110,16 @@ async def test_projects_orders_and_timeline(
         await until(lambda: _lag_zero(nc))
     one = await get_order(pg, SCHEMA, 1)
     two = await get_order(pg, SCHEMA, 2)
-    assert one is not None and two is not None
-    assert (one.status, one.version, one.amount, one.items) == ("created", 1, Decimal("10.00"), [
-        {"product_id": 1, "quantity": 2}
-    ])
-    assert two.status == "paid" and [e.type for e in two.events or []] == ["OrderCreated", "OrderPaid"]
+    assert one is not None
+    assert two is not None
+    assert (one.status, one.version, one.amount, one.items) == (
+        "created",
+        1,
+        Decimal("10.00"),
+        [{"product_id": 1, "quantity": 2}],
+    )
+    assert two.status == "paid"
+    assert [e.type for e in two.events or []] == ["OrderCreated", "OrderPaid"]
     for oid in (1, 2, 3):
         assert await get_order(pg, SCHEMA, oid) == record_from_events(await repo.history(oid))
     page = await list_orders(pg, SCHEMA, after=1, limit=1)
@@ -128,7 +132,9 @@ async def _lag_zero(nc: NATS) -> bool:
     return await consumer_lag(nc) == 0
 
 
-async def test_apply_batch_skips_at_or_below_checkpoint(store: JetStreamEventStore, pg: asyncpg.Connection) -> None:
+async def test_apply_batch_skips_at_or_below_checkpoint(
+    store: JetStreamEventStore, pg: asyncpg.Connection
+) -> None:
     repo = Repository(store, ORDER)
     await repo.execute(1, create(1), META)
     await repo.execute(1, MarkOrderPaid(order_id=1, payment_id="p", at=T0), META)

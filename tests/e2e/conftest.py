@@ -1,0 +1,87 @@
+"""E2E fixtures: the API app (real lifespan: NATS, PostgreSQL) over httpx's ASGI transport, with the
+projector running in the same loop; and helpers to run roles as separate ``eda`` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.api.main import create_app
+from app.runtime import projector_role
+from app.settings import Settings
+
+EDA = str(Path(sys.executable).parent / "eda")
+
+
+@dataclass
+class System:
+    client: httpx.AsyncClient
+    app: FastAPI
+    settings: Settings
+
+
+@contextlib.asynccontextmanager
+async def running_system(settings: Settings, *, projector: bool = True) -> AsyncIterator[System]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        task = asyncio.create_task(projector_role(settings, health=False)) if projector else None
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                yield System(client, app, settings)
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+@pytest.fixture
+def settings(nats_url: str, js_clean: None, fresh_db: str) -> Settings:
+    return Settings(nats_url=nats_url, database_url=fresh_db)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def system(settings: Settings) -> AsyncIterator[System]:
+    async with running_system(settings) as sys_:
+        yield sys_
+
+
+def role_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env |= {
+        "EDA_NATS_URL": settings.nats_url,
+        "EDA_DATABASE_URL": settings.database_url.get_secret_value(),
+        "EDA_HEALTH_PORT": "0",
+        "EDA_LOG_LEVEL": "WARNING",
+    }
+    env |= extra
+    return env
+
+
+@contextlib.contextmanager
+def eda_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``eda <args>`` as a child process; SIGTERM (then SIGKILL) at the end."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen([EDA, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
