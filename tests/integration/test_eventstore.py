@@ -279,3 +279,33 @@ async def test_multi_stream_atomic_append(store: JetStreamEventStore) -> None:
             META,
         )
     assert await store.last_sequence() == before
+
+
+async def test_bulk_read_matches_direct_get(nc: NATS, store: JetStreamEventStore) -> None:
+    """Large reads go through the lean bulk connection; they must return exactly what nats-py sees."""
+    streams = [StreamId("order", str(300 + i)) for i in range(50)]
+    positions = dict.fromkeys(streams, NEW)
+    for round_ in range(50):  # 2,500 events, interleaved across 50 aggregates
+        reqs = [
+            AppendRequest(s, [NewEvent(event=created(300) if round_ == 0 else paid(300))], positions[s])
+            for s in streams
+        ]
+        for req, res in zip(reqs, await store.append_multi(reqs, META), strict=True):
+            positions[req.stream] = res.position
+    await JetStreamEventStore.open(nc, store.codec)  # idempotent open keeps working next to a bulk reader
+    last = await store.last_sequence()
+    bulk = await store.read_raw(1, limit=10_000)  # >= threshold: bulk reader
+    small = []
+    seq = 1
+    while seq <= last:
+        part = await store.read_raw(seq, limit=500)  # below threshold: nats-py direct get
+        if not part:
+            break
+        small.extend(part)
+        seq = part[-1].sequence + 1
+    assert [(m.sequence, m.subject, m.data) for m in bulk] == [(m.sequence, m.subject, m.data) for m in small]
+    assert len(bulk) == last
+    assert bulk[0].headers["Nats-Msg-Id"] == small[0].headers["Nats-Msg-Id"]
+    filtered = await store.read_raw(1, limit=5000, subjects="events.order.301")
+    assert filtered
+    assert {m.subject for m in filtered} == {"events.order.301"}

@@ -1,0 +1,210 @@
+"""Bulk reads of the event stream over a lean NATS connection of its own (rebuilds, replays).
+
+nats-py spends most of its time per message (header parsing, ``Msg`` objects, callback queues): about
+10k messages/s on one core, which caps a projection rebuild. Reading hundreds of thousands of events needs
+none of that: this reader speaks the few protocol verbs a batched Direct Get (ADR-31) uses — ``CONNECT``,
+``SUB``, ``PUB``, ``PING/PONG`` and ``HMSG`` — parses replies straight from the socket buffer, and returns
+the same ``RawMessage`` records as ``DirectGetter``.
+
+Supports user/password and token authentication and TLS. Anything else (e.g. a ``.creds`` file) makes
+``BulkReader.from_client`` return ``None`` and callers fall back to ``DirectGetter``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+
+from app.eventstore.directget import RawMessage
+from app.eventstore.ports import EventStoreError
+
+_CRLF = b"\r\n"
+_INBOX = "_INBOX.bulk"
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+    token: str | None
+    tls: ssl.SSLContext | None
+
+
+class BulkReader:
+    """One lean connection issuing batched direct gets in sequence; not safe for concurrent use."""
+
+    def __init__(self, endpoint: _Endpoint, stream: str, *, timeout: float = 10.0) -> None:
+        self._ep = endpoint
+        self._stream = stream
+        self._timeout = timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._buf = b""
+        self._pos = 0
+        self._lock = asyncio.Lock()
+        self._requests = 0
+
+    @classmethod
+    def from_client(cls, nc: NATS, stream: str) -> BulkReader | None:
+        """A reader for the server ``nc`` is connected to, with its credentials; ``None`` if unsupported."""
+        url = nc.connected_url
+        opts: dict[str, Any] = getattr(nc, "options", {})
+        if url is None or opts.get("user_credentials") or opts.get("nkeys_seed") or opts.get("signature_cb"):
+            return None
+        tls = opts.get("tls")
+        if url.scheme == "tls" and tls is None:
+            tls = ssl.create_default_context()
+        endpoint = _Endpoint(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 4222,
+            user=url.username or opts.get("user"),
+            password=url.password or opts.get("password"),
+            token=opts.get("token"),
+            tls=tls if isinstance(tls, ssl.SSLContext) else None,
+        )
+        return cls(endpoint, stream)
+
+    async def _connect(self) -> None:
+        ep = self._ep
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(ep.host, ep.port), self._timeout)
+        info_line = await asyncio.wait_for(reader.readline(), self._timeout)
+        if not info_line.startswith(b"INFO "):
+            writer.close()
+            raise EventStoreError(f"unexpected greeting from {ep.host}:{ep.port}: {info_line[:60]!r}")
+        info = orjson.loads(info_line[5:])
+        if ep.tls is not None or info.get("tls_required"):
+            ctx = ep.tls or ssl.create_default_context()
+            await writer.start_tls(ctx, server_hostname=ep.host)
+        connect: dict[str, Any] = {
+            "verbose": False, "pedantic": False, "headers": True, "no_responders": True,
+            "protocol": 1, "lang": "python-eda-bulk", "version": "1", "name": "eda-bulk-reader",
+        }  # fmt: skip
+        if ep.user is not None:
+            connect["user"], connect["pass"] = ep.user, ep.password or ""
+        elif ep.token is not None:
+            connect["auth_token"] = ep.token
+        writer.write(b"CONNECT " + orjson.dumps(connect) + b"\r\nPING\r\n")
+        writer.write(f"SUB {_INBOX}.* 1\r\n".encode())
+        await writer.drain()
+        self._reader, self._writer, self._buf, self._pos = reader, writer, b"", 0
+        line = await self._line()
+        while line.startswith((b"INFO", b"+OK")):
+            line = await self._line()
+        if line != b"PONG":
+            await self.close()
+            raise EventStoreError(f"bulk reader rejected: {line.decode(errors='replace')}")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._reader = None
+
+    async def _fill(self) -> None:
+        assert self._reader is not None
+        chunk = await asyncio.wait_for(self._reader.read(1 << 20), self._timeout)
+        if not chunk:
+            raise EventStoreError("bulk reader: connection closed by server")
+        self._buf = self._buf[self._pos :] + chunk
+        self._pos = 0
+
+    async def _line(self) -> bytes:
+        while (end := self._buf.find(_CRLF, self._pos)) < 0:
+            await self._fill()
+        line = self._buf[self._pos : end]
+        self._pos = end + 2
+        return line
+
+    async def _exact(self, n: int) -> bytes:
+        while len(self._buf) - self._pos < n:
+            await self._fill()
+        data = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return data
+
+    async def batches(
+        self, subject_filter: str, from_sequence: int, *, batch: int = 5000, limit: int | None = None
+    ) -> AsyncIterator[list[RawMessage]]:
+        """Like ``DirectGetter.batches``: messages matching ``subject_filter`` in stream order."""
+        async with self._lock:
+            if self._writer is None:
+                await self._connect()
+            seq = max(1, from_sequence)
+            remaining = limit
+            while remaining is None or remaining > 0:
+                size = batch if remaining is None else min(batch, remaining)
+                try:
+                    msgs, pending = await self._one_batch(subject_filter, seq, size)
+                except (OSError, TimeoutError, EventStoreError):
+                    await self.close()
+                    raise
+                if msgs:
+                    yield msgs
+                    seq = msgs[-1].sequence + 1
+                    if remaining is not None:
+                        remaining -= len(msgs)
+                if not msgs or pending == 0:
+                    return
+
+    async def _one_batch(self, subject_filter: str, seq: int, size: int) -> tuple[list[RawMessage], int]:
+        assert self._writer is not None
+        self._requests += 1
+        reply = f"{_INBOX}.{self._requests}"
+        body = orjson.dumps({"seq": seq, "next_by_subj": subject_filter, "batch": size})
+        self._writer.write(
+            f"PUB $JS.API.DIRECT.GET.{self._stream} {reply} {len(body)}\r\n".encode() + body + _CRLF
+        )
+        await self._writer.drain()
+        out: list[RawMessage] = []
+        want = reply.encode()
+        while True:
+            line = await self._line()
+            if line.startswith(b"HMSG "):
+                parts = line.split(b" ")
+                hdr_len, total = int(parts[-2]), int(parts[-1])
+                frame = await self._exact(total + 2)
+                if parts[1] != want:
+                    continue  # a late reply to an abandoned request
+                status, headers = _parse_headers(frame[:hdr_len])
+                if status == b"404":
+                    return out, 0
+                if status == b"204":
+                    return out, int(headers.get("Nats-Num-Pending", "0"))
+                if status:
+                    raise EventStoreError(f"direct get failed: {status.decode()} {headers}")
+                out.append(
+                    RawMessage(
+                        sequence=int(headers["Nats-Sequence"]),
+                        subject=headers["Nats-Subject"],
+                        data=frame[hdr_len:total],
+                        headers=headers,
+                    )
+                )
+            elif line == b"PING":
+                self._writer.write(b"PONG\r\n")
+            elif line.startswith(b"MSG "):
+                await self._exact(int(line.split(b" ")[-1]) + 2)
+            elif line.startswith(b"-ERR"):
+                raise EventStoreError(f"bulk reader: server error {line.decode(errors='replace')}")
+            # +OK, PONG, INFO: nothing to do
+
+
+def _parse_headers(block: bytes) -> tuple[bytes, dict[str, str]]:
+    """``NATS/1.0[ status desc]\\r\\nKey: value\\r\\n...`` → (status, headers)."""
+    lines = block.split(_CRLF)
+    first = lines[0]
+    status = first[9:12] if len(first) >= 12 else b""
+    headers: dict[str, str] = {}
+    for raw in lines[1:]:
+        key, sep, value = raw.partition(b":")
+        if sep:
+            headers[key.decode()] = value.strip().decode()
+    return status, headers
