@@ -1,0 +1,55 @@
+"""The seed flow against separate ``eda api`` and ``eda projector`` processes over real HTTP; the
+projector's health server; clean shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import httpx
+
+from app.devstack import free_port
+from app.settings import Settings
+from e2e.conftest import eda_process, role_env
+from e2e.helpers import SEED
+
+
+async def _ready(client: httpx.AsyncClient, url: str, timeout: float = 30.0) -> httpx.Response:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            resp = await client.get(url)
+            if resp.status_code == 200:
+                return resp
+        except httpx.TransportError:
+            pass
+        assert asyncio.get_running_loop().time() < deadline, url
+        await asyncio.sleep(0.1)
+
+
+async def test_seed_flow_across_processes(settings: Settings, short_tmp: Path) -> None:
+    api_port, health_port = free_port(), free_port()
+    env = role_env(settings, EDA_HEALTH_PORT=str(health_port))
+    log = short_tmp / "roles.log"
+    with (
+        eda_process(["api", "--host", "127.0.0.1", "--port", str(api_port)], env, log) as api,
+        eda_process(["projector"], env, log),
+    ):
+        base = f"http://127.0.0.1:{api_port}"
+        async with httpx.AsyncClient(timeout=10) as client:
+            await _ready(client, f"{base}/readyz")
+            created = await client.post(f"{base}/api/v1/orders", json=SEED)
+            assert created.status_code == 201
+            assert created.json() == {"order_id": 1, "status": "created", "version": 1}
+            got = await client.get(f"{base}/api/v1/orders/1", params={"min_version": 1})
+            assert got.status_code == 200
+            assert got.json()["amount"] == 99.99
+            assert got.headers["eda-consistency"] == "read-model"
+            ready = await _ready(client, f"http://127.0.0.1:{health_port}/readyz")
+            assert ready.json()["checks"]["projector"]["ok"] is True
+            assert (await client.get(f"http://127.0.0.1:{health_port}/livez")).status_code == 200
+            assert "python_info" in (await client.get(f"http://127.0.0.1:{health_port}/metrics")).text
+        api.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(api.wait, 15) == 0
+    assert "Traceback" not in log.read_text(errors="replace")
