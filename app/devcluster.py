@@ -119,17 +119,31 @@ class NatsCluster:
         return await asyncio.to_thread(_get_json, url)
 
     async def meta_leader(self) -> str | None:
-        """The meta leader, if every running node agrees on one."""
-        leaders = set()
+        """The meta leader once it is settled: every running node names the same leader and counts
+        ``size`` peers, the leader sees all its followers current, and every running node's full
+        ``/healthz`` (JetStream meta and assets current) answers 200."""
+        docs: dict[str, dict[str, Any]] = {}
         for name, node in self.nodes.items():
             if node.pid is None:
                 continue
             try:
-                doc = await self.jsz(name)
+                docs[name] = (await self.jsz(name)).get("meta_cluster") or {}
             except OSError:
                 return None
-            leaders.add((doc.get("meta_cluster") or {}).get("leader"))
-        return leaders.pop() if len(leaders) == 1 else None
+        leaders = {doc.get("leader") for doc in docs.values()}
+        if len(leaders) != 1 or any(doc.get("cluster_size") != self.size for doc in docs.values()):
+            return None
+        leader = leaders.pop()
+        if leader not in docs:
+            return None
+        followers = docs[leader].get("replicas") or []
+        running = {name for name in docs if name != leader}
+        if not running <= {f.get("name") for f in followers if f.get("current")}:
+            return None
+        for name in docs:
+            if not await asyncio.to_thread(_http_ok, f"{self.node(name).monitor_url}/healthz"):
+                return None
+        return str(leader)
 
     async def wait_meta_leader(self, timeout: float = 60.0) -> str:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -178,6 +192,14 @@ async def stream_leader(js: Any, stream: str) -> str | None:
     """The current leader of ``stream`` as the cluster reports it (``js``: a nats-py JetStreamContext)."""
     info = await js.stream_info(stream)
     return info.cluster.leader if info.cluster is not None else None
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
 
 
 def _get_json(url: str) -> dict[str, Any]:
