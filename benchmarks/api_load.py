@@ -1,0 +1,164 @@
+"""HTTP load benchmark (not a test): order creates/s with 64 concurrent clients, latency, and the
+write → read-model visibility lag.
+
+Setup: embedded nats-server (``sync_interval: always``) + PostgreSQL (fsync on) in a temp dir, then
+``eda api`` and ``eda projector`` as SEPARATE processes; this process is only the load generator
+(aiohttp on uvloop, keep-alive connections, ``--clients`` concurrent loops POSTing ``/api/v1/orders``).
+
+Visibility lag: a ``LISTEN eda_orders`` connection receives the projector's NOTIFY, which is sent in
+the very transaction that makes the order visible, so its arrival time is the moment the order became
+readable. Lag of an order = NOTIFY arrival minus the moment its ``201`` arrived at the client (0 when the
+order was already visible before the client got its acknowledgement). Both clocks are this process's
+``time.perf_counter``. Also reported: ``append→visible`` measured from the request start (upper bound).
+
+Run: ``.venv/bin/python benchmarks/api_load.py [--clients 64] [--seconds 20]``; prints a table and
+writes ``benchmarks/results/api_load.json``. Note: on a 2-core machine the servers, both roles and the
+generator share the CPUs; other work on the machine skews the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import uvloop
+
+from app.devstack import embedded_stack, free_port
+
+EDA = str(Path(sys.executable).parent / "eda")
+TARGETS = {"creates_per_s": 800, "p99_ms": 100, "lag_p50_ms": 10, "lag_p99_ms": 50}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(300):
+        try:
+            async with session.get(url) as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise TimeoutError(url)
+
+
+async def run(clients: int, seconds: float, warmup: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="eda-bench-") as tmp:
+        data = Path(tmp)
+        os.chmod(data, 0o711)  # reachable by the postgres system user when run as root
+        async with embedded_stack(data) as (nats, pg):
+            port = free_port()
+            env = dict(os.environ) | {
+                "EDA_NATS_URL": nats.url,
+                "EDA_DATABASE_URL": pg.dsn,
+                "EDA_HEALTH_PORT": "0",
+                "EDA_LOG_LEVEL": "WARNING",
+            }
+            procs = [
+                subprocess.Popen([EDA, "api", "--host", "127.0.0.1", "--port", str(port)], env=env),  # noqa: ASYNC220
+                subprocess.Popen([EDA, "projector"], env=env),  # noqa: ASYNC220
+            ]
+            try:
+                return await drive(f"http://127.0.0.1:{port}", pg.dsn, clients, seconds, warmup)
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(15)
+
+
+async def drive(base: str, dsn: str, clients: int, seconds: float, warmup: float) -> dict[str, float]:
+    visible: dict[int, float] = {}
+
+    def on_notify(_c: object, _pid: int, _ch: str, payload: str) -> None:
+        now = time.perf_counter()
+        for part in payload.split(","):
+            order_id, _, version = part.partition(":")
+            if version == "1":
+                visible.setdefault(int(order_id), now)
+
+    listener = await asyncpg.connect(dsn)
+    await listener.add_listener("eda_orders", on_notify)
+    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    timing: list[tuple[int, float, float]] = []  # (order_id, request start, ack)
+    errors = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await wait_ready(session, f"{base}/readyz")
+        loop = asyncio.get_running_loop()
+        measure_from = loop.time() + warmup
+        stop_at = measure_from + seconds
+
+        async def client(n: int) -> None:
+            nonlocal errors
+            body = {"user_id": n + 1, "items": [{"product_id": 1, "quantity": 2}], "amount": 199.98}
+            while loop.time() < stop_at:
+                started = time.perf_counter()
+                async with session.post(f"{base}/api/v1/orders", json=body) as resp:
+                    payload = await resp.read()
+                acked = time.perf_counter()
+                if resp.status != 201:
+                    errors += 1
+                    continue
+                if loop.time() >= measure_from:
+                    timing.append((json.loads(payload)["order_id"], started, acked))
+
+        await asyncio.gather(*(client(n) for n in range(clients)))
+    await asyncio.sleep(1.0)  # let the last notifications arrive
+    await listener.close()
+    latencies = [(ack - start) * 1000 for _, start, ack in timing]
+    lags = [max(0.0, visible[oid] - ack) * 1000 for oid, _, ack in timing if oid in visible]
+    from_start = [(visible[oid] - start) * 1000 for oid, start, _ in timing if oid in visible]
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "creates": len(timing),
+        "errors": errors,
+        "creates_per_s": len(timing) / seconds,
+        "p50_ms": pct(latencies, 0.50),
+        "p99_ms": pct(latencies, 0.99),
+        "lag_p50_ms": pct(lags, 0.50),
+        "lag_p99_ms": pct(lags, 0.99),
+        "visible_before_ack": sum(1 for oid, _, ack in timing if visible.get(oid, 1e18) <= ack)
+        / max(1, len(timing)),
+        "start_to_visible_p50_ms": pct(from_start, 0.50),
+        "start_to_visible_p99_ms": pct(from_start, 0.99),
+        "never_visible": sum(1 for oid, _, _ in timing if oid not in visible),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    args = parser.parse_args()
+    result = uvloop.run(run(args.clients, args.seconds, args.warmup))
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        target = TARGETS.get(key)
+        note = f"  (target {'≥' if key == 'creates_per_s' else '≤'} {target})" if target else ""
+        print(
+            f"{key:<{width}}  {value:10.2f}{note}" if isinstance(value, float) else f"{key:<{width}}  {value}"
+        )
+    out = Path(__file__).parent / "results" / "api_load.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
