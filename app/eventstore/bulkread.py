@@ -197,14 +197,20 @@ class BulkReader:
             # +OK, PONG, INFO: nothing to do
 
 
+_WANTED = (b"Nats-Sequence", b"Nats-Subject", b"Nats-Msg-Id", b"Nats-Time-Stamp", b"Nats-Num-Pending")
+
+
 def _parse_headers(block: bytes) -> tuple[bytes, dict[str, str]]:
-    """``NATS/1.0[ status desc]\\r\\nKey: value\\r\\n...`` → (status, headers)."""
-    lines = block.split(_CRLF)
-    first = lines[0]
-    status = first[9:12] if len(first) >= 12 else b""
+    """``NATS/1.0[ status desc]\r\nKey: value\r\n...`` → (status, the headers readers use).
+
+    Only the stream's own headers are extracted (sequence, subject, message id, time, pending): a
+    full parse of every publish header would dominate the cost of a bulk read."""
+    status = block[9:12] if block[8:9] == b" " else b""
     headers: dict[str, str] = {}
-    for raw in lines[1:]:
-        key, sep, value = raw.partition(b":")
-        if sep:
-            headers[key.decode()] = value.strip().decode()
+    for key in _WANTED:
+        start = block.find(b"\r\n" + key + b":")
+        if start >= 0:
+            start += len(key) + 3
+            end = block.find(b"\r\n", start)
+            headers[key.decode()] = block[start:end].strip().decode()
     return status, headers
