@@ -120,8 +120,8 @@ async def main() -> None:
         "targets": {"a": 1000, "b": 2500, "c_snapshot_ms": 10},
     }
     print(f"(a) one aggregate, sequential   : {a:8.0f} appends/s  (target >= 1000; eventsourcing 503)")
-    print(f"(b) {args.aggregates} aggregates, concurrent: {b:8.0f} appends/s  (target >= 2500; eventsourcing 545)")
-    print(f"(c) load {args.load_events} events, no snapshot : {c_plain:8.2f} ms  (eventsourcing: 362 ms for 5,000)")
+    print(f"(b) {args.aggregates} aggregates, concurrent: {b:8.0f} appends/s  (target >= 2500; peer 545)")
+    print(f"(c) load {args.load_events} events, no snapshot : {c_plain:8.2f} ms  (peer: 362 ms for 5,000)")
     print(f"(c) load {args.load_events} events, snapshot    : {c_snap:8.2f} ms  (target <= 10 ms)")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

@@ -11,7 +11,6 @@ import aiohttp
 import asyncpg
 import kopf
 import pytest
-from eda_operator.handlers import register
 from emulator import Emulator, declare
 from nats.aio.client import Client as NATS
 from pydantic import SecretStr
@@ -23,6 +22,7 @@ from app.eventstore.snapshots import SnapshotStore
 from app.readmodel.db import advisory_key
 from app.service import Repository
 from app.settings import Settings
+from eda_operator.handlers import register
 
 pytestmark = [pytest.mark.kmock(cls=Emulator)]
 NS = "default"
