@@ -49,7 +49,7 @@ class AppContext:
         return Repository(self.store, decider, self.snapshots, snapshot_every=self.settings.snapshot_every)
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:  # async: sync deps run in a thread pool
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -57,7 +57,7 @@ def get_ctx(request: Request) -> AppContext:
 Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
-def request_metadata(request: Request) -> Metadata:
+async def request_metadata(request: Request) -> Metadata:
     """Correlation id (``X-Correlation-Id`` or ``X-Request-Id``, else new) and W3C trace context."""
     headers = request.headers
     correlation = headers.get("x-correlation-id") or headers.get("x-request-id") or str(uuid.uuid4())
