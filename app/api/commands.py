@@ -70,7 +70,10 @@ async def create_order(
             if claim.replay is not None:
                 ctx.metrics.idempotent_replays.inc()
                 outcome = "replayed"
-                return claim.replay
+                replay = claim.replay
+                return StoredResponse(
+                    replay.status, replay.body, replay.headers | {"Idempotent-Replayed": "true"}
+                )
             await ctx.repository(ORDER).execute(
                 claim.order_id, _command(claim.order_id, body), meta, retries=3
             )

@@ -142,7 +142,7 @@ def render_order(rec: OrderRecord) -> dict[str, Any]:
     body: dict[str, Any] = {
         "order_id": rec.order_id,
         "user_id": rec.user_id,
-        "items": rec.items,
+        "items": [{"product_id": i["product_id"], "quantity": i["quantity"]} for i in rec.items],
         "amount": float(rec.amount),
         "currency": rec.currency,
         "status": rec.status,

@@ -115,6 +115,7 @@ async def test_idempotent_replays(system: System) -> None:
         ORDERS, json={"amount": 99.99, "user_id": 123}, headers=key
     )  # same JSON, other order
     assert later.content == same[0].content
+    assert later.headers["idempotent-replayed"] == "true"
     other = await c.post(ORDERS, json={"user_id": 123, "amount": 5}, headers=key)
     assert_problem(other, 422)
     listing = (await c.get(ORDERS)).json()["items"]
