@@ -145,8 +145,9 @@ async def dev(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8082) -> N
         (data_dir / "ports.json").write_text(json.dumps({"nats": nats.port, "postgres": pg.port}))
         os.environ["EDA_NATS_URL"], os.environ["EDA_DATABASE_URL"] = nats.url, pg.dsn
         os.environ.setdefault("EDA_DEFAULT_STOCK", "1000")  # never-set products start with 1000 units in dev
+        os.environ.setdefault("EDA_UI_ENABLED", "true")  # the web console at /ui is on in dev
         settings = Settings()
         print(f"EDA_NATS_URL={nats.url}", flush=True)
         print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
-        print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs) — Ctrl-C stops", flush=True)
+        print(f"API on http://{host}:{port} (docs: /docs, console: /ui) — Ctrl-C stops", flush=True)
         await run_until_signal(api_server(settings, host, port), background_roles(settings))
