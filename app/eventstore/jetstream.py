@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import logging
 import time
@@ -285,24 +286,44 @@ class JetStreamEventStore:
         results = []
         for req in requests:
             n = len(req.events)
-            stored = [
-                m
-                async for batch in self._getter.batches(
-                    req.stream.subject, req.expected.sequence + 1, batch=n, limit=n
-                )
-                for m in batch
-            ]
-            if [m.headers.get("Nats-Msg-Id") for m in stored] != [new.event_id for new in req.events]:
+            stored = await self._leader_read(req.stream.subject, req.expected.sequence + 1, n)
+            if [event_id for _, event_id in stored] != [new.event_id for new in req.events]:
                 detail = exc.description if exc is not None and exc.description else "stream moved"
                 raise ConcurrencyError(req.stream, req.expected, detail)
             results.append(
                 AppendResult(
-                    position=Position(req.expected.version + n, stored[-1].sequence),
-                    first_sequence=stored[0].sequence,
+                    position=Position(req.expected.version + n, stored[-1][0]),
+                    first_sequence=stored[0][0],
                     duplicate=True,
                 )
             )
         return results
+
+    async def _leader_read(self, subject: str, from_sequence: int, n: int) -> list[tuple[int, str]]:
+        """(sequence, event id) of up to ``n`` messages of ``subject`` from ``from_sequence``, read from
+        the stream LEADER (``$JS.API.STREAM.MSG.GET``). Direct Get may be answered by a replica that
+        is still catching up (seen after a leader change): it would miss our own just-stored append
+        and turn a success into a false ``ConcurrencyError``."""
+        out: list[tuple[int, str]] = []
+        seq = from_sequence
+        for _ in range(n):
+            request = orjson.dumps({"seq": seq, "next_by_subj": subject})
+            try:
+                msg = await self._nc.request(
+                    f"$JS.API.STREAM.MSG.GET.{STREAM}", request, timeout=self._timeout
+                )
+            except (TimeoutError, NatsError) as exc:
+                raise EventStoreError(f"reading {subject} from the leader failed: {exc!r}") from exc
+            doc = orjson.loads(msg.data)
+            stored = doc.get("message")
+            if stored is None:
+                if (doc.get("error") or {}).get("code") == 404:
+                    break
+                raise EventStoreError(f"reading {subject} from the leader failed: {doc.get('error')}")
+            event_id = self._codec.decode_envelope(base64.b64decode(stored["data"])).event_id
+            out.append((int(stored["seq"]), event_id))
+            seq = int(stored["seq"]) + 1
+        return out
 
     # -- reading -------------------------------------------------------------------------------
 

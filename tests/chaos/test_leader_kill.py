@@ -87,6 +87,7 @@ async def test_sigkill_stream_leader_twice_loses_and_duplicates_nothing(
     assert result.order_violations == 0
     assert result.unacked_stored == 0
     assert ledger.foreign_conflicts == 0
+    assert ledger.late_recognised == 0, "the store reported a conflict for its own stored append"
     assert result.stored == events_acked
 
 

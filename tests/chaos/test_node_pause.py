@@ -100,6 +100,7 @@ async def test_sigstop_leader_30s_then_replicas_converge(
     assert result.order_violations == 0
     assert result.unacked_stored == 0
     assert ledger.foreign_conflicts == 0
+    assert ledger.late_recognised == 0, "the store reported a conflict for its own stored append"
     assert len({s.last_seq for s in states}) == 1
     assert all(n == 0 for n in mismatches.values())
     assert all(n == 0 for n in missing.values())
