@@ -1,0 +1,49 @@
+"""Telemetry: OpenTelemetry providers, W3C trace context through NATS, metrics and structured logs.
+
+- ``providers``: ``configure_telemetry`` (tracer/meter providers from the standard ``OTEL_*``
+  variables only), FastAPI/asyncpg instrumentation.
+- ``spans``: messaging spans (``send``/``process``), trace context in NATS headers and envelopes.
+- ``logs``: structlog JSON logs carrying ``trace_id``/``span_id``.
+
+Import from this package (``from app.telemetry import producer_span``); the submodules are details.
+"""
+
+from app.telemetry.logs import configure_logging
+from app.telemetry.providers import (
+    TelemetryHandle,
+    configure_telemetry,
+    instrument_asyncpg,
+    instrument_fastapi,
+    meter,
+    tracer,
+)
+from app.telemetry.spans import (
+    batch_consumer_span,
+    consumer_span,
+    current_traceparent,
+    extract_context,
+    inject_headers,
+    mark_error,
+    producer_span,
+    set_order_id,
+    subject_template,
+)
+
+__all__ = [
+    "TelemetryHandle",
+    "batch_consumer_span",
+    "configure_logging",
+    "configure_telemetry",
+    "consumer_span",
+    "current_traceparent",
+    "extract_context",
+    "inject_headers",
+    "instrument_asyncpg",
+    "instrument_fastapi",
+    "mark_error",
+    "meter",
+    "producer_span",
+    "set_order_id",
+    "subject_template",
+    "tracer",
+]
