@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 cli = typer.Typer(
     name="eda",
@@ -60,13 +63,12 @@ def rebuild(
 
     from app.maintenance import rebuild as run
     from app.readmodel.rebuild import InvalidRebuild, RebuildRequest
-    from app.settings import Settings
 
     request = RebuildRequest(
         projection, from_sequence=from_sequence, to_sequence=to_sequence, batch_size=batch_size
     )
     try:
-        asyncio.run(run(Settings(), request, Console()))
+        asyncio.run(run(_observe("rebuild"), request, Console()))
     except InvalidRebuild as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -84,14 +86,13 @@ def snapshot(
     from rich.console import Console
 
     from app.maintenance import snapshot as run
-    from app.settings import Settings
     from app.snapshotter import InvalidSnapshotRequest, SnapshotRequest
 
     request = SnapshotRequest(
         aggregate, ids=tuple(ids) if ids else None, min_events=min_events, retain=retain
     )
     try:
-        asyncio.run(run(Settings(), request, Console()))
+        asyncio.run(run(_observe("snapshot"), request, Console()))
     except InvalidSnapshotRequest as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -113,15 +114,10 @@ def operator(
 def saga() -> None:
     """Run the order fulfilment saga orchestrator (health on EDA_HEALTH_PORT)."""
     import asyncio
-    import logging
 
     from app.saga.runner import run_saga
-    from app.settings import Settings
 
-    settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    settings = _observe("saga")
     asyncio.run(run_saga(settings))
 
 
@@ -131,32 +127,33 @@ def worker(
 ) -> None:
     """Run one worker type (or several in one process): inventory, payment, shipping."""
     import asyncio
-    import logging
 
     from app.messaging import WORKERS
-    from app.settings import Settings
     from app.workers.runner import run_workers
 
     chosen = tuple(w for w in WORKERS if w in names)
     if not chosen or len(chosen) != len(set(names)):
         raise typer.BadParameter(f"workers are {', '.join(WORKERS)}; got {names}")
-    settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    settings = _observe("worker-" + "-".join(chosen))
     asyncio.run(run_workers(chosen, settings))
 
 
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    """Run a role on uvloop (when installed) with logging configured from ``EDA_LOG_LEVEL``."""
-    import asyncio
-    import logging
-
+def _observe(role: str) -> Settings:
+    """Telemetry (``OTEL_*``, service ``eda-<role>``) and JSON logs (``EDA_LOG_LEVEL``) for a role;
+    returns the role's settings."""
     from app.settings import Settings
+    from app.telemetry import configure_logging, configure_telemetry
 
-    logging.basicConfig(
-        level=Settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    settings = Settings()
+    configure_logging(settings.log_level)
+    configure_telemetry(f"eda-{role}")
+    return settings
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a role on uvloop (when installed); call ``_observe`` first."""
+    import asyncio
+
     try:
         import uvloop
 
@@ -170,10 +167,25 @@ def dev(
     data_dir: DataDir = Path(".eda-data"),
     port: Annotated[int, typer.Option(help="API port.")] = 8082,
     host: Annotated[str, typer.Option(help="API bind address.")] = "127.0.0.1",
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-endpoint",
+            help="Export traces and metrics via OTLP to this URL, e.g. http://127.0.0.1:4318 (Jaeger v2); "
+            "sets OTEL_EXPORTER_OTLP_ENDPOINT.",
+        ),
+    ] = None,
 ) -> None:
     """The whole system in one process on embedded NATS + PostgreSQL (API on :8082). Ctrl-C stops."""
+    import os
+
     from app.runtime import dev as run_dev
 
+    if otlp_endpoint:
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
+        if otlp_endpoint.rstrip("/").endswith(":4317"):
+            os.environ.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    _observe("dev")
     _run(run_dev(data_dir, host=host, port=port))
 
 
@@ -184,28 +196,27 @@ def api(
 ) -> None:
     """The HTTP API alone (EDA_NATS_URL, EDA_DATABASE_URL)."""
     from app.runtime import api_server, run_until_signal
-    from app.settings import Settings
 
-    _run(run_until_signal(api_server(Settings(), host, port), []))
+    settings = _observe("api")
+    _run(run_until_signal(api_server(settings, host, port), []))
 
 
 @cli.command()
 def projector() -> None:
     """The read-model projector alone; health on EDA_HEALTH_PORT (one active replica, others standby)."""
     from app.runtime import projector_role
-    from app.settings import Settings
 
-    _run(projector_role(Settings()))
+    _run(projector_role(_observe("projector")))
 
 
 @cli.command()
 def migrate() -> None:
     """Apply the PostgreSQL migrations (also done at start-up of every role)."""
     from app.readmodel.migrations import migrate_dsn
-    from app.settings import Settings
+
+    settings = _observe("migrate")
 
     async def go() -> None:
-        settings = Settings()
         applied = await migrate_dsn(settings.database_url.get_secret_value(), settings.readmodel_schema)
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
 

@@ -55,6 +55,7 @@ def api_server(settings: Settings, host: str, port: int) -> uvicorn.Server:
         http="httptools",
         lifespan="on",
         access_log=False,
+        log_config=None,  # uvicorn's loggers propagate to the JSON handler of configure_logging
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
     )

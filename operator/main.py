@@ -7,11 +7,11 @@ Liveness: ``http://0.0.0.0:8080/healthz`` (kopf's probe endpoint).
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import kopf
 
 from app.settings import Settings
+from app.telemetry import configure_logging, configure_telemetry
 from eda_operator.handlers import register
 
 LIVENESS = "http://0.0.0.0:8080/healthz"
@@ -20,9 +20,8 @@ LIVENESS = "http://0.0.0.0:8080/healthz"
 async def serve(namespace: str | None = None, *, liveness: str | None = LIVENESS) -> None:
     """Run the operator until cancelled or signalled."""
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)
+    configure_telemetry("eda-operator")
     registry = register(kopf.OperatorRegistry())
     await kopf.operator(
         registry=registry,

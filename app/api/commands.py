@@ -21,6 +21,7 @@ from app.domain.order import INITIAL, ORDER, CancelOrder, CreateOrder, Order, Or
 from app.eventstore.envelope import NEW, Metadata, utcnow
 from app.eventstore.ports import ConcurrencyError
 from app.service import Loaded
+from app.telemetry import set_order_id
 
 ID_COLLISION_RETRIES = 5
 
@@ -50,6 +51,7 @@ async def _create_new(ctx: AppContext, body: CreateOrderIn, meta: Metadata) -> i
             await repo.append(order_id, events, Loaded(INITIAL, NEW), meta)
         except ConcurrencyError:  # the id exists already: the counter was reset; take the next one
             continue
+        set_order_id(order_id)
         return order_id
     raise Problem(503, "id-allocation", "Service unavailable", "could not allocate a fresh order id")
 
@@ -67,6 +69,7 @@ async def create_order(
         else:
             print_ = fingerprint("POST", path, body.model_dump(mode="json"))
             claim = await ctx.idempotency.claim(key, print_, ctx.ids.next)
+            set_order_id(claim.order_id)
             if claim.replay is not None:
                 ctx.metrics.idempotent_replays.inc()
                 outcome = "replayed"
@@ -101,6 +104,7 @@ async def cancel_order(
 ) -> tuple[str, int]:
     """Cancel; returns (status, version). Repeating a cancel of a cancelled order changes nothing."""
     expected = parse_if_match(if_match)
+    set_order_id(order_id)
     started = time.perf_counter()
     outcome = "error"
     try:

@@ -31,6 +31,7 @@ from app.readmodel.db import create_pool
 from app.readmodel.migrations import migrate_dsn
 from app.readmodel.notify import OrderNotifications
 from app.settings import Settings
+from app.telemetry import instrument_fastapi
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 600.0
@@ -139,6 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     _problem_openapi(app)
+    instrument_fastapi(app)  # server spans; /livez, /readyz, /metrics excluded
     return app
 
 

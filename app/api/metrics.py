@@ -1,8 +1,13 @@
-"""Prometheus metrics of the API process, in a registry of its own (one per app instance)."""
+"""Prometheus metrics of the API process, in a registry of its own (one per app instance); ``/metrics``
+serves it together with the process-wide default registry (OpenTelemetry metrics bridged by
+``app.telemetry``: events appended, append latency; in ``eda dev`` also the projector, saga, workers)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterable
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 
 
 class ApiMetrics:
@@ -37,3 +42,12 @@ class ApiMetrics:
             "Responses replayed for a repeated Idempotency-Key",
             registry=self.registry,
         )
+
+    def collect(self) -> Iterable[Metric]:
+        """This app's metrics, then the default registry's (a name already served is skipped)."""
+        seen: set[str] = set()
+        for registry in (self.registry, REGISTRY):
+            for family in registry.collect():
+                if family.name not in seen:
+                    seen.add(family.name)
+                    yield family

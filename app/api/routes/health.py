@@ -74,4 +74,4 @@ async def metrics(ctx: Ctx) -> Response:
         lag = None
     if lag is not None:
         ctx.metrics.projection_lag.labels(PROJECTION).set(lag)
-    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(ctx.metrics), media_type=CONTENT_TYPE_LATEST)
