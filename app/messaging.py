@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
+import orjson
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
@@ -142,14 +146,22 @@ class KeyedLocks:
 
 
 @dataclass
-class PullLoop:
-    """Fetch from a bound durable pull consumer and handle messages concurrently.
+class _PullRequest:
+    remaining: int
+    expires_at: float
 
-    ``handler`` returns normally → ack; raises ``PermanentError`` → term (logged); any other
-    exception → nak with backoff (redelivered). ``key`` serialises messages of one key in fetch order.
+
+@dataclass
+class PullLoop:
+    """Consume a durable pull consumer with continuous pull requests and handle messages concurrently.
+
+    Messages are handled as they arrive (no batch round trip): pull requests for the free capacity
+    are kept outstanding (``expires`` 3 s) and topped up whenever a handler finishes. ``handler``
+    returns normally → ack; raises ``PermanentError`` → term (logged); any other exception → nak
+    with backoff (redelivered). ``key`` serialises messages of one key in arrival order.
     """
 
-    js: JetStreamContext
+    nc: NATS
     stream: str
     durable: str
     handler: Handler
@@ -157,62 +169,101 @@ class PullLoop:
     key: Callable[[Msg], str] | None = None
     name: str = "consumer"
     locks: KeyedLocks | None = None
+    heartbeat_s: float = 2.0
+    expires_s: float = 3.0
 
     def __post_init__(self) -> None:
         self._stopping = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.concurrency)
+        self._wake = asyncio.Event()
+        self._inflight = 0
+        self._requests: deque[_PullRequest] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self.handled = 0
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
+
+    def _requested(self) -> int:
+        now = time.monotonic()
+        while self._requests and self._requests[0].expires_at < now:
+            self._requests.popleft()  # expired without a status message (e.g. lost on a reconnect)
+        return sum(r.remaining for r in self._requests)
 
     async def run(self) -> None:
-        """Until ``stop()``: fetch and dispatch; then wait for in-flight messages (drain)."""
-        sub = await self.js.pull_subscribe_bind(self.durable, stream=self.stream)
+        """Until ``stop()``: keep pull requests outstanding and dispatch; then drain in-flight work."""
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, cb=self._on_msg)
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
         try:
             while not self._stopping.is_set():
-                await self._slots.acquire()
-                free = 1
-                while free < min(self.concurrency, 256) and not self._slots.locked():
-                    await self._slots.acquire()
-                    free += 1
-                try:
-                    msgs = await sub.fetch(free, timeout=0.5)
-                except TimeoutError:
-                    msgs = []
-                except Exception:
-                    if self._stopping.is_set():
-                        msgs = []
-                    else:
-                        log.warning("%s: fetch failed", self.name, exc_info=True)
+                free = self.concurrency - self._inflight - self._requested()
+                if free > 0 and (free >= max(1, self.concurrency // 4) or not self._requests):
+                    batch = min(free, 1000)
+                    request = {"batch": batch, "expires": int(self.expires_s * 1e9)}
+                    self._requests.append(_PullRequest(batch, time.monotonic() + self.expires_s + 1.0))
+                    try:
+                        await self.nc.publish(subject, orjson.dumps(request), reply=inbox)
+                    except Exception:
+                        log.warning("%s: pull request failed", self.name, exc_info=True)
+                        self._requests.clear()
                         await asyncio.sleep(0.5)
-                        msgs = []
-                for msg in msgs:
-                    task = asyncio.create_task(self._one(msg))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                for _ in range(free - len(msgs)):
-                    self._slots.release()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.expires_s / 2)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        status = (msg.headers or {}).get("Status")
+        if status is not None and not msg.data:
+            if status in ("408", "409") and self._requests:
+                self._requests.popleft()  # that request is over (expired / interrupted)
+                self._wake.set()
+            return  # 100 heartbeat, 404 no messages
+        if self._requests:
+            self._requests[0].remaining -= 1
+            if self._requests[0].remaining <= 0:
+                self._requests.popleft()
+        if self._stopping.is_set():
+            return  # not ours any more: redelivered after ack_wait
+        self._inflight += 1
+        task = asyncio.create_task(self._one(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._inflight -= 1
+        self._wake.set()
 
     async def _one(self, msg: Msg) -> None:
-        try:
-            if self.key is None:
-                await self._handle(msg)
-                return
-            if self.locks is None:
-                self.locks = KeyedLocks()
-            async with self.locks.hold(self.key(msg)):
-                await self._handle(msg)
-        finally:
-            self._slots.release()
+        if self.key is None:
+            await self._handle(msg)
+            return
+        if self.locks is None:
+            self.locks = KeyedLocks()
+        async with self.locks.hold(self.key(msg)):
+            await self._handle(msg)
+
+    async def _heartbeat(self, msg: Msg) -> None:
+        """Keep a slow message ours (``+WPI``): ack_wait then only detects crashed consumers."""
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
 
     async def _handle(self, msg: Msg) -> None:
+        beat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            await self._handle_beating(msg)
+        finally:
+            beat.cancel()
+
+    async def _handle_beating(self, msg: Msg) -> None:
         try:
             await self.handler(msg)
         except PermanentError as exc:

@@ -45,6 +45,7 @@ from app.saga import timeouts
 from app.saga.fulfilment import FACT_SUBJECTS, FACT_TYPES, order_id_of, react_to_timeout, worker_command
 from app.service import Repository
 from app.settings import Settings
+from app.statecache import StateCache
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def orchestrator_consumer_config() -> ConsumerConfig:
         filter_subjects=FACT_SUBJECTS,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=10.0,
+        ack_wait=5.0,
         max_deliver=-1,
         max_ack_pending=4096,
     )
@@ -74,11 +75,14 @@ def _ids(prefix: str, events: list[Any]) -> list[NewEvent]:
 
 class SagaRunner:
     def __init__(self, nc: NATS, store: JetStreamEventStore, settings: Settings) -> None:
+        self._nc = nc
         self._js = nc.jetstream()
         self._store = store
         self._settings = settings
         self._sagas: Repository[React, Any, SagaState] = Repository(store, SAGA)
         self._orders: Repository[Any, Any, Any] = Repository(store, ORDER)
+        self._saga_cache = StateCache(store, self._sagas)
+        self._order_cache = StateCache(store, self._orders)
         self.reactions = 0
 
     async def ensure(self) -> None:
@@ -92,9 +96,9 @@ class SagaRunner:
         locks = KeyedLocks()
         n = self._settings.saga_concurrency
         return [
-            PullLoop(self._js, STREAM, ORCHESTRATOR_CONSUMER, self.on_event, n, _key, "saga-events", locks),
+            PullLoop(self._nc, STREAM, ORCHESTRATOR_CONSUMER, self.on_event, n, _key, "saga-events", locks),
             PullLoop(
-                self._js,
+                self._nc,
                 timeouts.TIMERS_STREAM,
                 timeouts.TIMEOUTS_CONSUMER,
                 self.on_timer,
@@ -137,7 +141,7 @@ class SagaRunner:
     async def react(self, react: React, meta: Metadata) -> None:
         """Decide, record, send, sync — see the module docstring."""
         for attempt in range(CONFLICT_RETRIES):
-            loaded = await self._sagas.load(react.order_id)
+            loaded = await self._saga_cache.load(react.order_id)
             state = loaded.state
             if isinstance(state, Saga) and react.trigger_id in state.seen:
                 await self._resend(state, meta)
@@ -148,13 +152,16 @@ class SagaRunner:
                 return
             stream = self._sagas.stream(react.order_id)
             try:
-                await self._store.append(stream, _ids(react.trigger_id, events), loaded.position, meta)
+                result = await self._store.append(
+                    stream, _ids(react.trigger_id, events), loaded.position, meta
+                )
             except ConcurrencyError:
                 await asyncio.sleep(0.002 * (attempt + 1))
                 continue
             self.reactions += 1
             new_state = SAGA.fold(events, state)
             assert isinstance(new_state, Saga)
+            self._saga_cache.appended(react.order_id, new_state, result.position)
             started = [e for e in events if isinstance(e, StepStarted)]
             await self._send(new_state, started, meta)
             if any(not isinstance(e, StepStarted) for e in events):
@@ -191,32 +198,31 @@ class SagaRunner:
         )
 
     async def _sync_order(self, saga: Saga, meta: Metadata) -> None:
-        """Bring the order to the status the saga implies (one append, in lifecycle order)."""
-        for attempt in range(CONFLICT_RETRIES):
-            loaded = await self._orders.load(saga.order_id)
+        """Bring the order to the status the saga implies, one transition per append (single-message
+        appends are far cheaper than atomic batches; a crash between two is finished by the redelivery)."""
+        attempt = 0
+        while attempt < CONFLICT_RETRIES:
+            loaded = await self._order_cache.load(saga.order_id)
             commands = order_commands(saga, loaded.state, utcnow())
             if not commands:
                 return
-            state: Any = loaded.state
-            events: list[Any] = []
             try:
-                for command in commands:
-                    new = ORDER.decide(command, state)
-                    events.extend(new)
-                    state = ORDER.fold(new, state)
+                events = list(ORDER.decide(commands[0], loaded.state))
             except DomainError as exc:  # the order moved on (a user's cancel): the saga will hear of it
                 log.info("order %s: %s", saga.order_id, exc.message)
                 return
             if not events:
                 return
+            state = ORDER.fold(events, loaded.state)
             prefix = f"order-sync:{saga.order_id}:{loaded.position.version}:{type(events[0]).__name__}"
             try:
-                await self._store.append(
+                result = await self._store.append(
                     self._orders.stream(saga.order_id), _ids(prefix, events), loaded.position, meta
                 )
-                return
+                self._order_cache.appended(saga.order_id, state, result.position)
             except ConcurrencyError:
-                await asyncio.sleep(0.002 * (attempt + 1))
+                attempt += 1
+                await asyncio.sleep(0.002 * attempt)
 
 
 def _key(msg: Msg) -> str:

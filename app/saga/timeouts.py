@@ -44,7 +44,7 @@ def timeouts_consumer_config() -> ConsumerConfig:
         filter_subject="timeouts.saga.>",
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=10.0,
+        ack_wait=5.0,
         max_deliver=-1,
         max_ack_pending=4096,
     )

@@ -86,7 +86,7 @@ def worker_consumer_config(name: WorkerName) -> ConsumerConfig:
         filter_subject=f"cmd.{name}.>",
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
+        ack_wait=5.0,
         max_deliver=20,
         max_ack_pending=4096,
     )
@@ -119,7 +119,7 @@ async def start_worker(nc: NATS, name: WorkerName, handler: CommandHandler, sett
     await ensure_consumer(js, COMMANDS_STREAM, config)
     assert config.durable_name is not None
     return PullLoop(
-        js=js,
+        nc=nc,
         stream=COMMANDS_STREAM,
         durable=config.durable_name,
         handler=make_message_handler(handler),

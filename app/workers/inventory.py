@@ -30,6 +30,7 @@ from app.eventstore.snapshots import SnapshotStore
 from app.messaging import PermanentError, WorkerCommand
 from app.service import Loaded, Repository
 from app.settings import Settings
+from app.statecache import StateCache
 from app.workers.base import CONFLICT_RETRIES, CommandHandler, event_ids
 
 
@@ -54,6 +55,8 @@ class InventoryWorker:
             store, STOCK, snapshots, snapshot_every=settings.snapshot_every
         )
         self._reservations: Repository[Any, Any, Any] = Repository(store, RESERVATION)
+        self._stock_cache = StateCache(store, self._stock)
+        self._reservation_cache = StateCache(store, self._reservations)
         self._every = settings.snapshot_every
         self._default = settings.default_stock
         self._locks = _Locks()
@@ -77,7 +80,7 @@ class InventoryWorker:
 
     async def handle(self, cmd: WorkerCommand, meta: Metadata) -> None:
         for attempt in range(CONFLICT_RETRIES):
-            reservation = await self._reservations.load(cmd.order_id)
+            reservation = await self._reservation_cache.load(cmd.order_id)
             products = [i.product_id for i in cmd.items] or [i.product_id for i in reservation.state.items]
             async with self._locks.hold(products):
                 try:
@@ -94,7 +97,7 @@ class InventoryWorker:
         self, cmd: WorkerCommand, meta: Metadata, reservation: Loaded[Any], products: list[int]
     ) -> None:
         loaded = dict(
-            zip(products, await asyncio.gather(*(self._stock.load(p) for p in products)), strict=True)
+            zip(products, await asyncio.gather(*(self._stock_cache.load(p) for p in products)), strict=True)
         )
         decided = plan(self._command(cmd), reservation.state, {p: s.state for p, s in loaded.items()})
         if not decided.reservation:
@@ -111,6 +114,13 @@ class InventoryWorker:
                 AppendRequest(stream, event_ids(cmd.command_id, stream, events), loaded[pid].position)
             )
         results = await self._store.append_multi(requests, meta)
+        self._reservation_cache.appended(
+            cmd.order_id, RESERVATION.fold(decided.reservation, reservation.state), results[0].position
+        )
+        for pid, result in zip(decided.stock, results[1:], strict=True):
+            self._stock_cache.appended(
+                pid, STOCK.fold(decided.stock[pid], loaded[pid].state), result.position
+            )
         for req, result in zip(requests, results, strict=True):
             if req.stream.aggregate_type == STOCK.aggregate_type and (
                 result.position.version // self._every > req.expected.version // self._every
