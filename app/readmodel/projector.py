@@ -36,6 +36,7 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import STREAM
 from app.readmodel import db
+from app.readmodel.lag import ProjectionLag
 from app.readmodel.projections import (
     PROJECTION,
     SUBJECTS,
@@ -43,6 +44,7 @@ from app.readmodel.projections import (
     apply_batch,
     read_checkpoint,
 )
+from app.telemetry import batch_consumer_span
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +118,13 @@ class Projector:
 
     async def _lead(self) -> None:
         conn = await db.connect(self._dsn)
+        sampler: asyncio.Task[None] | None = None
         try:
             await self._acquire(conn)
             self.status.leader = True
             log.info("projector %s: leader", self._durable)
+            lag = ProjectionLag(self._nc, self._codec, PROJECTION, self._durable, SUBJECTS)
+            sampler = asyncio.create_task(lag.run(lambda: self.status.checkpoint))
             while True:
                 checkpoint = await read_checkpoint(conn, self._schema)
                 try:
@@ -127,6 +132,8 @@ class Projector:
                 except CheckpointRewound as exc:
                     log.warning("projector: checkpoint rewound to %d, restarting consumer", exc.stored)
         finally:
+            if sampler is not None:
+                sampler.cancel()
             self.status.leader = False
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2.0)
@@ -211,7 +218,13 @@ class Projector:
             except Exception:  # an undecodable message can never be projected; do not block on it
                 log.error("projector: undecodable message at %s, skipped", m.reply, exc_info=True)
         if events:
-            applied = await apply_batch(conn, self._schema, events, expect_checkpoint=self.status.checkpoint)
+            # one span per batch, linked to every event's producer (a batch serves many traces)
+            with batch_consumer_span(
+                SUBJECTS, [e.envelope.traceparent for e in events], attributes={"eda.projection": PROJECTION}
+            ):
+                applied = await apply_batch(
+                    conn, self._schema, events, expect_checkpoint=self.status.checkpoint
+                )
             self.status.applied += applied
             self.status.checkpoint = max(self.status.checkpoint, *(e.sequence for e in events))
         self.status.batches += 1

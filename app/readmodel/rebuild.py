@@ -37,6 +37,7 @@ from app.eventstore.jetstream import JetStreamEventStore
 from app.readmodel import projections as proj
 from app.readmodel.db import advisory_key, init_connection, quote_ident
 from app.readmodel.migrations import create_readmodel_schema
+from app.telemetry import batch_consumer_span, tracer
 
 PROJECTIONS = {proj.PROJECTION: proj.SUBJECTS}
 
@@ -172,7 +173,10 @@ class Rebuild:
         async with exclusive(self._pool, self._req.projection, self._report):
             shadow = self._req.shadow_schema
             try:
-                return await self._run(shadow)
+                with tracer().start_as_current_span(
+                    f"rebuild {self._req.projection}", attributes={"eda.projection": self._req.projection}
+                ):
+                    return await self._run(shadow)
             except BaseException:
                 await asyncio.shield(drop_schema(self._pool, shadow))
                 raise
@@ -264,12 +268,14 @@ class Rebuild:
             events = [codec.decode(m.data, m.sequence) for m in batch]
             if touched is not None:
                 events = [e for e in events if proj.order_id_of(e) in touched]
-            applied = proj.fold_views(views, events)
-            if applied:
-                rows = [proj.timeline_row(e) for e in applied]
-                await conn.copy_records_to_table(
-                    "order_events", schema_name=shadow, columns=proj.TIMELINE_COLUMNS, records=rows
-                )
+            # a span per batch, linked to (up to 128 of) its events' producers
+            with batch_consumer_span(proj.SUBJECTS, [e.envelope.traceparent for e in events]):
+                applied = proj.fold_views(views, events)
+                if applied:
+                    rows = [proj.timeline_row(e) for e in applied]
+                    await conn.copy_records_to_table(
+                        "order_events", schema_name=shadow, columns=proj.TIMELINE_COLUMNS, records=rows
+                    )
             replayed += len(batch)
             last = batch[-1].sequence
             if time.monotonic() - last_report >= 0.2:
@@ -309,7 +315,8 @@ class Rebuild:
         if not raws:
             return 0, after
         events = [self._store.codec.decode(m.data, m.sequence) for m in raws]
-        await proj.apply_batch(conn, shadow, events, projection=self._req.projection, notify=False)
+        with batch_consumer_span(proj.SUBJECTS, [e.envelope.traceparent for e in events]):
+            await proj.apply_batch(conn, shadow, events, projection=self._req.projection, notify=False)
         return len(raws), raws[-1].sequence
 
     async def _swap(self, conn: asyncpg.Connection, shadow: str) -> tuple[int, int]:

@@ -20,6 +20,8 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from app.telemetry.providers import tracer
 
+MAX_LINKS = 128  # the SDK's default span link limit: parsing more traceparents would be wasted work
+
 
 def set_order_id(order_id: str | int, span: trace.Span | None = None) -> None:
     """Tag ``span`` (default: the current one, e.g. the HTTP server span) with ``order.id``."""
@@ -118,8 +120,10 @@ def batch_consumer_span(
 ) -> Iterator[trace.Span]:
     """``process <filter>`` CONSUMER span for a batch (projector, rebuild): a new trace whose links point
     at every message's producer span, as the conventions prescribe for batch receivers."""
-    links = []
+    links: list[Link] = []
     for tp in traceparents:
+        if len(links) >= MAX_LINKS:
+            break
         if not tp:
             continue
         ctx = trace.get_current_span(extract_context(tp)).get_span_context()
