@@ -46,12 +46,12 @@ async def _create_new(ctx: AppContext, body: CreateOrderIn, meta: Metadata) -> i
     repo = ctx.repository(ORDER)
     for _ in range(ID_COLLISION_RETRIES):
         order_id = await ctx.ids.next()
+        set_order_id(order_id)
         events = ORDER.decide(_command(order_id, body), INITIAL)
         try:
             await repo.append(order_id, events, Loaded(INITIAL, NEW), meta)
         except ConcurrencyError:  # the id exists already: the counter was reset; take the next one
             continue
-        set_order_id(order_id)
         return order_id
     raise Problem(503, "id-allocation", "Service unavailable", "could not allocate a fresh order id")
 

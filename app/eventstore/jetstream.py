@@ -45,7 +45,7 @@ from app.eventstore.ports import (
     EventStoreError,
     LoadedStream,
 )
-from app.telemetry import current_traceparent, mark_error, meter, producer_span
+from app.telemetry import current_traceparent, mark_error, meter, note_appended, producer_span
 
 log = logging.getLogger(__name__)
 
@@ -157,20 +157,24 @@ class JetStreamEventStore:
         if not requests:
             return []
         first = requests[0]
+        types = [type(new.event).TYPE for r in requests for new in r.events]
         with producer_span(
             first.stream.subject,
             message_id=first.events[0].event_id,
             order_id=getattr(first.events[0].event, "order_id", None),
-            batch_size=sum(len(r.events) for r in requests),
+            batch_size=len(types),
+            attributes={"eda.event.types": types},
         ) as span:
             traceparent, tracestate = current_traceparent()
             if traceparent:
                 meta = dataclasses.replace(meta, traceparent=traceparent, tracestate=tracestate)
             try:
-                return await self._append_multi(requests, meta)
+                results = await self._append_multi(requests, meta)
             except ConcurrencyError as exc:
                 mark_error(span, exc)
                 raise
+        note_appended(types)
+        return results
 
     async def _append_multi(self, requests: list[AppendRequest], meta: Metadata) -> list[AppendResult]:
         subjects: list[str] = []

@@ -11,7 +11,8 @@ span is a CHILD of the message's producer span, so one order's saga is one trace
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import contextvars
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -21,11 +22,33 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from app.telemetry.providers import tracer
 
 MAX_LINKS = 128  # the SDK's default span link limit: parsing more traceparents would be wasted work
+_order: contextvars.ContextVar[str | None] = contextvars.ContextVar("eda_order_id", default=None)
+_appended: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("eda_appended", default=None)
+
+
+@contextlib.contextmanager
+def recording_appends() -> Iterator[list[str]]:
+    """Collect the types of the events appended inside the block (a consumer judging its outcome)."""
+    types: list[str] = []
+    token = _appended.set(types)
+    try:
+        yield types
+    finally:
+        _appended.reset(token)
+
+
+def note_appended(types: Iterable[str]) -> None:
+    """Called by the event store after a successful append (a no-op outside ``recording_appends``)."""
+    recording = _appended.get()
+    if recording is not None:
+        recording.extend(types)
 
 
 def set_order_id(order_id: str | int, span: trace.Span | None = None) -> None:
-    """Tag ``span`` (default: the current one, e.g. the HTTP server span) with ``order.id``."""
+    """Tag ``span`` (default: the current one, e.g. the HTTP server span) with ``order.id``; producer
+    spans started later in this task inherit it."""
     (span or trace.get_current_span()).set_attribute("order.id", str(order_id))
+    _order.set(str(order_id))
 
 
 def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
@@ -82,7 +105,7 @@ def producer_span(
     attributes: Mapping[str, Any] | None = None,
 ) -> Iterator[trace.Span]:
     """``send <template>`` PRODUCER span; inject its context into what you publish inside it."""
-    attrs = _messaging_attrs(subject, message_id, order_id)
+    attrs = _messaging_attrs(subject, message_id, order_id if order_id is not None else _order.get())
     attrs["messaging.operation.type"] = "send"
     if batch_size is not None and batch_size > 1:
         attrs["messaging.batch.message_count"] = batch_size
@@ -108,10 +131,14 @@ def consumer_span(
     attrs["messaging.operation.type"] = "process"
     attrs.update(attributes or {})
     parent = extract_context(traceparent, tracestate)
-    with tracer().start_as_current_span(
-        f"process {subject_template(subject)}", context=parent, kind=SpanKind.CONSUMER, attributes=attrs
-    ) as span:
-        yield span
+    token = _order.set(str(order_id) if order_id is not None else None)
+    try:
+        with tracer().start_as_current_span(
+            f"process {subject_template(subject)}", context=parent, kind=SpanKind.CONSUMER, attributes=attrs
+        ) as span:
+            yield span
+    finally:
+        _order.reset(token)
 
 
 @contextlib.contextmanager
