@@ -27,6 +27,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError
 
 from app.eventstore.envelope import Metadata
+from app.telemetry import inject_headers, meter, producer_span
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def meta_headers(meta: Metadata, msg_id: str) -> dict[str, str]:
         headers["traceparent"] = meta.traceparent
     if meta.tracestate:
         headers["tracestate"] = meta.tracestate
-    return headers
+    return inject_headers(headers)  # the current span (a saga step) is the parent, when there is one
 
 
 def meta_from_headers(headers: dict[str, str] | None, causation_id: str) -> Metadata:
@@ -99,10 +100,12 @@ def meta_from_headers(headers: dict[str, str] | None, causation_id: str) -> Meta
 async def publish_command(
     js: JetStreamContext, worker: WorkerName, cmd: WorkerCommand, meta: Metadata
 ) -> None:
-    """Publish once per command id (server-side dedupe; the worker is idempotent beyond the window)."""
-    await js.publish(
-        f"cmd.{worker}.{cmd.order_id}", _ENCODER.encode(cmd), headers=meta_headers(meta, cmd.command_id)
-    )
+    """Publish once per command id (server-side dedupe; the worker is idempotent beyond the window).
+    A ``send cmd.<worker>.{id}`` PRODUCER span; the worker's span is its child."""
+    subject = f"cmd.{worker}.{cmd.order_id}"
+    attrs = {"eda.command.kind": cmd.kind}
+    with producer_span(subject, message_id=cmd.command_id, order_id=cmd.order_id, attributes=attrs):
+        await js.publish(subject, _ENCODER.encode(cmd), headers=meta_headers(meta, cmd.command_id))
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
@@ -173,6 +176,9 @@ class PullLoop:
     expires_s: float = 3.0
 
     def __post_init__(self) -> None:
+        self._retries = meter().create_counter(
+            "eda.consumer.retries", unit="{message}", description="Failed deliveries sent back for a retry"
+        )
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._inflight = 0
@@ -271,6 +277,7 @@ class PullLoop:
             await _settle(msg, "term")
         except Exception as exc:
             deliveries = msg.metadata.num_delivered if msg.metadata else 1
+            self._retries.add(1, {"consumer": self.name})
             log.info("%s: %s failed (delivery %d): %r", self.name, msg.subject, deliveries, exc)
             await _settle(msg, "nak", backoff_s(deliveries))
         else:
