@@ -39,6 +39,7 @@ from app.messaging import (
 )
 from app.service import Repository
 from app.settings import Settings
+from app.workers.observe import WorkerTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,19 @@ def worker_consumer_config(name: WorkerName) -> ConsumerConfig:
 
 
 def make_message_handler(handler: CommandHandler) -> Callable[[Msg], Awaitable[None]]:
+    telemetry = WorkerTelemetry()
+
     async def on_message(msg: Msg) -> None:
         try:
             cmd = decode_command(msg.data)
         except msgspec.DecodeError as exc:
             raise PermanentError(f"undecodable command: {exc}") from exc
         meta = meta_from_headers(msg.headers, cmd.command_id)
-        try:
-            await handler(cmd, meta)
-        except DomainError as exc:
-            raise PermanentError(f"{cmd.kind} {cmd.command_id}: {exc.message}") from exc
+        with telemetry.handling(msg, cmd):  # span (child of the saga's send) + metrics
+            try:
+                await handler(cmd, meta)
+            except DomainError as exc:
+                raise PermanentError(f"{cmd.kind} {cmd.command_id}: {exc.message}") from exc
 
     return on_message
 

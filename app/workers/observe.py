@@ -1,0 +1,71 @@
+"""What a worker tells about a command: a ``process cmd.<worker>.{id}`` CONSUMER span, a child of the
+saga's ``send`` span (the command's ``traceparent`` header), inside which the worker's events are
+appended; ERROR status when the command was refused (stock short, payment declined, shipment failed)
+or failed; metrics ``eda.worker.commands{worker,kind,outcome}`` (outcome: ok, refused, noop, invalid,
+error) and ``eda.worker.command.duration{worker,kind}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from nats.aio.msg import Msg
+
+from app.domain.inventory.events import ReservationRejected
+from app.domain.payment.decider import PaymentDeclined
+from app.domain.shipping.decider import ShipmentFailed
+from app.messaging import PermanentError, WorkerCommand
+from app.telemetry import consumer_span, mark_error, meter, recording_appends
+
+REFUSALS = frozenset({ReservationRejected.TYPE, PaymentDeclined.TYPE, ShipmentFailed.TYPE})
+"""Events that mean "the step failed" (the saga compensates)."""
+
+
+class WorkerTelemetry:
+    """The spans and instruments of the workers of one process."""
+
+    def __init__(self) -> None:
+        m = meter()
+        self._commands = m.create_counter(
+            "eda.worker.commands", unit="{command}", description="Worker commands by kind and outcome"
+        )
+        self._seconds = m.create_histogram(
+            "eda.worker.command.duration", unit="s", description="Worker command handling time"
+        )
+
+    @contextlib.contextmanager
+    def handling(self, msg: Msg, cmd: WorkerCommand) -> Iterator[None]:
+        """Span and metrics around handling ``cmd`` (exceptions propagate: nak or term)."""
+        headers = msg.headers or {}
+        worker = msg.subject.split(".")[1]
+        attrs = {"worker": worker, "kind": cmd.kind}
+        delivered = msg.metadata.num_delivered if msg.metadata else 1
+        started = time.perf_counter()
+        outcome = "error"
+        with (
+            consumer_span(
+                msg.subject,
+                traceparent=headers.get("traceparent"),
+                tracestate=headers.get("tracestate"),
+                message_id=cmd.command_id,
+                order_id=cmd.order_id,
+                attributes={"eda.command.kind": cmd.kind, "messaging.nats.delivery_count": delivered},
+            ) as span,
+            recording_appends() as appended,
+        ):
+            try:
+                yield
+            except PermanentError:
+                outcome = "invalid"
+                raise
+            else:
+                refused = REFUSALS.intersection(appended)
+                outcome = "refused" if refused else ("ok" if appended else "noop")
+                span.set_attribute("eda.command.outcome", outcome)
+                if refused:
+                    mark_error(span, f"{cmd.kind} refused: {', '.join(sorted(refused))}")
+            finally:
+                self._commands.add(1, attrs | {"outcome": outcome})
+                self._seconds.record(time.perf_counter() - started, attrs)
