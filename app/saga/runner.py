@@ -43,6 +43,7 @@ from app.messaging import (
 from app.role import open_store, serve_role
 from app.saga import timeouts
 from app.saga.fulfilment import FACT_SUBJECTS, FACT_TYPES, order_id_of, react_to_timeout, worker_command
+from app.saga.observe import SagaTelemetry
 from app.service import Repository
 from app.settings import Settings
 from app.statecache import StateCache
@@ -83,6 +84,7 @@ class SagaRunner:
         self._orders: Repository[Any, Any, Any] = Repository(store, ORDER)
         self._saga_cache = StateCache(store, self._sagas)
         self._order_cache = StateCache(store, self._orders)
+        self._telemetry = SagaTelemetry()
         self.reactions = 0
 
     async def ensure(self) -> None:
@@ -125,7 +127,8 @@ class SagaRunner:
             traceparent=env.traceparent,
             tracestate=env.tracestate,
         )
-        await self.react(react, meta)
+        with self._telemetry.processing(msg, react.order_id, message_id=env.event_id, fact=env.type):
+            await self.react(react, meta)
 
     async def on_timer(self, msg: Msg) -> None:
         react = react_to_timeout(msg.subject, utcnow())
@@ -136,7 +139,10 @@ class SagaRunner:
             traceparent=h.get("traceparent"),
             tracestate=h.get("tracestate"),
         )
-        await self.react(react, meta)
+        with self._telemetry.processing(
+            msg, react.order_id, message_id=react.trigger_id, fact="StepTimedOut"
+        ):
+            await self.react(react, meta)
 
     async def react(self, react: React, meta: Metadata) -> None:
         """Decide, record, send, sync — see the module docstring."""
@@ -161,6 +167,7 @@ class SagaRunner:
             self.reactions += 1
             new_state = SAGA.fold(events, state)
             assert isinstance(new_state, Saga)
+            self._telemetry.reacted(state, events)  # decision on the span, outcome/step metrics
             self._saga_cache.appended(react.order_id, new_state, result.position)
             started = [e for e in events if isinstance(e, StepStarted)]
             await self._send(new_state, started, meta)
