@@ -27,6 +27,7 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
 from app.health import CheckResult, serve_health
+from app.readmodel.deadletter import RetryPolicy
 from app.readmodel.migrations import migrate_dsn
 from app.readmodel.projector import Projector, consumer_lag
 from app.settings import Settings
@@ -71,7 +72,15 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
             nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
         )
         await migrate_dsn(dsn, settings.readmodel_schema)
-        projector = Projector(nc, store.codec, dsn, settings.readmodel_schema, batch=settings.projector_batch)
+        projector = Projector(
+            nc,
+            store.codec,
+            dsn,
+            settings.readmodel_schema,
+            batch=settings.projector_batch,
+            poison=RetryPolicy.parse(settings.projector_max_deliver, settings.projector_backoff),
+            replicas=settings.stream_replicas,
+        )
         if not health:
             await projector.run()
             return
@@ -83,7 +92,8 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
             return {
                 "nats": CheckResult(nc.is_connected, "connected" if nc.is_connected else "disconnected"),
                 "projector": CheckResult(
-                    st.leader or st.last_error is None, f"{role}, checkpoint {st.checkpoint}, lag {lag}"
+                    st.leader or st.last_error is None,
+                    f"{role}, checkpoint {st.checkpoint}, lag {lag}, dead letters {st.dead_letters}",
                 ),
             }
 

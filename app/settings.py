@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     projector_batch: int = Field(
         default=500, ge=1, le=5000, description="Max events per projector transaction."
     )
+    projector_max_deliver: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts at an event the projector cannot apply before dead-lettering it.",
+    )
+    projector_backoff: str = Field(
+        default="0.5,1,2,5",
+        pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$",
+        description="Seconds between the projector's attempts at a failing event (comma list; last repeats).",
+    )
     min_version_wait_s: float = Field(
         default=2.0, ge=0, le=30, description="Max wait of GET ?min_version= for the read model to catch up."
     )

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -36,6 +37,7 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import STREAM
 from app.readmodel import db
+from app.readmodel.deadletter import DeadLetters, RetryPolicy, apply_isolated, transient
 from app.readmodel.lag import ProjectionLag
 from app.readmodel.projections import (
     PROJECTION,
@@ -43,6 +45,7 @@ from app.readmodel.projections import (
     CheckpointRewound,
     apply_batch,
     read_checkpoint,
+    set_checkpoint,
 )
 from app.telemetry import batch_consumer_span
 
@@ -76,6 +79,7 @@ class ProjectorStatus:
     applied: int = 0
     batches: int = 0
     last_error: str | None = None
+    dead_letters: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -92,6 +96,8 @@ class Projector:
         batch: int = 500,
         durable: str = DURABLE,
         retry_s: float = 1.0,
+        poison: RetryPolicy | None = None,
+        replicas: int = 1,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=5.0)
@@ -101,6 +107,8 @@ class Projector:
         self._batch = batch
         self._durable = durable
         self._retry_s = retry_s
+        self._poison = poison or RetryPolicy()
+        self._dead = DeadLetters(self._js, durable, replicas)
         self.status = ProjectorStatus()
 
     async def run(self) -> None:
@@ -123,6 +131,7 @@ class Projector:
             await self._acquire(conn)
             self.status.leader = True
             log.info("projector %s: leader", self._durable)
+            await self._dead.ensure_stream()
             lag = ProjectionLag(self._nc, self._codec, PROJECTION, self._durable, SUBJECTS)
             sampler = asyncio.create_task(lag.run(lambda: self.status.checkpoint))
             while True:
@@ -211,12 +220,44 @@ class Projector:
                 await sub.unsubscribe()
 
     async def _apply(self, conn: asyncpg.Connection, msgs: list[Msg]) -> None:
+        """Apply ``msgs`` as one batch; if that fails for a reason other than a lost connection, apply
+        them one at a time so only a poison event is retried and, in the end, dead-lettered."""
+        try:
+            await self._apply_batch(conn, msgs)
+        except CheckpointRewound:
+            raise
+        except Exception as exc:
+            if transient(exc, conn):
+                raise
+            log.warning("projector: batch failed (%s), isolating the poison event", exc)
+            await apply_isolated(msgs, lambda m: self._apply_batch(conn, [m]), self._park(conn), self._poison)
+        self.status.batches += 1
+        await msgs[-1].ack()
+
+    def _park(self, conn: asyncpg.Connection) -> Callable[[Msg, BaseException, int], Awaitable[None]]:
+        async def park(msg: Msg, error: BaseException, attempts: int) -> None:
+            seq = msg.metadata.sequence.stream
+            await self._dead.park(msg, error, attempts)
+            async with conn.transaction():  # checkpoint past it: the poison event is never retried
+                stored = await read_checkpoint(conn, self._schema, lock=True)
+                if stored < self.status.checkpoint:
+                    raise CheckpointRewound(stored)
+                if seq > stored:
+                    await set_checkpoint(conn, self._schema, seq)
+            self.status.checkpoint = max(self.status.checkpoint, seq)
+            self.status.dead_letters += 1
+
+        return park
+
+    async def _apply_batch(self, conn: asyncpg.Connection, msgs: list[Msg]) -> None:
         events: list[RecordedEvent] = []
         for m in msgs:
+            seq = m.metadata.sequence.stream
             try:
-                events.append(self._codec.decode(m.data, m.metadata.sequence.stream))
-            except Exception:  # an undecodable message can never be projected; do not block on it
-                log.error("projector: undecodable message at %s, skipped", m.reply, exc_info=True)
+                events.append(self._codec.decode(m.data, seq))
+            except Exception:
+                if seq > self.status.checkpoint:  # at or below: applied (or parked) already
+                    raise
         if events:
             # one span per batch, linked to every event's producer (a batch serves many traces)
             with batch_consumer_span(
@@ -227,5 +268,3 @@ class Projector:
                 )
             self.status.applied += applied
             self.status.checkpoint = max(self.status.checkpoint, *(e.sequence for e in events))
-        self.status.batches += 1
-        await msgs[-1].ack()

@@ -40,6 +40,8 @@ _SAFE_HEADERS = (
     "Eda-Error",
     "Eda-Deliveries",
     "Eda-Original-Subject",
+    "Eda-Original-Sequence",
+    "Eda-Consumer",
 )
 
 

@@ -13,3 +13,7 @@ ROUTERS.append(ui.router)  # the web console (/ui); off unless EDA_UI_ENABLED
 from app.api.routes import inventory, saga  # noqa: E402  (issue 4: saga + inventory endpoints)
 
 ROUTERS += [saga.router, inventory.router]
+
+from app.api.routes import admin  # noqa: E402  (issue 8: dead letters)
+
+ROUTERS.append(admin.router)
