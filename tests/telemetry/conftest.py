@@ -1,0 +1,160 @@
+"""The whole system as SEPARATE processes (``eda api``, ``eda projector``, ``eda saga``, ``eda worker
+inventory|payment|shipping``) on the session's NATS and a fresh PostgreSQL database, exporting traces
+over OTLP/HTTP to a receiver in this test process. Started once per module."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import nats
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.devstack import Postgres, free_port
+from tests.e2e.conftest import EDA
+from tests.telemetry.receiver import Receiver, otlp_receiver
+
+DECLINE_ABOVE = 1000
+ROLES: dict[str, list[str]] = {
+    "api": [],
+    "projector": ["projector"],
+    "saga": ["saga"],
+    "inventory": ["worker", "inventory"],
+    "payment": ["worker", "payment"],
+    "shipping": ["worker", "shipping"],
+}
+
+
+@dataclass
+class Traced:
+    """The running system: API base URL, each role's health port, the receiver, the DB and the log."""
+
+    api: str
+    health: dict[str, int]
+    receiver: Receiver
+    dsn: str
+    log: Path
+    client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10))
+
+    async def create(self, amount: float, user_id: int = 7) -> int:
+        body = {"user_id": user_id, "items": [{"product_id": 1, "quantity": 1}], "amount": amount}
+        resp = await self.client.post(f"{self.api}/api/v1/orders", json=body)
+        assert resp.status_code == 201, resp.text
+        order_id: int = resp.json()["order_id"]
+        return order_id
+
+    async def status(self, order_id: int, want: set[str], timeout: float = 20.0) -> str:
+        deadline = asyncio.get_running_loop().time() + timeout
+        last = None
+        while asyncio.get_running_loop().time() < deadline:
+            resp = await self.client.get(f"{self.api}/api/v1/orders/{order_id}")
+            if resp.status_code == 200:
+                last = resp.json()["status"]
+                if last in want:
+                    return str(last)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"order {order_id} not in {want} within {timeout}s (last: {last})")
+
+    async def metrics(self, role: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """``/metrics`` of ``role`` as {(sample name, sorted labels without otel_scope_*): value}."""
+        resp = await self.client.get(f"http://127.0.0.1:{self.health[role]}/metrics")
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(resp.text):
+            for s in family.samples:
+                labels = tuple(sorted((k, v) for k, v in s.labels.items() if not k.startswith("otel_")))
+                out[(s.name, labels)] = s.value
+        return out
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _wait(client: httpx.AsyncClient, url: str, timeout: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            if (await client.get(url)).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert asyncio.get_running_loop().time() < deadline, url
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def module_tmp() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="eda-otel-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+async def traced(nats_url: str, postgres: Postgres, module_tmp: Path) -> AsyncIterator[Traced]:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            await js.delete_stream(info.config.name)
+    finally:
+        await nc.close()
+    name = f"otel_{uuid.uuid4().hex}"
+    admin = await asyncpg.connect(postgres.dsn_for("postgres"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = postgres.dsn_for(name)
+    api_port = free_port()
+    health = {role: free_port() for role in ROLES}
+    log = module_tmp / "roles.log"
+
+    async with otlp_receiver() as receiver:
+        base_env = dict(os.environ) | {
+            "EDA_NATS_URL": nats_url,
+            "EDA_DATABASE_URL": dsn,
+            "EDA_LOG_LEVEL": "INFO",
+            "EDA_DEFAULT_STOCK": "100000",
+            "EDA_PAYMENT_DECLINE_ABOVE": str(DECLINE_ABOVE),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
+        }
+        procs: list[subprocess.Popen[bytes]] = []
+        with log.open("ab") as out:
+            for role, args in ROLES.items():
+                env = base_env | {"EDA_HEALTH_PORT": str(health[role])}
+                argv = ["api", "--host", "127.0.0.1", "--port", str(api_port)] if role == "api" else args
+                procs.append(
+                    subprocess.Popen([EDA, *argv], env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+                )
+        system = Traced(f"http://127.0.0.1:{api_port}", health, receiver, dsn, log)
+        try:
+            await _wait(system.client, f"{system.api}/readyz")
+            for role in ROLES:
+                if role != "api":
+                    await _wait(system.client, f"http://127.0.0.1:{health[role]}/livez")
+            yield system
+        finally:
+            await system.client.aclose()
+            # stop all at once, waiting off the event loop: the receiver must keep answering their
+            # last span exports while they shut down
+            await asyncio.to_thread(_stop, procs)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
