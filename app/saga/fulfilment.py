@@ -10,7 +10,7 @@ from typing import Any
 from app.domain.inventory.events import RESERVATION_EVENTS
 from app.domain.order.events import OrderCancelled, OrderCompleted, OrderCreated
 from app.domain.payment import PAYMENT
-from app.domain.saga import React, Saga, Step, StepName, StepStarted, StepTimedOut
+from app.domain.saga import React, Saga, Step, StepName, StepTimedOut
 from app.domain.shipping import SHIPPING
 from app.messaging import Item, WorkerCommand, WorkerName
 
@@ -66,10 +66,9 @@ def react_to_timeout(subject: str, at: datetime) -> React:
     )
 
 
-def worker_command(saga: Saga, step: Step | StepStarted) -> tuple[WorkerName, WorkerCommand]:
+def worker_command(saga: Saga, step: Step) -> tuple[WorkerName, WorkerCommand]:
     """The command a started step sends to its worker."""
-    name = step.name if isinstance(step, Step) else step.step
-    worker, kind = ROUTES[name]
+    worker, kind = ROUTES[step.name]
     return worker, WorkerCommand(
         command_id=step.command_id,
         kind=kind,

@@ -26,7 +26,17 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.domain.common import DomainError
 from app.domain.order import ORDER
-from app.domain.saga import SAGA, React, Saga, SagaState, StepStarted, order_commands
+from app.domain.saga import (
+    SAGA,
+    React,
+    Saga,
+    SagaState,
+    StepName,
+    StepStatus,
+    changes_order,
+    order_commands,
+    started_steps,
+)
 from app.eventstore.connection import connect_nats
 from app.eventstore.envelope import EventId, Metadata, NewEvent, utcnow
 from app.eventstore.jetstream import STREAM, JetStreamEventStore, ensure_stream
@@ -169,18 +179,18 @@ class SagaRunner:
             assert isinstance(new_state, Saga)
             self._telemetry.reacted(state, events)  # decision on the span, outcome/step metrics
             self._saga_cache.appended(react.order_id, new_state, result.position)
-            started = [e for e in events if isinstance(e, StepStarted)]
-            await self._send(new_state, started, meta)
-            if any(not isinstance(e, StepStarted) for e in events):
+            await self._send(new_state, started_steps(events), meta)
+            if changes_order(events):
                 await self._sync_order(new_state, meta)
             return
         raise ConcurrencyError(self._sagas.stream(react.order_id), loaded.position, "too many conflicts")
 
-    async def _send(self, saga: Saga, started: list[StepStarted], meta: Metadata) -> None:
+    async def _send(self, saga: Saga, names: list[StepName], meta: Metadata) -> None:
+        """Publish the command and arm the timer of each named step that is running."""
         coros = []
-        for event in started:
-            step = saga.step(event.step)
-            if step is None or step.command_id != event.command_id:
+        for name in dict.fromkeys(names):
+            step = saga.step(name)
+            if step is None or step.status is not StepStatus.RUNNING:
                 continue
             worker, cmd = worker_command(saga, step)
             coros.append(publish_command(self._js, worker, cmd, meta))
@@ -192,17 +202,7 @@ class SagaRunner:
 
     async def _resend(self, saga: Saga, meta: Metadata) -> None:
         """Outbox recovery: every running step's command and timer again (deduped downstream)."""
-        running = saga.running()
-        await self._send(
-            saga,
-            [
-                StepStarted(
-                    step=s.name, attempt=s.attempt, command_id=s.command_id, trigger_id="", at=s.started_at
-                )
-                for s in running
-            ],
-            meta,
-        )
+        await self._send(saga, [s.name for s in saga.running()], meta)
 
     async def _sync_order(self, saga: Saga, meta: Metadata) -> None:
         """Bring the order to the status the saga implies, one transition per append (single-message

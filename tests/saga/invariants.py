@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from app.domain.saga import SAGA, Saga, SagaStatus
 from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import JetStreamEventStore
 
@@ -28,8 +29,19 @@ def check(events: list[RecordedEvent], order_ids: set[int], default_stock: int) 
     types = {k: [e.envelope.type for e in v] for k, v in by_stream.items()}
     outcome: Counter[str] = Counter()
     problems: list[str] = []
+    sagas = {
+        int(agg_id): SAGA.fold([e.event for e in stream])
+        for (agg, agg_id), stream in by_stream.items()
+        if agg == "saga"
+    }
     for oid in order_ids:
-        saga = types.get(("saga", str(oid)), [])
+        state = sagas.get(oid)
+        status = state.status if isinstance(state, Saga) else None
+        saga = [status.value] if status is not None else []
+        if status is SagaStatus.COMPLETED:
+            saga.append("SagaCompleted")
+        if status is SagaStatus.CANCELLED:
+            saga.append("SagaCancelled")
         order = types.get(("order", str(oid)), [])
         if "SagaCompleted" in saga:
             outcome["completed"] += 1
@@ -80,8 +92,9 @@ def check(events: list[RecordedEvent], order_ids: set[int], default_stock: int) 
     for (agg, agg_id, cid), n in command_ids.items():
         if n > 1 and agg != "inventory":  # a stock batch may hold StockSet(initial) + StockReserved
             problems.append(f"{agg} {agg_id}: command {cid} applied {n} times")
-    reasons: Counter[str] = Counter()
-    for e in events:
-        if e.envelope.type == "SagaCompensationStarted":
-            reasons[str(e.envelope.data["reason"]).split(":")[0]] += 1
+    reasons: Counter[str] = Counter(
+        (state.reason or "").split(":")[0]
+        for state in sagas.values()
+        if isinstance(state, Saga) and state.reason
+    )
     return {"outcome": dict(outcome), "problems": problems, "reasons": dict(reasons)}

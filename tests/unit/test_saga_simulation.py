@@ -32,7 +32,17 @@ from app.domain.inventory import (
 from app.domain.inventory.decider import evolve_reservation, evolve_stock
 from app.domain.order import ORDER, CancelOrder, CreateOrder, OrderItem, OrderStatus
 from app.domain.payment import PAYMENT, Charged, ChargePayment, RefundPayment
-from app.domain.saga import SAGA, React, Saga, SagaStatus, StepName, StepStarted, StepTimedOut, order_commands
+from app.domain.saga import (
+    SAGA,
+    React,
+    Saga,
+    SagaStatus,
+    StepName,
+    StepStatus,
+    StepTimedOut,
+    order_commands,
+    started_steps,
+)
 from app.domain.shipping import SHIPPING, CancelShipment, Dispatched, DispatchShipment
 from app.saga.fulfilment import worker_command
 
@@ -69,10 +79,11 @@ class World:
         events = SAGA.decide(React(order_id=ORDER_ID, trigger_id=trigger_id, fact=fact, at=T), self.saga)
         self.saga_log.extend(events)
         self.saga = SAGA.fold(events, self.saga)
-        for e in events:
-            if isinstance(e, StepStarted):
-                self.queue.append(("cmd", worker_command(self.saga, self.saga.step(e.step))[1]))
-                self.queue.append(("timer", StepTimedOut(order_id=ORDER_ID, step=e.step, attempt=e.attempt)))
+        for name in started_steps(events):
+            step = self.saga.step(name)
+            if step is not None and step.status is StepStatus.RUNNING:
+                self.queue.append(("cmd", worker_command(self.saga, step)[1]))
+                self.queue.append(("timer", StepTimedOut(order_id=ORDER_ID, step=name, attempt=step.attempt)))
         state = self.order
         out = []
         try:

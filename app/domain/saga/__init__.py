@@ -1,14 +1,17 @@
 """The order fulfilment saga as an event-sourced aggregate (``events.saga.<order_id>``)."""
 
-from app.domain.saga.decider import FORWARD, SAGA, command_id
+from app.domain.saga.decider import FORWARD, SAGA, changes_order, command_id, started_steps
 from app.domain.saga.events import (
     COMPENSATION_OF,
     COMPENSATIONS,
     SAGA_EVENTS,
+    Change,
     CompensationStarted,
     Fact,
     React,
+    SagaAdvanced,
     SagaCancelled,
+    SagaChange,
     SagaCompleted,
     SagaEvent,
     SagaStarted,
@@ -28,12 +31,15 @@ __all__ = [
     "INITIAL",
     "SAGA",
     "SAGA_EVENTS",
+    "Change",
     "CompensationStarted",
     "Fact",
     "NoSaga",
     "React",
     "Saga",
+    "SagaAdvanced",
     "SagaCancelled",
+    "SagaChange",
     "SagaCompleted",
     "SagaEvent",
     "SagaStarted",
@@ -45,6 +51,8 @@ __all__ = [
     "StepStarted",
     "StepStatus",
     "StepTimedOut",
+    "changes_order",
     "command_id",
     "order_commands",
+    "started_steps",
 ]

@@ -29,7 +29,9 @@ from app.domain.saga.events import (
     CompensationStarted,
     Fact,
     React,
+    SagaAdvanced,
     SagaCancelled,
+    SagaChange,
     SagaCompleted,
     SagaEvent,
     SagaStarted,
@@ -38,6 +40,8 @@ from app.domain.saga.events import (
     StepStarted,
     StepStatus,
     StepTimedOut,
+    from_wire,
+    to_wire,
 )
 from app.domain.saga.state import INITIAL, NoSaga, Saga, SagaState, SagaStatus, Step
 from app.domain.shipping.decider import ShipmentCancelled, ShipmentDispatched, ShipmentFailed
@@ -51,16 +55,16 @@ def command_id(order_id: int, step: StepName, attempt: int) -> str:
 
 
 class _Out:
-    """Collects events while folding them, so later decisions see the earlier ones."""
+    """Collects the changes of one reaction while applying them, so later decisions see earlier ones."""
 
     def __init__(self, saga: Saga, cmd: React) -> None:
         self.saga = saga
         self.cmd = cmd
-        self.events: list[SagaEvent] = []
+        self.changes: list[SagaChange] = []
 
-    def add(self, event: SagaEvent) -> None:
-        self.events.append(event)
-        self.saga = _evolve_saga(self.saga, event)
+    def add(self, change: SagaChange) -> None:
+        self.changes.append(change)
+        self.saga = _apply(self.saga, change)
 
     def start(self, step: StepName) -> None:
         prev = self.saga.step(step)
@@ -70,26 +74,16 @@ class _Out:
                 step=step,
                 attempt=attempt,
                 command_id=command_id(self.saga.order_id, step, attempt),
-                trigger_id=self.cmd.trigger_id,
                 at=self.cmd.at,
             )
         )
 
     def finish(self, step: StepName, status: StepStatus, outcome: str, **ids: str) -> None:
-        self.add(
-            StepFinished(
-                step=step,
-                status=status,
-                outcome=outcome,
-                trigger_id=self.cmd.trigger_id,
-                at=self.cmd.at,
-                **ids,
-            )
-        )
+        self.add(StepFinished(step=step, status=status, outcome=outcome, at=self.cmd.at, **ids))
 
     def compensate(self, reason: str) -> None:
         """Stop going forward; undo every forward step that may have had an effect."""
-        self.add(CompensationStarted(reason=reason, trigger_id=self.cmd.trigger_id, at=self.cmd.at))
+        self.add(CompensationStarted(reason=reason, at=self.cmd.at))
         for name in FORWARD:
             step = self.saga.step(name)
             if step is None or step.status is StepStatus.FAILED:
@@ -101,12 +95,16 @@ class _Out:
 
     def maybe_cancelled(self) -> None:
         if self.saga.status is SagaStatus.COMPENSATING and not self.saga.running():
-            self.add(
-                SagaCancelled(reason=self.saga.reason or "", trigger_id=self.cmd.trigger_id, at=self.cmd.at)
-            )
+            self.add(SagaCancelled(reason=self.saga.reason or "", at=self.cmd.at))
 
     def next_forward(self, after: StepName) -> None:
         self.start(FORWARD[FORWARD.index(after) + 1])
+
+    def events(self) -> list[SagaEvent]:
+        if not self.changes:
+            return []
+        wire = tuple(to_wire(c) for c in self.changes)
+        return [SagaAdvanced(trigger_id=self.cmd.trigger_id, at=self.cmd.at, changes=wire)]
 
 
 def _running(saga: Saga, name: StepName) -> bool:
@@ -124,10 +122,7 @@ def _start_saga(cmd: React, created: OrderCreated) -> list[SagaEvent]:
         trigger_id=cmd.trigger_id,
         at=cmd.at,
     )
-    out = _Out(_evolve_started(started), cmd)
-    out.events.append(started)
-    out.start(StepName.RESERVE if items else StepName.CHARGE)
-    return out.events
+    return [started]  # evolving it starts the first step (reserve, or charge without items)
 
 
 def _forward(out: _Out, fact: Fact) -> None:
@@ -154,7 +149,7 @@ def _forward(out: _Out, fact: Fact) -> None:
             out.finish(StepName.SHIP, StepStatus.FAILED, fact.reason)
             out.compensate(f"shipping failed: {fact.reason}")
         case OrderCompleted() if saga.tracking_number is not None:
-            out.add(SagaCompleted(trigger_id=out.cmd.trigger_id, at=out.cmd.at))
+            out.add(SagaCompleted(at=out.cmd.at))
             if saga.items:
                 out.start(StepName.COMMIT)
         case OrderCancelled():
@@ -207,19 +202,27 @@ def decide(cmd: React, state: SagaState) -> list[SagaEvent]:
                     return []  # finished (or retried) in time
                 if fact.step in COMPENSATIONS or fact.step is StepName.COMMIT:
                     _retry_on_timeout(out, fact)
-                    return out.events
+                    return out.events()
             if state.status is SagaStatus.RUNNING:
                 _forward(out, fact)
             elif state.status is SagaStatus.COMPENSATING:
                 _undoing(out, fact)
             elif isinstance(fact, ReservationCommitted) and _running(state, StepName.COMMIT):
                 out.finish(StepName.COMMIT, StepStatus.SUCCEEDED, "committed")
-            return out.events
+            return out.events()
         case _:
             raise TypeError(f"unknown saga state {state!r}")
 
 
 def _evolve_started(event: SagaStarted) -> Saga:
+    first = StepName.RESERVE if event.items else StepName.CHARGE
+    step = Step(
+        name=first,
+        status=StepStatus.RUNNING,
+        attempt=1,
+        command_id=command_id(event.order_id, first, 1),
+        started_at=event.at,
+    )
     return Saga(
         order_id=event.order_id,
         user_id=event.user_id,
@@ -228,6 +231,7 @@ def _evolve_started(event: SagaStarted) -> Saga:
         status=SagaStatus.RUNNING,
         started_at=event.at,
         updated_at=event.at,
+        steps=(step,),
         seen=frozenset({event.trigger_id}),
     )
 
@@ -237,53 +241,73 @@ def _replace_step(saga: Saga, step: Step) -> tuple[Step, ...]:
     return (*others, step)
 
 
-def _evolve_saga(saga: Saga, event: SagaEvent) -> Saga:
-    seen = saga.seen | {event.trigger_id}
-    base = dataclasses.replace(saga, seen=seen, updated_at=event.at)
-    match event:
+def _apply(saga: Saga, change: SagaChange) -> Saga:
+    base = dataclasses.replace(saga, updated_at=change.at)
+    match change:
         case StepStarted():
             step = Step(
-                name=event.step,
+                name=change.step,
                 status=StepStatus.RUNNING,
-                attempt=event.attempt,
-                command_id=event.command_id,
-                started_at=event.at,
-                compensation=event.step in COMPENSATIONS,
+                attempt=change.attempt,
+                command_id=change.command_id,
+                started_at=change.at,
+                compensation=change.step in COMPENSATIONS,
             )
             return dataclasses.replace(base, steps=_replace_step(saga, step))
         case StepFinished():
-            current = saga.step(event.step)
+            current = saga.step(change.step)
             if current is None:
                 return base
             done = dataclasses.replace(
-                current, status=event.status, finished_at=event.at, outcome=event.outcome
+                current, status=change.status, finished_at=change.at, outcome=change.outcome
             )
             return dataclasses.replace(
                 base,
                 steps=_replace_step(saga, done),
-                payment_id=event.payment_id or saga.payment_id,
-                tracking_number=event.tracking_number or saga.tracking_number,
+                payment_id=change.payment_id or saga.payment_id,
+                tracking_number=change.tracking_number or saga.tracking_number,
             )
         case CompensationStarted():
-            return dataclasses.replace(base, status=SagaStatus.COMPENSATING, reason=event.reason)
+            return dataclasses.replace(base, status=SagaStatus.COMPENSATING, reason=change.reason)
         case SagaCompleted():
             return dataclasses.replace(base, status=SagaStatus.COMPLETED)
         case SagaCancelled():
             return dataclasses.replace(base, status=SagaStatus.CANCELLED)
-        case SagaStarted():
-            return base
         case _:
-            raise TypeError(f"unknown saga event {event!r}")
+            raise TypeError(f"unknown saga change {change!r}")
 
 
 def evolve(state: SagaState, event: SagaEvent) -> SagaState:
     match state, event:
         case NoSaga(), SagaStarted():
             return _evolve_started(event)
-        case Saga(), _:
-            return _evolve_saga(state, event)
+        case Saga(), SagaAdvanced():
+            saga = dataclasses.replace(state, seen=state.seen | {event.trigger_id})
+            for change in event.changes:
+                saga = _apply(saga, from_wire(change, event.at))
+            return saga
+        case Saga(), SagaStarted():
+            return state
         case _:
             raise TypeError(f"event {type(event).__name__} cannot apply to {type(state).__name__}")
+
+
+def started_steps(events: list[SagaEvent]) -> list[StepName]:
+    """The steps whose commands (and timers) ``events`` ask to send, in order."""
+    out: list[StepName] = []
+    for event in events:
+        if isinstance(event, SagaStarted):
+            out.append(StepName.RESERVE if event.items else StepName.CHARGE)
+        else:
+            out.extend(c.step for c in event.changes if c.kind == "step_started" and c.step is not None)
+    return out
+
+
+def changes_order(events: list[SagaEvent]) -> bool:
+    """Whether ``events`` may require an order transition (anything but starting steps)."""
+    return any(
+        isinstance(e, SagaAdvanced) and any(c.kind != "step_started" for c in e.changes) for e in events
+    )
 
 
 SAGA: Decider[React, SagaEvent, SagaState] = Decider(

@@ -1,7 +1,10 @@
 """Events of the fulfilment saga (stream ``events.saga.<order_id>``) and the facts it reacts to.
 
-Every saga event carries the id of the fact (``trigger_id``) that caused it, so the saga reacts to
-each fact at most once. ``StepStarted`` is also the outbox record: it says which command to send.
+Each reaction to a fact is ONE stored event (``SagaStarted`` for the order's creation, which also
+starts the first step; ``SagaAdvanced`` with the ordered changes otherwise) — single-message appends
+are much cheaper than atomic batches. Every saga event carries the id of the fact (``trigger_id``)
+that caused it, so the saga reacts to each fact at most once. A ``StepStarted`` change is also the
+outbox record: it says which command to send.
 """
 
 from __future__ import annotations
@@ -81,25 +84,21 @@ class SagaStarted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepStarted:
-    """Outbox record: send ``command_id`` for ``step`` to its worker and arm the step's timer."""
+    """Change: send ``command_id`` for ``step`` to its worker and arm the step's timer (outbox)."""
 
-    TYPE: ClassVar[str] = "SagaStepStarted"
-    VERSION: ClassVar[int] = 1
     step: StepName
     attempt: int
     command_id: str
-    trigger_id: str
     at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepFinished:
-    TYPE: ClassVar[str] = "SagaStepFinished"
-    VERSION: ClassVar[int] = 1
+    """Change: a step ended (succeeded, failed, timed out)."""
+
     step: StepName
     status: StepStatus
     outcome: str
-    trigger_id: str
     at: datetime
     payment_id: str | None = None
     tracking_number: str | None = None
@@ -107,39 +106,104 @@ class StepFinished:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompensationStarted:
-    TYPE: ClassVar[str] = "SagaCompensationStarted"
-    VERSION: ClassVar[int] = 1
+    """Change: the saga stops going forward and undoes what was started."""
+
     reason: str
-    trigger_id: str
     at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SagaCompleted:
-    TYPE: ClassVar[str] = "SagaCompleted"
-    VERSION: ClassVar[int] = 1
-    trigger_id: str
+    """Change: the order completed."""
+
     at: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SagaCancelled:
-    TYPE: ClassVar[str] = "SagaCancelled"
-    VERSION: ClassVar[int] = 1
+    """Change: every compensation is done; the order is cancelled."""
+
     reason: str
-    trigger_id: str
     at: datetime
 
 
-type SagaEvent = (
-    SagaStarted | StepStarted | StepFinished | CompensationStarted | SagaCompleted | SagaCancelled
-)
+type SagaChange = StepStarted | StepFinished | CompensationStarted | SagaCompleted | SagaCancelled
 
-SAGA_EVENTS: tuple[type[SagaEvent], ...] = (
-    SagaStarted,
-    StepStarted,
-    StepFinished,
-    CompensationStarted,
-    SagaCompleted,
-    SagaCancelled,
-)
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Change:
+    """One change as stored: a flat record (``kind`` says which) so a reaction is ONE stored event."""
+
+    kind: str
+    step: StepName | None = None
+    attempt: int = 0
+    command_id: str = ""
+    status: StepStatus | None = None
+    outcome: str = ""
+    reason: str = ""
+    payment_id: str | None = None
+    tracking_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SagaAdvanced:
+    """The saga's reaction to one fact: its changes, in order, as one event (one append, no batch)."""
+
+    TYPE: ClassVar[str] = "SagaAdvanced"
+    VERSION: ClassVar[int] = 1
+    trigger_id: str
+    at: datetime
+    changes: tuple[Change, ...]
+
+
+def to_wire(change: SagaChange) -> Change:
+    match change:
+        case StepStarted():
+            return Change(
+                kind="step_started", step=change.step, attempt=change.attempt, command_id=change.command_id
+            )
+        case StepFinished():
+            return Change(
+                kind="step_finished",
+                step=change.step,
+                status=change.status,
+                outcome=change.outcome,
+                payment_id=change.payment_id,
+                tracking_number=change.tracking_number,
+            )
+        case CompensationStarted():
+            return Change(kind="compensation_started", reason=change.reason)
+        case SagaCompleted():
+            return Change(kind="completed")
+        case SagaCancelled():
+            return Change(kind="cancelled", reason=change.reason)
+        case _:
+            raise TypeError(f"unknown saga change {change!r}")
+
+
+def from_wire(change: Change, at: datetime) -> SagaChange:
+    match change.kind:
+        case "step_started" if change.step is not None:
+            return StepStarted(step=change.step, attempt=change.attempt, command_id=change.command_id, at=at)
+        case "step_finished" if change.step is not None and change.status is not None:
+            return StepFinished(
+                step=change.step,
+                status=change.status,
+                outcome=change.outcome,
+                at=at,
+                payment_id=change.payment_id,
+                tracking_number=change.tracking_number,
+            )
+        case "compensation_started":
+            return CompensationStarted(reason=change.reason, at=at)
+        case "completed":
+            return SagaCompleted(at=at)
+        case "cancelled":
+            return SagaCancelled(reason=change.reason, at=at)
+        case _:
+            raise TypeError(f"unknown saga change {change!r}")
+
+
+type SagaEvent = SagaStarted | SagaAdvanced
+
+SAGA_EVENTS: tuple[type[SagaEvent], ...] = (SagaStarted, SagaAdvanced)

@@ -1,0 +1,198 @@
+"""Saga load benchmark (not a test): orders/s completed end to end and the time from POST to
+``completed`` in the read model.
+
+Setup: embedded nats-server (``sync_interval: always``) + PostgreSQL in a temp dir, then ``eda api``,
+``eda projector``, ``eda saga`` and ``eda worker inventory|payment|shipping`` as SEPARATE processes;
+this process only generates load: an open loop POSTing ``/api/v1/orders`` at ``--rate`` orders/s for
+``--seconds`` (after ``--warmup``), each order with ``--items`` product lines (0 = the seed's curl
+order). ``completed`` = the projector's NOTIFY for version 4 (OrderCreated, OrderPaid, OrderShipped,
+OrderCompleted), sent in the transaction that makes it readable; latency = that moment minus the POST's
+start. Throughput = orders completed during the measured window / its length.
+
+Run: ``.venv/bin/python benchmarks/saga_load.py [--rate 200] [--seconds 20] [--items 1]``; prints a
+table and writes ``benchmarks/results/saga_load.json``. On a 2-core machine the servers, six roles and
+the generator share the CPUs; other work on the machine skews the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import nats
+import nats.aio.msg
+
+from app.devstack import embedded_stack, free_port
+
+EDA = str(Path(sys.executable).parent / "eda")
+TARGETS = {"completed_per_s": 200, "p99_ms": 500}
+ROLES = [["projector"], ["saga"], ["worker", "inventory"], ["worker", "payment"], ["worker", "shipping"]]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(300):
+        try:
+            async with session.get(url) as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise TimeoutError(url)
+
+
+async def run(rate: float, seconds: float, warmup: float, items: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="eda-bench-") as tmp:
+        data = Path(tmp)
+        os.chmod(data, 0o711)  # reachable by the postgres system user when run as root
+        async with embedded_stack(data) as (nats_server, pg):
+            port = free_port()
+            env = dict(os.environ) | {
+                "EDA_NATS_URL": nats_server.url,
+                "EDA_DATABASE_URL": pg.dsn,
+                "EDA_HEALTH_PORT": "0",
+                "EDA_LOG_LEVEL": "WARNING",
+                "EDA_DEFAULT_STOCK": "100000000",
+            }
+            api = [EDA, "api", "--host", "127.0.0.1", "--port", str(port)]
+            procs = [subprocess.Popen(api, env=env)]  # noqa: ASYNC220
+            procs += [subprocess.Popen([EDA, *role], env=env) for role in ROLES]  # noqa: ASYNC220
+            try:
+                return await drive(
+                    f"http://127.0.0.1:{port}", pg.dsn, nats_server.url, rate, seconds, warmup, items
+                )
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.wait(15)
+
+
+async def drive(
+    base: str, dsn: str, nats_url: str, rate: float, seconds: float, warmup: float, items: int
+) -> dict[str, float]:
+    completed: dict[int, float] = {}
+
+    def on_notify(_c: object, _pid: int, _ch: str, payload: str) -> None:
+        now = time.perf_counter()
+        for part in payload.split(","):
+            order_id, _, version = part.partition(":")
+            if version == "4":
+                completed.setdefault(int(order_id), now)
+
+    listener = await asyncpg.connect(dsn)
+    await listener.add_listener("eda_orders", on_notify)
+    stored: dict[int, float] = {}
+
+    async def on_event(msg: nats.aio.msg.Msg) -> None:
+        if (msg.headers or {}).get("Eda-Type") == "OrderCompleted":
+            stored.setdefault(int(msg.subject.rsplit(".", 1)[1]), time.perf_counter())
+
+    nc = await nats.connect(nats_url)
+    await nc.subscribe("events.order.*", cb=on_event)
+    started: dict[int, float] = {}
+    posts: list[float] = []
+    errors = 0
+    rng = random.Random(1)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+        await wait_ready(session, f"{base}/readyz")
+        await asyncio.sleep(2.0)  # let the saga and workers create their consumers
+
+        async def post(measured: bool) -> None:
+            nonlocal errors
+            lines = [{"product_id": p, "quantity": 1} for p in rng.sample(range(1, 101), items)]
+            body = {"user_id": rng.randint(1, 1000), "items": lines, "amount": 19.99}
+            t = time.perf_counter()
+            try:
+                async with session.post(f"{base}/api/v1/orders", json=body) as resp:
+                    payload = await resp.read()
+            except aiohttp.ClientError:
+                errors += 1
+                return
+            if resp.status != 201:
+                errors += 1
+                return
+            if measured:
+                started[json.loads(payload)["order_id"]] = t
+                posts.append((time.perf_counter() - t) * 1000)
+
+        tasks: set[asyncio.Task[None]] = set()
+        begin = time.perf_counter()
+        window_start = begin + warmup
+        window_end = window_start + seconds
+        sent = 0
+        while (now := time.perf_counter()) < window_end:
+            due = int((now - begin) * rate)
+            while sent < due:
+                task = asyncio.create_task(post(now >= window_start))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline and not all(oid in completed for oid in started):  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+    await listener.close()
+    await nc.close()
+    stored_latencies = [(stored[oid] - t) * 1000 for oid, t in started.items() if oid in stored]
+    in_window = sum(1 for t in completed.values() if window_start <= t < window_end)
+    latencies = [(completed[oid] - t) * 1000 for oid, t in started.items() if oid in completed]
+    return {
+        "rate": rate,
+        "items": items,
+        "seconds": seconds,
+        "posted": len(started),
+        "errors": errors,
+        "completed_per_s": in_window / seconds,
+        "p50_ms": pct(latencies, 0.50),
+        "p99_ms": pct(latencies, 0.99),
+        "max_ms": max(latencies, default=float("nan")),
+        "post_p50_ms": pct(posts, 0.50),
+        "post_p99_ms": pct(posts, 0.99),
+        "stored_p50_ms": pct(stored_latencies, 0.50),
+        "stored_p99_ms": pct(stored_latencies, 0.99),
+        "never_completed": sum(1 for oid in started if oid not in completed),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=200.0, help="orders POSTed per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--items", type=int, default=1, help="product lines per order (0 = seed order)")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.rate, args.seconds, args.warmup, args.items))
+    print(f"{'metric':<22}{'value':>12}{'target':>10}")
+    for key, value in result.items():
+        target = TARGETS.get(key)
+        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
+        print(f"{key:<22}{shown:>12}{'' if target is None else target:>10}")
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    name = "saga_load.json" if args.items else "saga_load_no_items.json"
+    (out / name).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
