@@ -166,11 +166,18 @@ def meter() -> metrics.Meter:
 
 def instrument_fastapi(app: FastAPI, excluded_urls: str | None = None) -> None:
     """Server spans for every route but the probes and ``/metrics`` (``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS``
-    overrides); no extra spans per ASGI send/receive message."""
+    overrides); no extra spans per ASGI send/receive message, no per-request HTTP metrics."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     urls = excluded_urls or os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or DEFAULT_EXCLUDED_URLS
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=urls, exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls=urls,
+        exclude_spans=["receive", "send"],
+        # its http.server.* histograms cost more per request than the span; eda_command_seconds and
+        # the Prometheus metrics of the API cover latency
+        meter_provider=metrics.NoOpMeterProvider(),
+    )
 
 
 def instrument_asyncpg() -> None:

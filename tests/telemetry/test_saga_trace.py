@@ -114,6 +114,8 @@ async def test_declined_payment_shows_the_failing_step_as_error(traced: Traced) 
     assert await traced.status(order_id, {"cancelled"}) == "cancelled"
     spans = await _trace_with(traced, order_id, "OrderCancelled")
     tree = render_tree(spans)
+    if RENDER_TO:
+        await asyncio.to_thread(Path(RENDER_TO + ".declined").write_text, tree + "\n")
     _check_structure(spans, order_id)
     charge = [s for s in spans if s.service == "eda-worker-payment" and s.kind == "CONSUMER"]
     assert charge, tree

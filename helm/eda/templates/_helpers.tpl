@@ -152,8 +152,11 @@ http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.ot
   value: {{ . | quote }}
 {{- end }}
 {{- else }}
-- name: OTEL_SDK_DISABLED
-  value: "true"
+{{- /* not OTEL_SDK_DISABLED: that would also remove the OpenTelemetry metrics from /metrics */}}
+- name: OTEL_TRACES_EXPORTER
+  value: "none"
+- name: OTEL_METRICS_EXPORTER
+  value: "none"
 {{- end }}
 {{- with $v.config.extraEnv }}
 {{ toYaml . }}
