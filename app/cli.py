@@ -104,10 +104,9 @@ def operator(
     ] = None,
 ) -> None:
     """Run the kopf operator (ProjectionRebuild, Snapshot); health on :8080/healthz."""
-    import importlib
+    from eda_operator.main import run
 
-    # imported by name: eda_operator sits beside app.cli in the top layer (import-linter contract)
-    importlib.import_module("eda_operator.main").run(namespace)
+    run(namespace)
 
 
 @cli.command()
