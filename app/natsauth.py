@@ -1,0 +1,166 @@
+"""Least-privilege NATS users per role, rendered as a nats-server ``authorization { users: [...] }`` block.
+
+Each role may publish only the subjects it must and subscribe only to its own reply inboxes:
+
+- ``api``: appends ``events.order.*`` and ``events.inventory.*`` (set stock), allocates order ids
+  (``counters.>``), snapshots (``$KV.snapshots.>``), reads (Direct Get, leader read on conflict) and
+  manages its streams (INFO/CREATE/UPDATE of ``EVENTS``, ``COUNTERS``, ``KV_snapshots``); read-only
+  JetStream introspection for ``/readyz``, the console and ``/api/v1/admin/dead-letters``.
+- ``projector``: its consumer ``projector-orders`` on ``EVENTS`` (create/delete/info/next/ack), Direct
+  Get, the dead-letter stream ``DLQ`` and ``dlq.projector-orders.>``.
+- ``saga``: ``events.saga.*`` and ``events.order.*`` (order transitions), ``cmd.{inventory,payment,
+  shipping}.*`` (commands), its timers (``sched.saga.>``), its consumers ``saga-orchestrator`` and
+  ``saga-timeouts``.
+- ``inventory`` / ``payment`` / ``shipping``: only their consumer ``worker-<name>`` on ``COMMANDS``
+  (filter ``cmd.<name>.>`` is part of the create subject, so no other filter can be asked for) and
+  their own ``events.<aggregate>.*`` (inventory: also ``events.reservation.*``).
+- ``operator``: the JetStream API except deleting streams, plus snapshots.
+
+No role can delete a stream or purge it. Passwords come from the environment (``EDA_NATS_PASSWORD`` of
+each role's process; the server gets them as ``$EDA_NATS_PASSWORD_<ROLE>`` variables) and are never
+logged. Found empirically: run every role under its user and look for "Permissions Violation" in the
+server log (``tests/integration/test_security_nats.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+WORKERS: Mapping[str, tuple[str, ...]] = {
+    "inventory": ("inventory", "reservation"),
+    "payment": ("payment",),
+    "shipping": ("shipping",),
+}
+API = "$JS.API"
+
+
+@dataclass(frozen=True)
+class RolePermissions:
+    """Subjects a role may publish to and subscribe to (allow lists; everything else is denied)."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...] = ("_INBOX.>",)
+    deny_publish: tuple[str, ...] = ()
+
+
+def _streams(*names: str, create: bool = True) -> tuple[str, ...]:
+    ops = ("INFO", "CREATE", "UPDATE") if create else ("INFO",)
+    return tuple(f"{API}.STREAM.{op}.{name}" for name in names for op in ops)
+
+
+def _reads(stream: str = "EVENTS") -> tuple[str, ...]:
+    return (f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>", f"{API}.STREAM.MSG.GET.{stream}")
+
+
+def _consumer(stream: str, durable: str, filter_subject: str | None = None) -> tuple[str, ...]:
+    create = f"{API}.CONSUMER.CREATE.{stream}.{durable}"
+    return (
+        create if filter_subject is None else f"{create}.{filter_subject}",
+        f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        f"{API}.CONSUMER.INFO.{stream}.{durable}",
+        f"{API}.CONSUMER.DELETE.{stream}.{durable}",
+        f"{API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    )
+
+
+BASE = (f"{API}.INFO",)
+SNAPSHOTS = ("$KV.snapshots.>", *_streams("KV_snapshots"), *_reads("KV_snapshots"))
+
+
+def role_permissions() -> dict[str, RolePermissions]:
+    """Every role's permissions (``api``, ``projector``, ``saga``, the workers, ``operator``)."""
+    roles = {
+        "api": RolePermissions(
+            publish=(
+                *BASE,
+                "events.order.*",
+                "events.inventory.*",
+                "counters.>",
+                *SNAPSHOTS,
+                *_streams("EVENTS", "COUNTERS"),
+                *_reads("EVENTS"),
+                *_reads("DLQ"),
+                f"{API}.STREAM.INFO.*",
+                f"{API}.STREAM.LIST",
+                f"{API}.STREAM.NAMES",
+                f"{API}.CONSUMER.LIST.*",
+                f"{API}.CONSUMER.INFO.*.*",
+            )
+        ),
+        "projector": RolePermissions(
+            publish=(
+                *BASE,
+                *_streams("EVENTS", "DLQ"),
+                *_reads("EVENTS"),
+                *_consumer("EVENTS", "projector-orders", "events.order.>"),
+                "dlq.projector-orders.>",
+            )
+        ),
+        "saga": RolePermissions(
+            publish=(
+                *BASE,
+                "events.saga.*",
+                "events.order.*",
+                *(f"cmd.{w}.*" for w in WORKERS),
+                "sched.saga.>",
+                *SNAPSHOTS,
+                *_streams("EVENTS", "COMMANDS", "SAGA_TIMERS"),
+                *_reads("EVENTS"),
+                *_consumer("EVENTS", "saga-orchestrator"),
+                *_consumer("EVENTS", "saga-orchestrator", "events.>"),
+                *_consumer("SAGA_TIMERS", "saga-timeouts"),
+                *_consumer("SAGA_TIMERS", "saga-timeouts", "timeouts.saga.>"),
+            )
+        ),
+        "operator": RolePermissions(
+            publish=(f"{API}.>", "$KV.snapshots.>"),
+            deny_publish=(f"{API}.STREAM.DELETE.>", f"{API}.STREAM.PURGE.>"),
+        ),
+    }
+    for worker, aggregates in WORKERS.items():
+        roles[worker] = RolePermissions(
+            publish=(
+                *BASE,
+                *(f"events.{aggregate}.*" for aggregate in aggregates),
+                *SNAPSHOTS,
+                *_streams("EVENTS", "COMMANDS"),
+                *_reads("EVENTS"),
+                *_consumer("COMMANDS", f"worker-{worker}", f"cmd.{worker}.>"),
+            )
+        )
+    return roles
+
+
+def password_variable(role: str) -> str:
+    """The server-side environment variable holding ``role``'s password (``EDA_NATS_PASSWORD_API``)."""
+    return f"EDA_NATS_PASSWORD_{role.upper()}"
+
+
+def _list(subjects: tuple[str, ...]) -> str:
+    return "[" + ", ".join(json.dumps(s) for s in subjects) + "]"
+
+
+def authorization_block(
+    passwords: Mapping[str, str] | None = None, *, extra_users: Mapping[str, str] | None = None
+) -> str:
+    """The ``authorization {}`` block. Without ``passwords`` each password is the environment reference
+    ``$EDA_NATS_PASSWORD_<ROLE>`` (resolved by nats-server at start: the chart's way); with them the
+    literal values (tests, ``eda infra``). ``extra_users`` (name → password) get no restrictions (an
+    administrator for tooling; keep it out of deployments)."""
+    lines = ["authorization {", "  users: ["]
+    for role, perms in role_permissions().items():
+        password = json.dumps(passwords[role]) if passwords else f"${password_variable(role)}"
+        publish = f"allow: {_list(perms.publish)}"
+        if perms.deny_publish:
+            publish += f", deny: {_list(perms.deny_publish)}"
+        lines.append(
+            f"    {{user: {json.dumps(role)}, password: {password}, permissions: {{"
+            f"publish: {{{publish}}}, subscribe: {{allow: {_list(perms.subscribe)}}}}}}}"
+        )
+    for user, password in (extra_users or {}).items():
+        lines.append(f"    {{user: {json.dumps(user)}, password: {json.dumps(password)}}}")
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
