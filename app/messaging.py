@@ -247,13 +247,18 @@ class PullLoop:
         self._wake.set()
 
     async def _one(self, msg: Msg) -> None:
-        if self.key is None:
-            await self._handle(msg)
-            return
-        if self.locks is None:
-            self.locks = KeyedLocks()
-        async with self.locks.hold(self.key(msg)):
-            await self._handle(msg)
+        # the heartbeat starts on arrival: a message queued behind its key's lock is ours too
+        beat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            if self.key is None:
+                await self._handle_beating(msg)
+                return
+            if self.locks is None:
+                self.locks = KeyedLocks()
+            async with self.locks.hold(self.key(msg)):
+                await self._handle_beating(msg)
+        finally:
+            beat.cancel()
 
     async def _heartbeat(self, msg: Msg) -> None:
         """Keep a slow message ours (``+WPI``): ack_wait then only detects crashed consumers."""
@@ -261,13 +266,6 @@ class PullLoop:
             await asyncio.sleep(self.heartbeat_s)
             with contextlib.suppress(Exception):
                 await msg.in_progress()
-
-    async def _handle(self, msg: Msg) -> None:
-        beat = asyncio.create_task(self._heartbeat(msg))
-        try:
-            await self._handle_beating(msg)
-        finally:
-            beat.cancel()
 
     async def _handle_beating(self, msg: Msg) -> None:
         try:
