@@ -1,68 +1,45 @@
-"""The saga as the console draws it: a step timeline folded from the stored events of
-``events.saga.<order_id>`` (wire names and fields, so any build of the saga can be shown).
+"""The saga as the console draws it: the step timeline of ``events.saga.<order_id>``.
 
-One entry per step: first start, latest end, latest status and outcome, number of attempts (a retry or
-a timed-out attempt shows up as attempts > 1), and whether it is a compensation. The saga's own status
-follows ``SagaStarted`` → ``SagaCompensationStarted`` → ``SagaCompleted``/``SagaCancelled``.
+The stored saga events are folded with the saga's own decider (``SAGA``), exactly like
+``GET /api/v1/orders/{id}/saga``, so the console can never drift from the saga's event format. One entry
+per step: start, end, status and outcome, attempts (a retry or a timed-out attempt shows as > 1), and
+whether it is a compensation.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from app.domain.saga.events import COMPENSATIONS
+from app.domain.saga import SAGA, Saga
 from app.eventstore.envelope import RecordedEvent
 
-_COMPENSATION_NAMES = frozenset(str(s) for s in COMPENSATIONS)
 
-
-def _step(steps: dict[str, dict[str, Any]], name: str, at: str) -> dict[str, Any]:
-    if name not in steps:
-        steps[name] = {
-            "name": name,
-            "status": "running",
-            "outcome": None,
-            "started_at": at,
-            "finished_at": None,
-            "attempts": 0,
-            "compensation": name in _COMPENSATION_NAMES,
-        }
-    return steps[name]
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
 
 
 def saga_timeline(events: list[RecordedEvent]) -> dict[str, Any] | None:
-    """The saga's status, reason and steps in the order they first started (``None``: no saga yet)."""
-    if not events:
+    """The saga's status, reason and steps in the order they started (``None``: no saga yet)."""
+    saga = SAGA.fold([e.event for e in events if e.event is not None])
+    if not isinstance(saga, Saga):
         return None
-    status, reason, started, updated = "running", None, None, None
-    steps: dict[str, dict[str, Any]] = {}
-    for recorded in events:
-        env = recorded.envelope
-        data = env.data
-        at = env.occurred_at.isoformat()
-        updated = at
-        match env.type:
-            case "SagaStarted":
-                started = at
-            case "SagaStepStarted":
-                step = _step(steps, str(data.get("step")), at)
-                step["attempts"] = max(int(data.get("attempt") or 1), step["attempts"] + 1)
-                step.update(status="running", finished_at=None, outcome=None)
-            case "SagaStepFinished":
-                step = _step(steps, str(data.get("step")), at)
-                step.update(status=str(data.get("status")), outcome=data.get("outcome"), finished_at=at)
-            case "SagaCompensationStarted":
-                status, reason = "compensating", data.get("reason")
-            case "SagaCompleted":
-                status = "completed"
-            case "SagaCancelled":
-                status, reason = "cancelled", data.get("reason") or reason
-            case _:
-                pass
+    steps = sorted(saga.steps, key=lambda s: (s.started_at, s.compensation))
     return {
-        "status": status,
-        "reason": reason,
-        "started_at": started,
-        "updated_at": updated,
-        "steps": list(steps.values()),
+        "status": saga.status.value,
+        "reason": saga.reason,
+        "started_at": _iso(saga.started_at),
+        "updated_at": _iso(saga.updated_at),
+        "steps": [
+            {
+                "name": s.name.value,
+                "status": s.status.value,
+                "outcome": s.outcome,
+                "started_at": _iso(s.started_at),
+                "finished_at": _iso(s.finished_at),
+                "attempts": s.attempt,
+                "compensation": s.compensation,
+            }
+            for s in steps
+        ],
     }
