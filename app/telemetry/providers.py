@@ -128,8 +128,10 @@ def configure_telemetry(default_service_name: str, *, asyncpg: bool = True) -> T
     global _configured  # noqa: PLW0603 - OpenTelemetry's providers are process-global by design
     if _configured is not None:
         return _configured
-    os.environ.setdefault("OTEL_SERVICE_NAME", default_service_name)
-    resource = Resource.create()
+    # The process environment is left untouched: child processes (tests, `eda dev` helpers) must not
+    # inherit this role's name. An explicit OTEL_SERVICE_NAME wins over the role's default.
+    explicit = os.environ.get("OTEL_SERVICE_NAME")
+    resource = Resource.create({} if explicit else {"service.name": default_service_name})
     sampler = NoOrphanDbSpans(sampling._get_from_env_or_default())  # the OTEL_TRACES_SAMPLER logic
     tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     exporting = _exporting("TRACES")
