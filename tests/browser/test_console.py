@@ -4,8 +4,8 @@ arrive live, see a cancelled order's compensation, and the health page."""
 
 from __future__ import annotations
 
-import re
 import os
+import re
 import shutil
 from typing import Any
 
