@@ -124,15 +124,36 @@ def postgres_bin_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files for the client port's ``tls {}`` block; ``verify`` also demands client certificates
+    signed by ``ca_file`` (mutual TLS)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    verify: bool = False
+
+    def config(self) -> str:
+        lines = [f"  cert_file: {_quote(self.cert_file)}", f"  key_file: {_quote(self.key_file)}"]
+        if self.ca_file is not None:
+            lines.append(f"  ca_file: {_quote(self.ca_file)}")
+        if self.verify:
+            lines.append("  verify: true")
+        return "tls {\n" + "\n".join(lines) + "\n  timeout: 5\n}\n"
+
+
 @dataclass
 class NatsServer:
-    """One nats-server process with JetStream; ``extra_config`` is appended (accounts, TLS, cluster)."""
+    """One nats-server process with JetStream; ``extra_config`` is appended (accounts, cluster);
+    ``tls`` makes the client port TLS-only (the monitor port stays plain HTTP for the health check)."""
 
     data_dir: Path
     port: int = field(default_factory=free_port)
     monitor_port: int = field(default_factory=free_port)
     server_name: str = "eda"
     extra_config: str = ""
+    tls: TlsFiles | None = None
     _proc: Popen | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -168,6 +189,7 @@ class NatsServer:
             f"listen: {HOST}:{self.port}\n"
             f"http: {HOST}:{self.monitor_port}\n"
             f"jetstream {{\n  store_dir: {_quote(self.store_dir)}\n  sync_interval: always\n}}\n"
+            f"{self.tls.config() if self.tls is not None else ''}"
             f"{self.extra_config}\n"
         )
 
@@ -366,10 +388,15 @@ class Postgres:
 
 @contextlib.asynccontextmanager
 async def embedded_nats(
-    data_dir: Path, *, port: int | None = None, monitor_port: int | None = None, extra_config: str = ""
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    monitor_port: int | None = None,
+    extra_config: str = "",
+    tls: TlsFiles | None = None,
 ) -> AsyncIterator[NatsServer]:
     """A started nats-server for the duration of the block."""
-    server = NatsServer(data_dir, extra_config=extra_config)
+    server = NatsServer(data_dir, extra_config=extra_config, tls=tls)
     server.port = port or server.port
     server.monitor_port = monitor_port or server.monitor_port
     await server.start()

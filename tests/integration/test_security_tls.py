@@ -1,0 +1,212 @@
+"""NATS over TLS (``app.devstack.TlsFiles`` on the server, ``EDA_NATS_TLS_CA`` in the app): certificates
+are made here with ``cryptography`` (a CA and a server certificate for 127.0.0.1/localhost). The event
+store appends and loads and the lean bulk reader reads thousands of events over TLS; a plain-text client
+and a client trusting another CA are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import nats
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from app.devstack import HOST, NatsServer, TlsFiles
+from app.domain.order import OrderCreated, OrderItem, OrderPaid
+from app.domain.registry import all_event_types
+from app.eventstore.bulkread import BulkReader
+from app.eventstore.codec import EventCodec
+from app.eventstore.connection import connect_nats
+from app.eventstore.envelope import NEW, Metadata, NewEvent, StreamId
+from app.eventstore.jetstream import STREAM, JetStreamEventStore
+from app.eventstore.ports import AppendRequest
+from app.settings import Settings
+
+T0 = dt.datetime(2026, 1, 15, 10, 0, tzinfo=dt.UTC)
+META = Metadata(correlation_id="tls")
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    other_ca: Path
+    tls: TlsFiles
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+
+
+def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _server_cert(
+    ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("eda-nats"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(san, critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+@pytest.fixture
+def pki(short_tmp: Path) -> Pki:
+    folder = short_tmp / "pki"
+    folder.mkdir()
+    ca_key, ca = _ca("eda test CA")
+    _, other = _ca("some other CA")
+    key, cert = _server_cert(ca_key, ca)
+    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / "other-ca.pem").write_bytes(other.public_bytes(serialization.Encoding.PEM))
+    (folder / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, folder / "server-key.pem")
+    return Pki(
+        ca=folder / "ca.pem",
+        other_ca=folder / "other-ca.pem",
+        tls=TlsFiles(cert_file=folder / "server.pem", key_file=folder / "server-key.pem"),
+    )
+
+
+@pytest.fixture
+async def tls_server(short_tmp: Path, pki: Pki) -> AsyncIterator[NatsServer]:
+    server = NatsServer(short_tmp / "nats", tls=pki.tls)
+    await server.start()  # the health check (plain-HTTP monitor port) still works
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def _created(order_id: int) -> OrderCreated:
+    items = (OrderItem(product_id=1, quantity=1),)
+    return OrderCreated(
+        order_id=order_id, user_id=1, items=items, amount=Decimal("10.00"), currency="USD", at=T0
+    )
+
+
+def _paid(order_id: int) -> OrderPaid:
+    return OrderPaid(order_id=order_id, payment_id="p", amount=Decimal("10.00"), at=T0)
+
+
+async def test_event_store_and_bulk_read_over_tls(tls_server: NatsServer, pki: Pki) -> None:
+    settings = Settings(nats_url=tls_server.url, nats_tls_ca=str(pki.ca), health_port=0)
+    nc = await connect_nats(settings, name="tls-test")
+    store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
+    try:
+        assert nc.connected_url is not None
+        assert nc._server_info.get("tls_required")  # the server really speaks TLS only
+        streams = [StreamId("order", str(i)) for i in range(1, 51)]
+        positions = dict.fromkeys(streams, NEW)
+        for round_ in range(45):  # 2,250 events
+            reqs = [
+                AppendRequest(
+                    s,
+                    [
+                        NewEvent(
+                            event=_created(int(s.aggregate_id)) if round_ == 0 else _paid(int(s.aggregate_id))
+                        )
+                    ],
+                    positions[s],
+                )
+                for s in streams
+            ]
+            for req, res in zip(reqs, await store.append_multi(reqs, META), strict=True):
+                positions[req.stream] = res.position
+        loaded = await store.load(streams[0])
+        assert len(loaded.events) == 45
+        last = await store.last_sequence()
+        assert last == 2250
+        # the lean reader itself (read_raw would silently fall back to nats-py on a TLS failure)
+        bulk = BulkReader.from_client(nc, STREAM)
+        assert bulk is not None
+        try:
+            got = [m async for batch in bulk.batches("events.>", 1, limit=last) for m in batch]
+        finally:
+            await bulk.close()
+        assert [m.sequence for m in got] == list(range(1, last + 1))
+        assert len(await store.read_raw(1, limit=10_000)) == last
+    finally:
+        await store.close()
+        await nc.close()
+
+
+async def test_plain_text_client_is_refused(tls_server: NatsServer) -> None:
+    reader, writer = await asyncio.open_connection(HOST, tls_server.port)
+    try:
+        info = await asyncio.wait_for(reader.readline(), 5)
+        assert b'"tls_required":true' in info
+        writer.write(b'CONNECT {"verbose":false,"tls_required":false}\r\nPING\r\n')
+        await writer.drain()
+        rest = await asyncio.wait_for(reader.read(4096), 10)
+        assert b"PONG" not in rest  # the server never talks plain text: it drops or errors
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
+async def test_client_trusting_another_ca_is_refused(tls_server: NatsServer, pki: Pki) -> None:
+    settings = Settings(nats_url=tls_server.url, nats_tls_ca=str(pki.other_ca), health_port=0)
+    with pytest.raises(Exception, match=r"(?i)certificate verify failed|ssl"):
+        await asyncio.wait_for(_connect_once(settings), 15)
+    # and a client with the system trust store only (no EDA_NATS_TLS_CA) is refused as well
+    with pytest.raises(Exception, match=r"(?i)certificate verify failed|ssl"):
+        await nats.connect(tls_server.url, allow_reconnect=False, connect_timeout=3, max_reconnect_attempts=0)
+
+
+async def _connect_once(settings: Settings) -> None:
+    """``connect_nats`` retries forever; for a refusal we want the first error, so build the same SSL
+    context as it does and connect once."""
+    assert settings.nats_tls_ca is not None
+    ctx = ssl.create_default_context(cafile=settings.nats_tls_ca)
+    nc = await nats.connect(
+        settings.nats_url, tls=ctx, allow_reconnect=False, connect_timeout=3, max_reconnect_attempts=0
+    )
+    await nc.close()
