@@ -1,5 +1,11 @@
 """Running a background role (saga, workers): connect, open the event store, serve health on
 ``EDA_HEALTH_PORT``, run pull loops until SIGTERM/SIGINT, then finish in-flight messages and drain.
+
+Start-up rides through an unavailable NATS or JetStream: right after a cluster starts, during a meta
+leader election or while quorum is lost, ``$JS.API`` requests (stream and consumer creation) time out
+or are answered "unavailable". ``retry_start`` retries the connect and the whole (idempotent) set-up
+with backoff instead of letting the role die on its first ``nats: timeout``: a role that exits there
+leaves its consumer unserved until something restarts it (and ``eda dev`` has nothing that would).
 """
 
 from __future__ import annotations
@@ -11,6 +17,14 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    NoRespondersError,
+    NoServersError,
+    StaleConnectionError,
+)
+from nats.js.errors import APIError
 
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
@@ -23,6 +37,61 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# JetStream answers that mean "not now": cluster unavailable, insufficient resources (peers offline
+# for an R3 placement), stream offline; and any 5xx.
+_TRANSIENT_API_CODES = frozenset({10008, 10023, 10118})
+_TRANSIENT_ERRORS = (
+    TimeoutError,  # nats.errors.TimeoutError ("nats: timeout") is one
+    NoRespondersError,
+    NoServersError,
+    ConnectionClosedError,
+    ConnectionReconnectingError,
+    StaleConnectionError,
+    OSError,
+)
+START_FIRST_DELAY_S = 0.25
+START_MAX_DELAY_S = 5.0
+
+
+class StartAborted(Exception):
+    """The role was asked to stop before it finished starting."""
+
+
+def transient_start_error(exc: BaseException) -> bool:
+    """An error that goes away once NATS/JetStream is reachable and has its leaders."""
+    if isinstance(exc, APIError):
+        return (exc.code or 0) >= 500 or exc.err_code in _TRANSIENT_API_CODES
+    return isinstance(exc, _TRANSIENT_ERRORS)
+
+
+async def retry_start[T](
+    what: str,
+    start: Callable[[], Awaitable[T]],
+    stopping: asyncio.Event | None = None,
+    *,
+    max_delay: float = START_MAX_DELAY_S,
+) -> T:
+    """``await start()`` until it succeeds, retrying transient errors with backoff (0.25 s doubling,
+    capped); a permanent error (e.g. an invalid stream config) is raised. ``stopping`` aborts."""
+    delay = START_FIRST_DELAY_S
+    attempt = 0
+    while True:
+        try:
+            return await start()
+        except Exception as exc:
+            if not transient_start_error(exc):
+                raise
+            attempt += 1
+            log.warning("%s failed (attempt %d: %r); retrying in %.2f s", what, attempt, exc, delay)
+        if stopping is None:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            if stopping.is_set():
+                raise StartAborted(what)
+        delay = min(delay * 2, max_delay)
+
 
 async def open_store(nc: NATS, settings: Settings) -> tuple[JetStreamEventStore, SnapshotStore]:
     store = await JetStreamEventStore.open(
@@ -32,22 +101,47 @@ async def open_store(nc: NATS, settings: Settings) -> tuple[JetStreamEventStore,
     return store, snapshots
 
 
+async def start_role(
+    role: str,
+    loops: Callable[[NATS], Awaitable[list[PullLoop]]],
+    settings: Settings,
+    stopping: asyncio.Event | None = None,
+) -> tuple[NATS, list[PullLoop]]:
+    """Connect and set up (streams, consumers, loops), both retried until NATS/JetStream answer."""
+    nc = await retry_start(f"{role}: connect", lambda: connect_nats(settings, name=f"eda-{role}"), stopping)
+    try:
+        pulls = await retry_start(f"{role}: set-up", lambda: loops(nc), stopping)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
+    return nc, pulls
+
+
 async def serve_role(
     role: str, loops: Callable[[NATS], Awaitable[list[PullLoop]]], settings: Settings
 ) -> None:
     """Run ``loops`` until SIGTERM/SIGINT, then finish in-flight messages, drain and close."""
-    nc = await connect_nats(settings, name=f"eda-{role}")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    conn: list[NATS] = []
 
     async def checks() -> dict[str, CheckResult]:
+        if not conn:
+            return {"nats": CheckResult(False, "starting")}
+        nc = conn[0]
         return {"nats": CheckResult(nc.is_connected, "connected" if nc.is_connected else "disconnected")}
 
-    try:
-        pulls = await loops(nc)
-        async with serve_health(settings.health_port, checks):
+    async with serve_health(settings.health_port, checks):  # /livez answers while start-up retries
+        try:
+            nc, pulls = await start_role(role, loops, settings, stopping)
+        except StartAborted:
+            log.info("%s stopped before it started", role)
+            return
+        conn.append(nc)
+        try:
             tasks = [asyncio.create_task(p.run()) for p in pulls]
             log.info("%s running", role)
             waiter = asyncio.create_task(stopping.wait())
@@ -56,7 +150,7 @@ async def serve_role(
                 p.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
             waiter.cancel()
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.drain()
+        finally:
+            with contextlib.suppress(Exception):
+                await nc.drain()
     log.info("%s stopped", role)

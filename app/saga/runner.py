@@ -37,7 +37,6 @@ from app.domain.saga import (
     order_commands,
     started_steps,
 )
-from app.eventstore.connection import connect_nats
 from app.eventstore.envelope import EventId, Metadata, NewEvent, utcnow
 from app.eventstore.jetstream import STREAM, JetStreamEventStore, ensure_stream
 from app.eventstore.ports import ConcurrencyError
@@ -50,7 +49,7 @@ from app.messaging import (
     ensure_consumer,
     publish_command,
 )
-from app.role import open_store, serve_role
+from app.role import open_store, serve_role, start_role
 from app.saga import timeouts
 from app.saga.fulfilment import FACT_SUBJECTS, FACT_TYPES, order_id_of, react_to_timeout, worker_command
 from app.saga.observe import SagaTelemetry
@@ -259,10 +258,13 @@ __all__ = ["COMMANDS_STREAM", "SagaRunner", "saga_loops"]
 
 async def saga_role(settings: Settings) -> None:
     """The orchestrator inside another process (``eda dev``): runs until cancelled, no health server."""
-    nc = await connect_nats(settings, name="eda-saga")
-    try:
+
+    async def setup(nc: NATS) -> list[PullLoop]:
         store, _ = await open_store(nc, settings)
-        _, loops = await saga_loops(nc, store, settings)
+        return (await saga_loops(nc, store, settings))[1]
+
+    nc, loops = await start_role("saga", setup, settings)  # retried while JetStream is unavailable
+    try:
         await _run_until_cancelled(loops)
     finally:
         await nc.close()

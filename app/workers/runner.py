@@ -6,9 +6,8 @@ import asyncio
 
 from nats.aio.client import Client as NATS
 
-from app.eventstore.connection import connect_nats
 from app.messaging import WORKERS, PullLoop, WorkerName
-from app.role import open_store, serve_role
+from app.role import open_store, serve_role, start_role
 from app.settings import Settings
 from app.workers.base import BuildHandler, start_worker
 
@@ -44,11 +43,13 @@ async def run_workers(names: tuple[WorkerName, ...], settings: Settings) -> None
 
 async def workers_role(settings: Settings, names: tuple[WorkerName, ...] = WORKERS) -> None:
     """The workers inside another process (``eda dev``): run until cancelled, no health server."""
-    nc = await connect_nats(settings, name="eda-workers")
-    loops: list[PullLoop] = []
+
+    async def setup(nc: NATS) -> list[PullLoop]:
+        return await worker_loops(nc, names, settings)
+
+    nc, loops = await start_role("workers", setup, settings)  # retried while JetStream is unavailable
     tasks: list[asyncio.Task[None]] = []
     try:
-        loops = await worker_loops(nc, names, settings)
         tasks = [asyncio.create_task(loop.run()) for loop in loops]
         await asyncio.gather(*tasks)
     finally:
