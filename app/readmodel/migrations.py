@@ -81,7 +81,10 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
     try:
-        await conn.execute(_BOOTSTRAP)
+        # Bootstrap only when missing: its CREATE ... IF NOT EXISTS still needs DDL rights, which the
+        # projector's and api's database roles lack (they only check that nothing is left to apply).
+        if await conn.fetchval("SELECT to_regclass('eda.schema_migrations')") is None:
+            await conn.execute(_BOOTSTRAP)
         for migration in load_migrations():
             scope = f"readmodel:{schema}" if migration.readmodel else "eda"
             done = await conn.fetchval(
