@@ -164,3 +164,21 @@ def authorization_block(
         lines.append(f"    {{user: {json.dumps(user)}, password: {json.dumps(password)}}}")
     lines += ["  ]", "}"]
     return "\n".join(lines) + "\n"
+
+
+def permissions_document() -> dict[str, dict[str, dict[str, list[str]]]]:
+    """Every role's permissions as nats-server's ``permissions`` maps (role → publish/subscribe →
+    allow/deny). The Helm chart renders its ``authorization {}`` block from this document, stored as
+    ``helm/eda/files/nats-permissions.json`` (written by ``python -m app.natsauth``; a deploy test
+    checks that the file and this module agree)."""
+    doc: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for role, perms in role_permissions().items():
+        publish = {"allow": list(perms.publish)}
+        if perms.deny_publish:
+            publish["deny"] = list(perms.deny_publish)
+        doc[role] = {"publish": publish, "subscribe": {"allow": list(perms.subscribe)}}
+    return doc
+
+
+if __name__ == "__main__":
+    print(json.dumps(permissions_document(), indent=2))

@@ -94,5 +94,6 @@ PROFILES: dict[str, Callable[[], dict[str, Any]]] = {
         "ingress": {"enabled": True},
         "httpRoute": {"enabled": True, "parentRefs": [{"name": "gateway"}], "hostnames": ["eda.local"]},
         "api": {"autoscaling": {"enabled": True}, "pdb": {"enabled": True}},
+        "nats": {"auth": {"enabled": True}, "tls": {"enabled": True, "secretName": "eda-nats-tls"}},
     },
 }

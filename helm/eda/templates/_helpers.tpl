@@ -112,6 +112,20 @@ http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.ot
 {{- $v := .ctx.Values }}
 - name: EDA_NATS_URL
   value: {{ include "eda.natsUrl" .ctx | quote }}
+{{- $natsUser := include "eda.natsUser" . }}
+{{- if and $v.nats.auth.enabled $natsUser }}
+- name: EDA_NATS_USER
+  value: {{ $natsUser | quote }}
+- name: EDA_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "eda.natsAuthSecretName" .ctx }}
+      key: {{ $natsUser }}
+{{- end }}
+{{- if $v.nats.tls.enabled }}
+- name: EDA_NATS_TLS_CA
+  value: /etc/eda/nats-tls/ca.crt
+{{- end }}
 - name: EDA_DATABASE_URL
   valueFrom:
     secretKeyRef:
@@ -281,10 +295,23 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if $ctx.Values.nats.tls.enabled }}
+            - name: nats-tls-ca
+              mountPath: /etc/eda/nats-tls
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 256Mi
+        {{- if $ctx.Values.nats.tls.enabled }}
+        - name: nats-tls-ca
+          secret:
+            secretName: {{ include "eda.natsTlsSecretName" $ctx }}
+            items:
+              - key: ca.crt
+                path: ca.crt
+        {{- end }}
       {{- with (default .nodeSelector $spec.nodeSelector) }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}

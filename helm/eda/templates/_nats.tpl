@@ -27,4 +27,53 @@ cluster {
   connect_retries: 120
 }
 {{- end }}
+{{- if $n.tls.enabled }}
+# Clients only (routes stay plain inside the cluster network; NetworkPolicies restrict them).
+tls {
+  cert_file: "/etc/nats-tls/tls.crt"
+  key_file: "/etc/nats-tls/tls.key"
+  ca_file: "/etc/nats-tls/ca.crt"
+  timeout: 5
+}
+{{- end }}
+{{- if $n.auth.enabled }}
+{{ include "eda.natsAuthorization" . }}
+{{- end }}
+{{- end }}
+
+{{/* Per-role NATS users of the bundled server, from files/nats-permissions.json (= app/natsauth.py);
+passwords are environment references resolved by nats-server (EDA_NATS_PASSWORD_<ROLE>). */}}
+{{- define "eda.natsAuthorization" -}}
+{{- $perms := .Files.Get "files/nats-permissions.json" | fromJson }}
+authorization {
+  users: [
+{{- range $role := keys $perms | sortAlpha }}
+{{- $p := index $perms $role }}
+    {user: {{ $role | quote }}, password: ${{ include "eda.natsPasswordVariable" $role }}, permissions: {{ $p | toJson | replace "\\u003e" ">" | replace "\\u003c" "<" | replace "\\u0026" "&" }}}
+{{- end }}
+  ]
+}
+{{- end }}
+
+{{- define "eda.natsPasswordVariable" -}}
+EDA_NATS_PASSWORD_{{ . | upper }}
+{{- end }}
+
+{{/* The NATS roles (users) in files/nats-permissions.json, sorted. */}}
+{{- define "eda.natsRoles" -}}
+{{- .Files.Get "files/nats-permissions.json" | fromJson | keys | sortAlpha | toJson }}
+{{- end }}
+
+{{/* The NATS user of an eda role: worker-inventory → inventory, api → api; "" for none (migrate). */}}
+{{- define "eda.natsUser" -}}
+{{- $user := trimPrefix "worker-" .role }}
+{{- if hasKey (.ctx.Files.Get "files/nats-permissions.json" | fromJson) $user }}{{ $user }}{{ end }}
+{{- end }}
+
+{{- define "eda.natsAuthSecretName" -}}
+{{- default (printf "%s-nats-auth" (include "eda.fullname" .)) .Values.nats.auth.existingSecret }}
+{{- end }}
+
+{{- define "eda.natsTlsSecretName" -}}
+{{- required "nats.tls.secretName is required when nats.tls.enabled=true" .Values.nats.tls.secretName }}
 {{- end }}
