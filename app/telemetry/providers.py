@@ -15,6 +15,7 @@ get sub-millisecond-to-seconds buckets (the SDK's default buckets are made for m
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,7 +159,11 @@ def configure_telemetry(default_service_name: str, *, asyncpg: bool = True) -> T
     return _configured
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """eda's tracer. Cached: ``get_tracer`` builds a new tracer object per call, which cost ~7% of the
+    API's CPU per request. Before ``configure_telemetry`` this is OpenTelemetry's proxy tracer, which
+    follows the provider installed later, so caching it early is safe."""
     return trace.get_tracer(TRACER_NAME)
 
 
