@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import ssl
 
-import nats
 from nats.aio.client import Client as NATS
 
 from app.settings import Settings
@@ -20,12 +19,16 @@ MAX_OUTSTANDING_PINGS = 2
 
 async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
     """Connect with every URL of ``EDA_NATS_URL``; reconnect forever (a cluster rides through restarts)."""
+    nc = NATS()
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected")
+        if nc.is_closed or nc.is_draining:  # our own close() at shutdown: not worth a warning
+            log.debug("nats connection closed")
+        else:
+            log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected")
@@ -34,7 +37,7 @@ async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
     if settings.nats_tls_ca:
         tls = ssl.create_default_context(cafile=settings.nats_tls_ca)
     password = settings.nats_password.get_secret_value() if settings.nats_password else None
-    return await nats.connect(
+    await nc.connect(
         servers=settings.nats_servers(),
         name=name,
         user=settings.nats_user,
@@ -42,7 +45,7 @@ async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
         user_credentials=settings.nats_creds,
         tls=tls,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.25,
+        reconnect_time_wait=0.25,  # type: ignore[arg-type]  # typed int, used as seconds (float fine)
         ping_interval=PING_INTERVAL_S,
         max_outstanding_pings=MAX_OUTSTANDING_PINGS,
         connect_timeout=5,
@@ -51,3 +54,4 @@ async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    return nc
