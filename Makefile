@@ -44,7 +44,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix app operator tests benchmarks
 
 test: lint
-	$(BIN)/python -P -m pytest -m "not chaos and not kind" $(PYTEST_ARGS)
+	$(BIN)/python -P -m pytest -m "not kind" $(PYTEST_ARGS)
 
 chaos: $(STAMP)
 	$(BIN)/python -P -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
