@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +104,46 @@ def test_api_never_fails_with_5xx(live_api: str) -> None:
                     raise
                 failures.append(f"{operation.label} [{mode.value}]: {exc}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_stateful_links_never_fail_with_5xx_or_break_the_schema(live_api: str) -> None:
+    """Schemathesis' stateful run: sequences of calls that follow the OpenAPI links of a created order
+    (get with ``min_version``, events, saga, cancel with ``If-Match`` = its ETag). Every response: no
+    5xx, documented status code and content type, body valid against the schema. Bounded (~1 min)."""
+    schema = schemathesis.openapi.from_url(f"{live_api}/openapi.json")
+    created = schema["/api/v1/orders"]["POST"].definition.raw["responses"]["201"]
+    assert set(created["links"]) == {"GetOrder", "GetOrderEvents", "GetOrderSaga", "CancelOrder"}
+    calls: Counter[tuple[str, int]] = Counter()
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, object]:
+            return {"base_url": live_api, "timeout": 10}
+
+        def after_call(self, response: schemathesis.Response, case: schemathesis.Case) -> None:
+            calls[(f"{case.method} {case.path}", response.status_code)] += 1
+
+        def validate_response(
+            self,
+            response: schemathesis.Response,
+            case: schemathesis.Case,
+            additional_checks: object = None,
+            **kwargs: object,
+        ) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+    started = time.monotonic()
+    Workflow.run(
+        settings=settings(
+            max_examples=150,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    elapsed = time.monotonic() - started
+    print(f"\nstateful run: {sum(calls.values())} calls in {elapsed:.1f}s: {dict(sorted(calls.items()))}")
+    linked = {op for (op, status) in calls if status < 300}
+    assert "POST /api/v1/orders" in linked
+    assert linked & {"POST /api/v1/orders/{order_id}/cancel", "GET /api/v1/orders/{order_id}"}, calls
+    assert not [c for c in calls if c[1] >= 500]

@@ -41,6 +41,27 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
+_ORDER_ID = {"order_id": "$response.body#/order_id"}
+# OpenAPI links from a created order to what can be done with it (clients, and schemathesis' stateful
+# run in tests/e2e/test_schemathesis.py, follow them).
+_CREATED_LINKS: dict[str, object] = {
+    "GetOrder": {
+        "operationId": "get_order_api_v1_orders__order_id__get",
+        "parameters": _ORDER_ID | {"min_version": "$response.body#/version"},
+        "description": "The created order (read-your-writes: waits until the read model has it).",
+    },
+    "GetOrderEvents": {
+        "operationId": "order_events_api_v1_orders__order_id__events_get",
+        "parameters": _ORDER_ID,
+    },
+    "GetOrderSaga": {"operationId": "get_saga_api_v1_orders__order_id__saga_get", "parameters": _ORDER_ID},
+    "CancelOrder": {
+        "operationId": "cancel_order_api_v1_orders__order_id__cancel_post",
+        "parameters": _ORDER_ID | {"header.If-Match": "$response.header.ETag"},
+    },
+}
+
+
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
@@ -49,7 +70,7 @@ def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
     "",
     status_code=201,
     response_model=CommandOut,
-    responses={**_ERRORS, 409: _ERRORS[404], 413: _ERRORS[404]},
+    responses={201: {"links": _CREATED_LINKS}, **_ERRORS, 409: _ERRORS[404], 413: _ERRORS[404]},
     summary="Create an order",
 )
 async def create_order(
