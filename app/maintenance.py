@@ -1,8 +1,12 @@
 """One-shot maintenance runs behind ``eda rebuild`` and ``eda snapshot``: connect from settings, run the
-engine once with a rich progress display, close everything. The operator runs the same engines."""
+engine once with a rich progress display, close everything. The operator runs the same engines. Each run
+is recorded in ``eda.maintenance_runs`` (source ``cli``, see ``app.readmodel.runs``) for the console."""
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -11,9 +15,10 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.readmodel import db
+from app.readmodel import db, runs
 from app.readmodel import rebuild as rb
 from app.settings import Settings
+from app.snapshotter import Progress as SnapshotProgress
 from app.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
 
 
@@ -51,7 +56,23 @@ async def rebuild(settings: Settings, request: rb.RebuildRequest, console: Conso
                     rate=int(p.events_per_second),
                 )
 
-            result = await rb.Rebuild(store, pool, request, report).run()
+            run_id = f"cli-rebuild-{request.rebuild_id}"
+            await runs.record_start(pool, run_id, "rebuild", request.projection, runs.RunSource("cli"))
+            recorder = runs.RunRecorder(pool, run_id)
+            try:
+                async with recorder.writing():
+                    result = await rb.Rebuild(store, pool, request, recorder.rebuild_progress(report)).run()
+            except BaseException as exc:
+                await _finish_failed(pool, run_id, exc)
+                raise
+            await runs.record_finish(
+                pool,
+                run_id,
+                "succeeded",
+                progress=recorder.latest[1],
+                message=f"rebuilt {result.orders} orders from {result.events_replayed} events "
+                f"in {result.seconds:.1f}s",
+            )
     finally:
         await pool.close()
         await store.close()
@@ -63,6 +84,25 @@ async def rebuild(settings: Settings, request: rb.RebuildRequest, console: Conso
     return result
 
 
+async def _finish_failed(pool: asyncpg.Pool, run_id: str, exc: BaseException) -> None:
+    """Record a run that ended with ``exc`` (interrupted → ``cancelled``, else ``failed``)."""
+    cancelled = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+    message = "cancelled" if cancelled else f"{type(exc).__name__}: {exc}"[:1000]
+    await asyncio.shield(
+        runs.record_finish(pool, run_id, "cancelled" if cancelled else "failed", message=message)
+    )
+
+
+async def _recording_pool(settings: Settings, console: Console) -> asyncpg.Pool | None:
+    """A small pool to record the run in ``eda.maintenance_runs``; ``None`` (with a warning) when
+    PostgreSQL is unreachable — a snapshot needs only NATS."""
+    try:
+        return await asyncio.wait_for(db.create_pool(settings.database_url.get_secret_value(), size=2), 10)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        console.print(f"[yellow]not recording this run (PostgreSQL: {type(exc).__name__})[/]")
+        return None
+
+
 async def snapshot(settings: Settings, request: SnapshotRequest, console: Console) -> SnapshotResult:
     """Snapshot aggregates once, printing the counts."""
     request.validate()
@@ -72,8 +112,34 @@ async def snapshot(settings: Settings, request: SnapshotRequest, console: Consol
             nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
         )
         snapshots = await SnapshotStore.open(nc.jetstream(), replicas=settings.stream_replicas)
-        with console.status(f"snapshotting {request.aggregate_type} aggregates"):
-            result = await Snapshotter(nc, store, snapshots).run(request)
+        pool = await _recording_pool(settings, console)
+        run_id = runs.new_run_id("cli-snapshot")
+        recorder = runs.RunRecorder(pool, run_id) if pool is not None else None
+        try:
+            with console.status(f"snapshotting {request.aggregate_type} aggregates"):
+                if recorder is None:
+                    result = await Snapshotter(nc, store, snapshots).run(request)
+                else:
+                    await runs.record_start(
+                        recorder.pool, run_id, "snapshot", request.aggregate_type, runs.RunSource("cli")
+                    )
+                    try:
+                        async with recorder.writing():
+                            progress: SnapshotProgress = recorder.snapshot_progress()
+                            result = await Snapshotter(nc, store, snapshots).run(request, progress)
+                    except BaseException as exc:
+                        await _finish_failed(recorder.pool, run_id, exc)
+                        raise
+                    await runs.record_finish(
+                        recorder.pool,
+                        run_id,
+                        "succeeded",
+                        progress=runs.snapshot_fields(result, result.scanned),
+                        message=f"{result.written} snapshots written, {result.skipped} up to date",
+                    )
+        finally:
+            if pool is not None:
+                await pool.close()
         await store.close()
     finally:
         await nc.close()
