@@ -1,5 +1,6 @@
 """The console's Health page data: projection lag (with a short history for the chart), JetStream
-consumer pending counts, snapshot bucket and dead-letter streams — each part degrading to an
+consumer pending counts, snapshot bucket, rebuild and snapshot runs (``eda.maintenance_runs``, written by
+the CLI and the operator) and dead-letter streams — each part degrading to an
 ``available: false`` note instead of failing the page.
 
 Projection lag is the projector's durable consumer ``projector-<projection>`` backlog (pending + not yet
@@ -26,6 +27,7 @@ from nats.js.errors import NotFoundError
 from app.eventstore.jetstream import STREAM
 from app.eventstore.snapshots import BUCKET
 from app.readmodel.db import quote_ident
+from app.readmodel.runs import STALE_AFTER_S, list_runs
 from app.ui.rebuilds import K8S_NOTE, running_rebuilds
 
 HISTORY_S = 600.0
@@ -185,6 +187,17 @@ async def _rebuilds(pool: asyncpg.Pool, schema: str) -> dict[str, Any]:
         return {"available": False, "note": f"{K8S_NOTE} (PostgreSQL: {type(exc).__name__})"}
 
 
+async def _runs(pool: asyncpg.Pool) -> dict[str, Any]:
+    """Rebuild and snapshot runs recorded by the CLI and the operator (``eda.maintenance_runs``)."""
+    try:
+        listed = await list_runs(pool)
+    except asyncpg.UndefinedTableError:
+        return {"available": False, "note": "eda.maintenance_runs does not exist yet (run eda migrate)"}
+    except (asyncpg.PostgresError, OSError) as exc:
+        return {"available": False, "note": f"runs unavailable (PostgreSQL: {type(exc).__name__})"}
+    return {"available": True, "stale_after_s": STALE_AFTER_S, **listed}
+
+
 async def health_snapshot(nc: NATS, pool: asyncpg.Pool, schema: str, history: LagHistory) -> dict[str, Any]:
     """Everything the Health page shows, sampled now (also records one lag sample into ``history``)."""
     js = nc.jetstream(timeout=3.0)
@@ -220,6 +233,7 @@ async def health_snapshot(nc: NATS, pool: asyncpg.Pool, schema: str, history: La
         "consumers": consumers,
         "snapshots": snapshots,
         "rebuilds": await _rebuilds(pool, schema),
+        "runs": await _runs(pool),
         "dead_letters": dead,
         "notes": notes,
     }

@@ -1,9 +1,10 @@
-"""Running projection rebuilds as PostgreSQL shows them (the ``ProjectionRebuild`` objects themselves,
-with their finished history, live in Kubernetes and are not reachable from the API).
+"""Running projection rebuilds as PostgreSQL's locks and schemas show them — a cross-check of the run
+records in ``eda.maintenance_runs`` (``app.readmodel.runs``), which hold the real progress and history
+of every rebuild and snapshot run by the CLI or the operator.
 
 A rebuild holds the advisory lock ``eda.rebuild.<projection>`` and fills a shadow schema
 ``<live>_rebuild_<id>`` until it swaps it in (see ``app.readmodel.rebuild``). Progress here is the
-shadow timeline's row count against the live one's — an estimate, the operator's status has the truth.
+shadow timeline's row count against the live one's — an estimate; the run records have the truth.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import asyncpg
 from app.readmodel.db import advisory_key, quote_ident
 from app.readmodel.rebuild import PROJECTIONS
 
-K8S_NOTE = "Finished rebuilds and Snapshot resources are in Kubernetes: kubectl get prb,snap -A"
+K8S_NOTE = "The ProjectionRebuild and Snapshot resources themselves: kubectl get prb,snap -A"
 
 
 def _lock_ids(key: int) -> tuple[int, int]:

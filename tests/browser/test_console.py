@@ -1,9 +1,11 @@
 """The web console in headless Chromium against the real system (API + projector + saga + workers on
 real NATS and PostgreSQL): find an order created through the API, watch its events and saga steps
-arrive live, see a cancelled order's compensation, and the health page."""
+arrive live, see a cancelled order's compensation, and the health page (with recorded rebuild and
+snapshot runs)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -11,6 +13,11 @@ from typing import Any
 
 import pytest
 from console_harness import DOCS_IMG, JAEGER, Console, screenshot_path
+from rich.console import Console as RichConsole
+
+from app import maintenance
+from app.readmodel import db, runs
+from app.readmodel.rebuild import RebuildRequest
 
 pytestmark = pytest.mark.browser
 
@@ -150,6 +157,39 @@ async def test_health_page(console: Console, page: Any) -> None:
     await expect(page.get_by_role("heading", name="Dead letters")).to_be_visible()
     await expect(page.get_by_role("heading", name="Rebuilds")).to_be_visible()
     await page.screenshot(path=screenshot_path("ui-health.png"), full_page=True)
+
+
+async def test_health_page_lists_rebuild_and_snapshot_runs(console: Console, page: Any) -> None:
+    expect = _expect()
+    await console.create_order({"user_id": 2, "amount": 3})
+    quiet = RichConsole(file=io.StringIO(), width=120)
+    result = await maintenance.rebuild(console.settings, RebuildRequest(projection="orders"), quiet)
+    assert result.orders >= 1
+    pool = await db.create_pool(console.settings.database_url.get_secret_value(), size=1)
+    try:  # a run whose process died: left "running", not updated for 5 minutes
+        await runs.record_start(
+            pool, "crashed", "snapshot", "order", runs.RunSource("operator", "prod", "nightly")
+        )
+        await pool.execute(
+            "UPDATE eda.maintenance_runs SET updated_at = now() - interval '5 minutes' WHERE id = 'crashed'"
+        )
+    finally:
+        await pool.close()
+
+    await page.goto(f"{console.url}/ui/health")
+    finished = page.get_by_role("region", name="Finished maintenance runs table")
+    await expect(finished).to_contain_text("succeeded", timeout=LIVE_TIMEOUT_MS)
+    row = finished.locator("tbody tr").first
+    for text in ("rebuild", "orders", "cli", "Succeeded", "100%", f"rebuilt {result.orders} orders"):
+        await expect(row).to_contain_text(text)
+    bar = page.get_by_label("rebuild orders progress")
+    await expect(bar).to_have_attribute("value", "100")
+    assert await bar.evaluate("el => el.tagName") == "PROGRESS"
+    running = page.get_by_role("region", name="Running maintenance runs table")
+    await expect(running).to_contain_text("stalled")
+    await expect(running).to_contain_text("operator (prod/nightly)")
+    await page.get_by_role("heading", name="Rebuilds and snapshots").scroll_into_view_if_needed()
+    await page.screenshot(path=screenshot_path("ui-health-runs.png"), full_page=True)
 
 
 async def test_narrow_screen_layout(console: Console, browser: Any) -> None:

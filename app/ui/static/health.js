@@ -1,8 +1,9 @@
 // The Health page: projection lag (with an inline SVG chart of the last minutes), streams, consumer
-// pending counts, snapshots, rebuilds, dead letters. Refreshed every few seconds while visible.
+// pending counts, snapshots, rebuild and snapshot runs (running + recent, with progress), dead letters.
+// Refreshed every few seconds while visible.
 
 import { getJSON, setIndicator } from "./api.js";
-import { errorBox, fill, h, svg, tableWrap, time } from "./dom.js";
+import { badge, errorBox, fill, formatTime, h, svg, tableWrap, time } from "./dom.js";
 
 const REFRESH_MS = 2000;
 const COLORS = ["#1f6feb", "#b35900", "#2f7d32", "#8e3ab5", "#c62828"];
@@ -53,18 +54,65 @@ function unavailable(part) {
   return h("p", { class: "muted" }, part.note || "Not available.");
 }
 
-function rebuilds(part) {
+function rebuildLocks(part) {
   if (!part.available) return unavailable(part);
-  const running = part.running.length
-    ? simpleTable("Running rebuilds", ["Shadow schema", "Timeline rows copied", "Progress (estimate)"],
-      part.running.map((r) => [h("code", {}, r.shadow_schema), String(r.timeline_rows ?? "—"),
-        r.percent_estimate === null ? "—" : h("progress", { max: "100", value: String(r.percent_estimate),
-          "aria-label": `${r.shadow_schema} progress` }, `${r.percent_estimate}%`)]))
-    : h("p", { class: "empty" }, "No rebuild is running.");
   return [
     part.locked_projections.length ? h("p", {}, `Rebuild lock held for: ${part.locked_projections.join(", ")}`) : null,
-    running,
+    part.running.length ? h("p", { class: "muted" }, "Shadow schemas: ",
+      part.running.map((r, i) => [i ? ", " : "", h("code", {}, r.shadow_schema)])) : null,
     h("p", { class: "muted" }, part.note),
+  ];
+}
+
+function seconds(value) {
+  if (value === null || value === undefined) return "—";
+  return value < 90 ? `${Math.round(value)} s` : `${Math.round(value / 60)} min`;
+}
+
+function runSource(r) {
+  if (r.source !== "operator") return r.source;
+  return r.k8s_name ? `operator (${r.k8s_namespace || "?"}/${r.k8s_name})` : "operator";
+}
+
+function runProgress(r) {
+  const p = r.progress || {};
+  const percent = Number.isFinite(p.percent) ? Math.max(0, Math.min(100, p.percent)) : null;
+  const label = `${r.kind} ${r.target} progress`;
+  const bar = percent === null
+    ? h("span", { class: "muted" }, "—")
+    : h("span", { class: "run-progress" },
+      h("progress", { max: "100", value: String(percent), "aria-label": label }, `${percent}%`),
+      h("span", { class: "run-percent" }, `${percent}%`));
+  const detail = r.kind === "snapshot"
+    ? (p.scanned === undefined ? "" : `${p.scanned}/${p.candidates ?? "?"} scanned, ${p.written} written`)
+    : (p.events_replayed === undefined ? "" : `${p.events_replayed} events (target seq ${p.target_sequence})`);
+  return [bar, detail ? h("div", { class: "help" }, detail) : null];
+}
+
+function runRows(list) {
+  return list.map((r) => [
+    r.kind, h("code", {}, r.target), runSource(r),
+    [badge(r.status), " ", h("span", { class: "muted" }, r.phase)],
+    runProgress(r),
+    r.progress && r.progress.events_per_second !== undefined ? String(r.progress.events_per_second) : "—",
+    r.status === "running" ? seconds(r.progress && r.progress.eta_seconds) : "—",
+    time(r.started_at), time(r.finished_at),
+    r.status === "stalled" ? `no update since ${formatTime(new Date(r.updated_at))} (process gone?)` : (r.message || ""),
+  ]);
+}
+
+function runs(part, locks) {
+  if (!part.available) return [unavailable(part), rebuildLocks(locks)];
+  const columns = ["Kind", "Target", "Source", "Status", "Progress", "Events/s", "ETA", "Started", "Finished", "Message"];
+  return [
+    h("h3", {}, "Running"),
+    part.running.length ? simpleTable("Running maintenance runs", columns, runRows(part.running))
+      : h("p", { class: "empty" }, "No rebuild or snapshot is running."),
+    h("h3", {}, "Recently finished"),
+    part.finished.length ? simpleTable("Finished maintenance runs", columns, runRows(part.finished))
+      : h("p", { class: "empty" }, "No rebuild or snapshot run recorded yet."),
+    h("p", { class: "help" }, `Recorded by eda rebuild / eda snapshot and the operator; a run not updated for ${part.stale_after_s} s is shown as stalled.`),
+    rebuildLocks(locks),
   ];
 }
 
@@ -96,7 +144,7 @@ function render(target, data) {
     section("h-cons", "Consumers", consumers),
     section("h-streams", "Streams", streams),
     section("h-snap", "Snapshots", snap),
-    section("h-rebuilds", "Rebuilds", rebuilds(data.rebuilds)),
+    section("h-rebuilds", "Rebuilds and snapshots", runs(data.runs, data.rebuilds)),
     section("h-dlq", "Dead letters", dead));
 }
 
