@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from app.readmodel.runs import RunSource
 from app.settings import Settings
 from eda_operator import rebuilds, snapshots
 from eda_operator.clients import Clients
@@ -42,6 +43,11 @@ def _notifier(body: Any) -> rebuilds.Notify:
         (kopf.warn if warning else kopf.info)(body, reason=reason, message=message[:1000])
 
     return notify
+
+
+def _source(meta: Any) -> RunSource:
+    """How a run of this object is recorded in ``eda.maintenance_runs``."""
+    return RunSource("operator", meta.get("namespace"), meta.get("name"))
 
 
 def _flush(tracker: StatusTracker, patch: Any) -> None:
@@ -87,6 +93,7 @@ def register(registry: kopf.OperatorRegistry, *, status_interval: float = 1.0) -
             clients=memo.clients,
             stopped=stopped.wait(),
             notify=_notifier(body),
+            source=_source(meta),
         )
         _flush(tracker, patch)
         if failure is not None:
@@ -104,7 +111,7 @@ def register(registry: kopf.OperatorRegistry, *, status_interval: float = 1.0) -
         notify = _notifier(body)
         while not stopped:
             tracker = _tracker(memo, body.meta, body.status)
-            delay = await snapshots.tick(body.spec, tracker, memo.clients, notify)
+            delay = await snapshots.tick(body.spec, tracker, memo.clients, notify, _source(body.meta))
             if delay > 0:
                 await stopped.wait(delay)
         _flush(_tracker(memo, body.meta, body.status), patch)

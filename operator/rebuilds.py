@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from app.readmodel import runs
 from app.readmodel.rebuild import Progress, Rebuild, RebuildRequest, RebuildResult, drop_schema
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker, finished, now_iso
@@ -119,8 +120,10 @@ async def run_rebuild(
     clients: Clients,
     stopped: Awaitable[Any],
     notify: Notify,
+    source: runs.RunSource | None = None,
 ) -> Failure | None:
-    """Run (or skip, when finished) the rebuild of one object; returns the transient failure to retry."""
+    """Run (or skip, when finished) the rebuild of one object; returns the transient failure to retry.
+    The run is recorded in ``eda.maintenance_runs`` (``source``: the object's namespace/name)."""
     if finished(tracker.status, tracker.generation, TERMINAL):
         return None
     try:
@@ -133,23 +136,46 @@ async def run_rebuild(
     if not tracker.get("startedAt"):
         tracker.update(startedAt=now_iso(), phase="Pending")
         tracker.set_condition("Succeeded", None, "Pending", "rebuild not finished yet")
+    run_id = f"operator-rebuild-{request.rebuild_id}"
+    recorder: runs.RunRecorder | None = None
     try:
-        engine = Rebuild(await clients.store(), await clients.pool(), request, on_progress(tracker, notify))
-        result = await _until_stopped(engine.run(), stopped)
+        pool = await clients.pool()
+        await runs.record_start(
+            pool, run_id, "rebuild", request.projection, source or runs.RunSource("operator")
+        )
+        recorder = runs.RunRecorder(pool, run_id)
+        report = recorder.rebuild_progress(on_progress(tracker, notify))
+        engine = Rebuild(await clients.store(), pool, request, report)
+        async with recorder.writing():
+            result = await _until_stopped(engine.run(), stopped)
     except asyncio.CancelledError:
+        if recorder is not None:
+            await asyncio.shield(runs.record_finish(recorder.pool, run_id, "cancelled", message="cancelled"))
         raise
     except Exception as exc:
         failure = classify(exc)
         failed(tracker, failure)
         notify(failure.reason, failure.message, True)
+        if recorder is not None:
+            await runs.record_finish(
+                recorder.pool,
+                run_id,
+                "failed",
+                phase=tracker.phase,
+                message=failure.message + (" (retrying)" if failure.transient else ""),
+            )
         return failure if failure.transient else None
     if result is None:  # stopped: deleted or operator exiting
         tracker.update(phase="Cancelled", message="cancelled; the shadow schema was dropped")
         tracker.set_condition("Running", False, "Cancelled")
         notify("Cancelled", "rebuild cancelled, shadow schema dropped", True)
+        await runs.record_finish(recorder.pool, run_id, "cancelled", message=tracker.get("message"))
         return None
     succeeded(tracker, result)
     notify("Succeeded", tracker.get("message") or "", False)
+    await runs.record_finish(
+        recorder.pool, run_id, "succeeded", progress=recorder.latest[1], message=tracker.get("message")
+    )
     return None
 
 

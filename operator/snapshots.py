@@ -8,18 +8,22 @@ field, seconds, is accepted too). Transient failures are reported and retried af
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from croniter import croniter
 
+from app.readmodel import runs
 from app.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker, now_iso
-from eda_operator.errors import INVALID_SPEC, InvalidSpec, classify
+from eda_operator.errors import INVALID_SPEC, DatabaseUnavailable, InvalidSpec, classify
 
 Notify = Callable[[str, str, bool], None]
+log = logging.getLogger(__name__)
 RETRY_S = 5.0
 
 
@@ -103,9 +107,16 @@ def report(tracker: StatusTracker, result: SnapshotResult, schedule: str | None,
 
 
 async def run_once(
-    request: SnapshotRequest, schedule: str | None, tracker: StatusTracker, clients: Clients, notify: Notify
+    request: SnapshotRequest,
+    schedule: str | None,
+    tracker: StatusTracker,
+    clients: Clients,
+    notify: Notify,
+    *,
+    source: runs.RunSource | None = None,
 ) -> bool:
-    """One engine run; ``False`` after a transient failure (to be retried)."""
+    """One engine run, recorded in ``eda.maintenance_runs``; ``False`` after a transient failure (to be
+    retried)."""
     started = datetime.now(UTC)
     tracker.update(phase="Running")
     tracker.set_condition("Running", True, "Snapshotting")
@@ -115,11 +126,30 @@ async def run_once(
             aggregatesScanned=so_far.scanned, snapshotsWritten=so_far.written, candidates=candidates
         )
 
+    run_id = runs.new_run_id("operator-snapshot")
+    recorder: runs.RunRecorder | None = None
     try:
+        recorder = await _recorder(clients, run_id, request, source)
         engine = Snapshotter(await clients.nats(), await clients.store(), await clients.snapshots())
-        result = await engine.run(request, progress)
+        if recorder is None:
+            result = await engine.run(request, progress)
+        else:
+            async with recorder.writing():
+                result = await engine.run(request, recorder.snapshot_progress(progress))
+    except asyncio.CancelledError:
+        if recorder is not None:
+            await asyncio.shield(runs.record_finish(recorder.pool, run_id, "cancelled", message="cancelled"))
+        raise
     except Exception as exc:
         failure = classify(exc)
+        if recorder is not None:
+            await runs.record_finish(
+                recorder.pool,
+                run_id,
+                "failed",
+                phase="Pending" if failure.transient else "Failed",
+                message=failure.message + (" (retrying)" if failure.transient else ""),
+            )
         tracker.update(phase="Pending" if failure.transient else "Failed", message=failure.message)
         tracker.set_condition("Running", False, failure.reason, failure.message)
         tracker.set_condition("Failed", not failure.transient, failure.reason, failure.message)
@@ -129,7 +159,30 @@ async def run_once(
         return not failure.transient
     report(tracker, result, schedule, started)
     notify("SnapshotsWritten", tracker.get("message") or "", False)
+    if recorder is not None:
+        await runs.record_finish(
+            recorder.pool,
+            run_id,
+            "succeeded",
+            progress=runs.snapshot_fields(result, result.scanned),
+            message=tracker.get("message"),
+        )
     return True
+
+
+async def _recorder(
+    clients: Clients, run_id: str, request: SnapshotRequest, source: runs.RunSource | None
+) -> runs.RunRecorder | None:
+    """The run's row in ``eda.maintenance_runs``, started; ``None`` when PostgreSQL is unreachable (a
+    snapshot needs only NATS, so the run goes on unrecorded)."""
+    try:
+        pool = await clients.pool()
+    except DatabaseUnavailable as exc:
+        log.warning("snapshot run %s not recorded: %s", run_id, exc)
+        return None
+    origin = source or runs.RunSource("operator")
+    await runs.record_start(pool, run_id, "snapshot", request.aggregate_type, origin)
+    return runs.RunRecorder(pool, run_id)
 
 
 def invalid(tracker: StatusTracker, exc: ValueError, notify: Notify) -> None:
@@ -144,7 +197,13 @@ def invalid(tracker: StatusTracker, exc: ValueError, notify: Notify) -> None:
     notify(INVALID_SPEC, failure.message, True)
 
 
-async def tick(spec: Mapping[str, Any], tracker: StatusTracker, clients: Clients, notify: Notify) -> float:
+async def tick(
+    spec: Mapping[str, Any],
+    tracker: StatusTracker,
+    clients: Clients,
+    notify: Notify,
+    source: runs.RunSource | None = None,
+) -> float:
     """One iteration of the daemon loop; returns how long to sleep before the next one."""
     try:
         request, schedule = parse_spec(spec)
@@ -161,5 +220,5 @@ async def tick(spec: Mapping[str, Any], tracker: StatusTracker, clients: Clients
         return min(wait, 1.0)
     if not tracker.get("startedAt"):
         tracker.update(startedAt=now_iso())
-    ok = await run_once(request, schedule, tracker, clients, notify)
+    ok = await run_once(request, schedule, tracker, clients, notify, source=source)
     return 0.0 if ok else RETRY_S

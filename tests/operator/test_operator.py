@@ -285,3 +285,30 @@ async def test_snapshot_once_then_on_a_schedule(
         await eventually(
             lambda: kube.condition("snapshots", "badcron", "Failed").get("reason") == "InvalidSpec"
         )
+
+
+async def test_runs_are_recorded_for_the_console(
+    kmock: Any, settings: Settings, store: JetStreamEventStore, pool: asyncpg.Pool
+) -> None:
+    events = await seed_orders(store, 1, 300)
+    async with operator(kmock, settings) as kube:
+        await kube.create(PRB, "ProjectionRebuild", "r5", {"projection": "orders", "batchSize": 100})
+        await kube.create(SNAP, "Snapshot", "s5", {"aggregateType": "order"})
+        await eventually(lambda: kube.status("projectionrebuilds", "r5").get("phase") == "Succeeded")
+        await eventually(lambda: kube.status("snapshots", "s5").get("phase") == "Succeeded")
+        uid = kube.obj("projectionrebuilds", "r5")["metadata"]["uid"]
+    rows = {r["kind"]: dict(r) for r in await pool.fetch("SELECT * FROM eda.maintenance_runs")}
+    assert set(rows) == {"rebuild", "snapshot"}
+    rebuild = rows["rebuild"]
+    assert rebuild["id"] == f"operator-rebuild-{uid.replace('-', '')[:12].lower()}"
+    assert (rebuild["source"], rebuild["k8s_namespace"], rebuild["k8s_name"]) == ("operator", NS, "r5")
+    assert (rebuild["target"], rebuild["status"], rebuild["phase"]) == ("orders", "succeeded", "Succeeded")
+    assert rebuild["finished_at"] is not None
+    assert rebuild["progress"]["percent"] == 100
+    assert rebuild["progress"]["events_replayed"] == events
+    assert rebuild["message"].startswith("rebuilt 300 orders")
+    snap = rows["snapshot"]
+    assert (snap["source"], snap["k8s_namespace"], snap["k8s_name"]) == ("operator", NS, "s5")
+    assert (snap["target"], snap["status"]) == ("order", "succeeded")
+    assert snap["progress"]["scanned"] == snap["progress"]["written"] == 300
+    assert snap["progress"]["percent"] == 100
