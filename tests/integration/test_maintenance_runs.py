@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -147,3 +148,37 @@ async def test_recording_never_fails_the_run(fresh_db: str) -> None:
         await runs.record_finish(p, "x", "failed", message="boom")
     finally:
         await p.close()
+
+
+async def test_privileges_api_reads_projector_nothing(pool: asyncpg.Pool, fresh_db: str) -> None:
+    await runs.record_start(pool, "r", "rebuild", "orders", runs.RunSource("cli"))
+    owner = await pool.fetchval("SELECT tableowner FROM pg_tables WHERE tablename = 'maintenance_runs'")
+    assert owner == "eda_migrator"
+    suffix = uuid.uuid4().hex[:8]
+    users = {"api": f"api_{suffix}", "projector": f"projector_{suffix}"}
+    for group, user in users.items():
+        await pool.execute(f'CREATE ROLE "{user}" LOGIN IN ROLE eda_{group}')
+    try:
+        api = await asyncpg.connect(fresh_db.replace("postgres@", f"{users['api']}@"))
+        try:
+            assert await api.fetchval("SELECT count(*) FROM eda.maintenance_runs") == 1
+            for statement in (
+                "UPDATE eda.maintenance_runs SET status = 'failed'",
+                "DELETE FROM eda.maintenance_runs",
+                "INSERT INTO eda.maintenance_runs (id, kind, target, source, status, phase) "
+                "VALUES ('x', 'rebuild', 'orders', 'cli', 'running', 'Pending')",
+            ):
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await api.execute(statement)
+        finally:
+            await api.close()
+        projector = await asyncpg.connect(fresh_db.replace("postgres@", f"{users['projector']}@"))
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await projector.fetchval("SELECT count(*) FROM eda.maintenance_runs")
+        finally:
+            await projector.close()
+    finally:
+        for user in users.values():
+            await pool.execute(f'DROP OWNED BY "{user}"')
+            await pool.execute(f'DROP ROLE "{user}"')
