@@ -108,6 +108,9 @@ def test_every_workload_has_probes_and_resource_requests_and_limits(release: Ins
             assert resources.get("limits"), container["name"]
 
 
+OWNER_DSN = {"name": "eda-postgresql", "key": "database-url"}
+
+
 def test_app_roles_run_the_one_image_with_their_command_and_probe_paths(default_release: Installed) -> None:
     expected_args = {
         "api": ["api", "--host", "0.0.0.0", "--port", "8082"],
@@ -137,12 +140,16 @@ def test_app_roles_run_the_one_image_with_their_command_and_probe_paths(default_
         assert env["EDA_UI_ENABLED"] == "false"
         assert env["EDA_STREAM_REPLICAS"] == "3"
         assert env["EDA_HEALTH_PORT"] == "8081"
-        assert env["EDA_DATABASE_URL"] == {"secretKeyRef": {"name": "eda-postgresql", "key": "database-url"}}
+        own_login = role in {"api", "projector"}  # postgresql.roleUsers (test_chart_db_roles.py)
+        dsn = {"name": "eda-postgresql-roles", "key": f"{role}-database-url"} if own_login else OWNER_DSN
+        assert env["EDA_DATABASE_URL"] == {"secretKeyRef": dsn}
         nats_urls = env["EDA_NATS_URL"].split(",")
         assert len(nats_urls) == 3
         assert all(u.startswith("nats://eda-nats-") and u.endswith(":4222") for u in nats_urls)
         init = deployment["spec"]["template"]["spec"]["initContainers"]
-        assert [c["args"] for c in init] == [["migrate"]]
+        assert init[0]["args"] == ["migrate"]
+        assert env_of(init[0])["EDA_DATABASE_URL"] == {"secretKeyRef": OWNER_DSN}
+        assert [c["name"] for c in init] == (["migrate", "db-user"] if own_login else ["migrate"])
     assert images == {"ghcr.io/eda-platform/eda:0.1.0"}
 
 

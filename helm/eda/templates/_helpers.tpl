@@ -99,6 +99,19 @@ database-url
 {{- end -}}
 {{- end }}
 
+{{/* The bundled PostgreSQL's login user of a role ("api", "projector"): a member of group eda_<role>. */}}
+{{- define "eda.databaseLogin" -}}
+eda_{{ . }}_login
+{{- end }}
+
+{{/* "true" when the role (call with (dict "ctx" $ "role" "api")) connects as its own login user. */}}
+{{- define "eda.roleUser" -}}
+{{- $pg := .ctx.Values.postgresql }}
+{{- if and $pg.enabled $pg.roleUsers.enabled (has .role (list "api" "projector")) -}}
+true
+{{- end -}}
+{{- end }}
+
 {{- define "eda.otlpEndpoint" -}}
 {{- if .Values.jaeger.enabled -}}
 http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.otel.protocol "grpc") }}
@@ -129,8 +142,13 @@ http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.ot
 - name: EDA_DATABASE_URL
   valueFrom:
     secretKeyRef:
+      {{- if include "eda.roleUser" . }}
+      name: {{ include "eda.fullname" .ctx }}-postgresql-roles
+      key: {{ .role }}-database-url
+      {{- else }}
       name: {{ include "eda.databaseSecretName" .ctx }}
       key: {{ include "eda.databaseSecretKey" .ctx }}
+      {{- end }}
 - name: EDA_STREAM_REPLICAS
   value: {{ include "eda.streamReplicas" .ctx | quote }}
 - name: EDA_SNAPSHOT_EVERY
@@ -177,10 +195,16 @@ http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.ot
 {{- end }}
 {{- end }}
 
-{{/* The `eda migrate` initContainer. */}}
+{{/* The `eda migrate` initContainer (as the owner), then, for a role with its own database login
+(call with (dict "ctx" $ "role" "api")), the `db-user` initContainer creating that login. */}}
 {{- define "eda.migrateInitContainer" -}}
-{{- if .Values.migrations.initContainer }}
+{{- $role := .role }}
+{{- $roleUser := include "eda.roleUser" . }}
+{{- with .ctx }}
+{{- if or .Values.migrations.initContainer $roleUser }}
 initContainers:
+{{- end }}
+{{- if .Values.migrations.initContainer }}
   - name: migrate
     image: {{ include "eda.image" . }}
     imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -195,6 +219,52 @@ initContainers:
     volumeMounts:
       - name: tmp
         mountPath: /tmp
+{{- end }}
+{{- if $roleUser }}
+  - name: db-user
+    image: "{{ .Values.postgresql.image.repository }}:{{ .Values.postgresql.image.tag }}"
+    imagePullPolicy: {{ .Values.postgresql.image.pullPolicy }}
+    command: ["sh", "-c"]
+    args:
+      - >-
+        for i in 1 2 3 4 5; do
+        psql -v ON_ERROR_STOP=1 -v login="$EDA_LOGIN" -v grp="$EDA_GROUP" -f /etc/eda/sql/role-user.sql && exit 0;
+        sleep 2; done; exit 1
+    env:
+      - name: PGHOST
+        value: {{ include "eda.fullname" . }}-postgresql
+      - name: PGPORT
+        value: "5432"
+      - name: PGUSER
+        value: {{ .Values.postgresql.auth.username | quote }}
+      - name: PGDATABASE
+        value: {{ .Values.postgresql.auth.database | quote }}
+      - name: PGPASSWORD
+        valueFrom:
+          secretKeyRef:
+            name: {{ include "eda.fullname" . }}-postgresql
+            key: password
+      - name: EDA_LOGIN
+        value: {{ include "eda.databaseLogin" $role | quote }}
+      - name: EDA_GROUP
+        value: {{ printf "eda_%s" $role | quote }}
+      - name: EDA_LOGIN_PASSWORD
+        valueFrom:
+          secretKeyRef:
+            name: {{ include "eda.fullname" . }}-postgresql-roles
+            key: {{ $role }}-password
+    securityContext:
+      {{- toYaml .Values.securityContext | nindent 6 }}
+    resources:
+      requests: {cpu: 10m, memory: 32Mi}
+      limits: {cpu: 200m, memory: 128Mi}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+      - name: db-user-sql
+        mountPath: /etc/eda/sql
+        readOnly: true
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -254,7 +324,7 @@ spec:
         {{- toYaml $ctx.Values.podSecurityContext | nindent 8 }}
       terminationGracePeriodSeconds: 30
       {{- if .migrate }}
-      {{- include "eda.migrateInitContainer" $ctx | nindent 6 }}
+      {{- include "eda.migrateInitContainer" (dict "ctx" $ctx "role" .role) | nindent 6 }}
       {{- end }}
       containers:
         - name: {{ .component }}
@@ -304,6 +374,11 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 256Mi
+        {{- if and .migrate (include "eda.roleUser" (dict "ctx" $ctx "role" .role)) }}
+        - name: db-user-sql
+          configMap:
+            name: {{ include "eda.fullname" $ctx }}-postgresql-roles
+        {{- end }}
         {{- if $ctx.Values.nats.tls.enabled }}
         - name: nats-tls-ca
           secret:
