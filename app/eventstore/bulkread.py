@@ -164,37 +164,90 @@ class BulkReader:
         )
         await self._writer.drain()
         out: list[RawMessage] = []
+        append = out.append
         want = reply.encode()
         while True:
-            line = await self._line()
-            if line.startswith(b"HMSG "):
-                parts = line.split(b" ")
-                hdr_len, total = int(parts[-2]), int(parts[-1])
-                frame = await self._exact(total + 2)
-                if parts[1] != want:
-                    continue  # a late reply to an abandoned request
-                status, headers = _parse_headers(frame[:hdr_len])
-                if status == b"404":
-                    return out, 0
-                if status == b"204":
-                    return out, int(headers.get("Nats-Num-Pending", "0"))
-                if status:
-                    raise EventStoreError(f"direct get failed: {status.decode()} {headers}")
-                out.append(
-                    RawMessage(
-                        sequence=int(headers["Nats-Sequence"]),
-                        subject=headers["Nats-Subject"],
-                        data=frame[hdr_len:total],
-                        headers=headers,
-                    )
-                )
-            elif line == b"PING":
-                self._writer.write(b"PONG\r\n")
-            elif line.startswith(b"MSG "):
-                await self._exact(int(line.split(b" ")[-1]) + 2)
-            elif line.startswith(b"-ERR"):
-                raise EventStoreError(f"bulk reader: server error {line.decode(errors='replace')}")
-            # +OK, PONG, INFO: nothing to do
+            # parse every complete frame already buffered without a coroutine per message; only an
+            # incomplete frame waits for more bytes
+            buf, pos = self._buf, self._pos
+            size_buf = len(buf)
+            while (end := buf.find(_CRLF, pos)) >= 0:
+                if buf.startswith(b"HMSG ", pos):
+                    parts = buf[pos + 5 : end].split(b" ")
+                    start = end + 2
+                    hdr_end = start + int(parts[-2])
+                    stop = start + int(parts[-1])
+                    if stop + 2 > size_buf:
+                        break
+                    pos = stop + 2
+                    if parts[0] != want:
+                        continue  # a late reply to an abandoned request
+                    if buf[start + 8] == 32:  # "NATS/1.0 <status>": end of batch or an error
+                        self._pos = pos
+                        status, headers = _parse_headers(buf[start:hdr_end])
+                        if status == b"404":
+                            return out, 0
+                        if status == b"204":
+                            return out, int(headers.get("Nats-Num-Pending", "0"))
+                        raise EventStoreError(f"direct get failed: {status.decode()} {headers}")
+                    append(_message(buf, start, hdr_end, stop))
+                    continue
+                if buf.startswith(b"MSG ", pos):
+                    stop = end + 2 + int(buf[pos:end].rsplit(b" ", 1)[-1])
+                    if stop + 2 > size_buf:
+                        break
+                    pos = stop + 2
+                    continue
+                line = buf[pos:end]
+                pos = end + 2
+                if line == b"PING":
+                    self._writer.write(b"PONG\r\n")
+                elif line.startswith(b"-ERR"):
+                    self._pos = pos
+                    raise EventStoreError(f"bulk reader: server error {line.decode(errors='replace')}")
+                # +OK, PONG, INFO: nothing to do
+            self._pos = pos
+            await self._fill()
+
+
+_SEQ = b"\r\nNats-Sequence:"
+_SUBJ = b"\r\nNats-Subject:"
+
+
+def _message(buf: bytes, start: int, hdr_end: int, stop: int) -> RawMessage:
+    """The stored message of one ``HMSG`` frame (header block ``buf[start:hdr_end]``, data up to ``stop``).
+    The server appends its own headers last: they are searched from the end."""
+    i = buf.rfind(_SEQ, start, hdr_end)
+    j = buf.rfind(_SUBJ, start, hdr_end)
+    if i < 0 or j < 0:
+        raise EventStoreError("direct get reply without Nats-Sequence/Nats-Subject")
+    i += len(_SEQ)
+    j += len(_SUBJ)
+    return _BulkMessage(
+        int(buf[i : buf.find(_CRLF, i, hdr_end)]),
+        buf[j : buf.find(_CRLF, j, hdr_end)].strip().decode(),
+        buf[hdr_end:stop],
+        buf[start:hdr_end],
+    )
+
+
+class _BulkMessage(RawMessage):
+    """A ``RawMessage`` whose headers are parsed on first use (a bulk read needs sequence and subject
+    only; parsing every header block dominated the cost of a rebuild)."""
+
+    __slots__ = ("_block",)
+    _block: bytes
+
+    def __init__(self, sequence: int, subject: str, data: bytes, block: bytes) -> None:
+        set_ = object.__setattr__
+        set_(self, "sequence", sequence)
+        set_(self, "subject", subject)
+        set_(self, "data", data)
+        set_(self, "_block", block)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return _parse_headers(self._block)[1]
 
 
 _WANTED = (b"Nats-Sequence", b"Nats-Subject", b"Nats-Msg-Id", b"Nats-Time-Stamp", b"Nats-Num-Pending")
