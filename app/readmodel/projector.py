@@ -80,7 +80,15 @@ class ProjectorStatus:
     batches: int = 0
     last_error: str | None = None
     dead_letters: int = 0
+    delivery_gaps: int = 0
     started: float = field(default_factory=time.monotonic)
+
+
+class DeliveryGap(RuntimeError):
+    """The consumer's delivery sequence did not continue by one: a delivery was lost (or repeated),
+    typically across a consumer leader change. With ack policy "all", applying and acknowledging what
+    follows would acknowledge — and skip forever — what was lost, so the consumer is restarted from the
+    checkpoint instead."""
 
 
 class Projector:
@@ -140,6 +148,9 @@ class Projector:
                     await self._consume(conn, checkpoint)
                 except CheckpointRewound as exc:
                     log.warning("projector: checkpoint rewound to %d, restarting consumer", exc.stored)
+                except DeliveryGap as exc:
+                    self.status.delivery_gaps += 1
+                    log.warning("projector: %s; restarting the consumer from the checkpoint", exc)
         finally:
             if sampler is not None:
                 sampler.cancel()
@@ -196,6 +207,7 @@ class Projector:
         try:
             await self._nc.publish(pull_subject, pull, reply=inbox)
             last_pull, since_pull = time.monotonic(), 0
+            delivered = 0  # the consumer's delivery sequence of the last message received
             while True:
                 try:
                     first = await asyncio.wait_for(queue.get(), HEARTBEAT_S * 3)
@@ -208,6 +220,13 @@ class Projector:
                 for m in msgs:
                     if m.headers and m.headers.get("Status") == "409":
                         raise RuntimeError(f"consumer gone: {m.headers.get('Description')}")
+                for i, m in enumerate(data):
+                    dseq = m.metadata.sequence.consumer
+                    if dseq != delivered + 1:
+                        if i:  # apply what arrived in order before the gap, then restart
+                            await self._apply(conn, data[:i])
+                        raise DeliveryGap(f"delivery sequence {dseq} after {delivered}")
+                    delivered = dseq
                 since_pull += len(data)
                 now = time.monotonic()
                 if since_pull >= self._batch or now - last_pull > PULL_EXPIRES_S / 2:

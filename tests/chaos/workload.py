@@ -14,11 +14,15 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import ClassVar
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import ClassVar, Literal
 
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from app.domain.order.events import OrderCompleted, OrderCreated, OrderItem, OrderPaid, OrderShipped
+from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import NEW, Metadata, NewEvent, Position, StreamId
 from app.eventstore.jetstream import JetStreamEventStore
@@ -42,6 +46,34 @@ class ChaosTick:
 
 def chaos_codec() -> EventCodec:
     return EventCodec([ChaosTick])
+
+
+type Kind = Literal["chaos", "order"]
+ORDER_LIFECYCLE = 4  # OrderCreated, OrderPaid, OrderShipped, OrderCompleted
+T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
+
+
+def codec_for(kind: Kind) -> EventCodec:
+    return chaos_codec() if kind == "chaos" else EventCodec(all_event_types())
+
+
+def order_events(order_id: int, version: int, parts: int) -> list[object]:
+    """The next ``parts`` events of an order's happy path after ``version`` (0 = not created yet)."""
+    amount = Decimal(order_id % 1000) / 4 + 1
+    lifecycle: list[object] = [
+        OrderCreated(
+            order_id=order_id,
+            user_id=order_id % 17 + 1,
+            items=(OrderItem(product_id=order_id % 5 + 1, quantity=order_id % 3 + 1),),
+            amount=amount,
+            currency="USD",
+            at=T0,
+        ),
+        OrderPaid(order_id=order_id, payment_id=f"p-{order_id}", amount=amount, at=T0),
+        OrderShipped(order_id=order_id, tracking_number=f"t-{order_id}", at=T0),
+        OrderCompleted(order_id=order_id, at=T0),
+    ]
+    return lifecycle[version : version + parts]
 
 
 @dataclass
@@ -77,7 +109,12 @@ class Ledger:
 
 class Writer:
     """One writer: ``appends`` commands round-robin over its own ``aggregates``; every ``batch_every``-th
-    command appends two events in one atomic batch."""
+    command appends two events in one atomic batch.
+
+    ``kind="chaos"`` appends ``ChaosTick`` events to ``events.chaos.w<i>-<k>``. ``kind="order"`` appends
+    real Order events (the projector projects them): each of the writer's ``aggregates`` slots walks one
+    order through created → paid → shipped → completed (a batch is two consecutive steps), then moves on
+    to a new order id (``(i + 1) * 1_000_000 + k * 10_000 + generation``)."""
 
     def __init__(
         self,
@@ -88,23 +125,45 @@ class Writer:
         aggregates: int,
         appends: int,
         batch_every: int = 10,
+        kind: Kind = "chaos",
     ) -> None:
         self.index = index
         self.store = store
         self.ledger = ledger
-        self.streams = [StreamId(AGGREGATE_TYPE, f"w{index}-{k}") for k in range(aggregates)]
+        self.kind = kind
+        self.generation = [0] * aggregates
+        self.streams = [self._stream(k) for k in range(aggregates)]
         self.positions: dict[StreamId, Position] = dict.fromkeys(self.streams, NEW)
         self.appends = appends
         self.batch_every = batch_every
         self.done = 0
 
+    def _stream(self, slot: int) -> StreamId:
+        if self.kind == "chaos":
+            return StreamId(AGGREGATE_TYPE, f"w{self.index}-{slot}")
+        order_id = (self.index + 1) * 1_000_000 + slot * 10_000 + self.generation[slot]
+        return StreamId("order", str(order_id))
+
+    def _next(self, n: int, parts: int) -> tuple[StreamId, list[NewEvent]]:
+        slot = n % len(self.streams)
+        stream = self.streams[slot]
+        if self.kind == "chaos":
+            return stream, [NewEvent(event=ChaosTick(writer=self.index, n=n, part=p)) for p in range(parts)]
+        version = self.positions[stream].version
+        if version >= ORDER_LIFECYCLE:  # this order is completed: the slot starts a new one
+            self.generation[slot] += 1
+            stream = self.streams[slot] = self._stream(slot)
+            self.positions[stream] = NEW
+            version = 0
+        events = order_events(int(stream.aggregate_id), version, min(parts, ORDER_LIFECYCLE - version))
+        return stream, [NewEvent(event=e) for e in events]
+
     async def run(self, deadline: float, stop: asyncio.Event | None = None) -> None:
         for n in range(self.appends):
             if stop is not None and stop.is_set():
                 return
-            stream = self.streams[n % len(self.streams)]
             parts = 2 if self.batch_every and n % self.batch_every == self.batch_every - 1 else 1
-            events = [NewEvent(event=ChaosTick(writer=self.index, n=n, part=p)) for p in range(parts)]
+            stream, events = self._next(n, parts)
             await self._append_until_acked(stream, events, deadline)
             self.done += 1
 
@@ -153,13 +212,15 @@ async def run_writers(
     aggregates_per_writer: int = 25,
     deadline_s: float = 600.0,
     stop: asyncio.Event | None = None,
+    kind: Kind = "chaos",
 ) -> list[Writer]:
     """``len(connections)`` writers (one store and connection each), ``appends`` commands in total
     (fewer if ``stop`` is set: each writer finishes its in-flight command, then returns)."""
-    stores = [await JetStreamEventStore.open(nc, chaos_codec(), replicas=3) for nc in connections]
+    stores = [await JetStreamEventStore.open(nc, codec_for(kind), replicas=3) for nc in connections]
     per = appends // len(stores)
     writers = [
-        Writer(i, s, ledger, aggregates=aggregates_per_writer, appends=per) for i, s in enumerate(stores)
+        Writer(i, s, ledger, aggregates=aggregates_per_writer, appends=per, kind=kind)
+        for i, s in enumerate(stores)
     ]
     deadline = time.monotonic() + deadline_s
     try:
@@ -182,11 +243,11 @@ class Audit:
     unacked_stored: int
 
 
-async def audit(store: JetStreamEventStore, ledger: Ledger) -> Audit:
+async def audit(store: JetStreamEventStore, ledger: Ledger, aggregate_type: str = AGGREGATE_TYPE) -> Audit:
     """Read the whole stream (global order) and check every acknowledged event is there exactly once,
     at the sequence its ack named, and that each aggregate's versions are 1..n in stream order."""
     last = await store.last_sequence()
-    events = await store.read_all(1, limit=last + 1, subjects=f"events.{AGGREGATE_TYPE}.>")
+    events = await store.read_all(1, limit=last + 1, subjects=f"events.{aggregate_type}.>")
     counts = Counter(e.envelope.event_id for e in events)
     seq_of = {e.envelope.event_id: e.sequence for e in events}
     next_version: dict[str, int] = {}
