@@ -262,7 +262,7 @@ class Rebuild:
     ) -> tuple[int, int]:
         """Fold ``[1, target]`` (only ``touched`` orders if given); COPY timeline then order rows."""
         codec = self._store.codec
-        views: dict[int, proj.OrderView] = {}
+        folded = proj.BulkFold()
         replayed, last, last_report = 0, 0, 0.0
         async for batch in self._batches(1 if touched is not None else self._req.from_sequence, target):
             events = [codec.decode(m.data, m.sequence) for m in batch]
@@ -270,7 +270,7 @@ class Rebuild:
                 events = [e for e in events if proj.order_id_of(e) in touched]
             # a span per batch, linked to (up to 128 of) its events' producers
             with batch_consumer_span(proj.SUBJECTS, [e.envelope.traceparent for e in events]):
-                applied = proj.fold_views(views, events)
+                applied = folded.fold(events)
                 if applied:
                     rows = [proj.timeline_row(e) for e in applied]
                     await conn.copy_records_to_table(
@@ -281,15 +281,17 @@ class Rebuild:
             if time.monotonic() - last_report >= 0.2:
                 last_report = time.monotonic()
                 self._report(
-                    self._progress("Running", replayed, target, started=started, orders=len(views), last=last)
+                    self._progress(
+                        "Running", replayed, target, started=started, orders=len(folded), last=last
+                    )
                 )
         await conn.copy_records_to_table(
             "orders",
             schema_name=shadow,
             columns=proj.ORDER_COLUMNS,
-            records=[proj.order_row(v) for v in views.values()],
+            records=[proj.order_row(v) for v in folded.views().values()],
         )
-        return replayed, len(views)
+        return replayed, len(folded)
 
     async def _copy_untouched(self, conn: asyncpg.Connection, shadow: str, touched: set[int]) -> int:
         """Partial rebuild: copy live orders (and their timelines) that no replayed event touched."""
