@@ -1,6 +1,6 @@
 -- Create (or update) one role's login user on the bundled PostgreSQL; run by the `db-user`
 -- initContainer as the owner after `eda migrate`:
---   psql -v ON_ERROR_STOP=1 -v login=eda_api_login -v grp=eda_api -f postgresql-role-user.sql
+--   psql -X -v ON_ERROR_STOP=1 -v login=eda_api_login -v grp=eda_api -f postgresql-role-user.sql
 -- with the login's password in the environment variable EDA_LOGIN_PASSWORD (not on the command line).
 -- Idempotent; the password is set on every run (rotating the Secret rotates the password).
 \getenv password EDA_LOGIN_PASSWORD

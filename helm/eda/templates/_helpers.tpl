@@ -228,7 +228,7 @@ initContainers:
     args:
       - >-
         for i in 1 2 3 4 5; do
-        psql -v ON_ERROR_STOP=1 -v login="$EDA_LOGIN" -v grp="$EDA_GROUP" -f /etc/eda/sql/role-user.sql && exit 0;
+        psql -X -v ON_ERROR_STOP=1 -v login="$EDA_LOGIN" -v grp="$EDA_GROUP" -f /etc/eda/sql/role-user.sql && exit 0;
         sleep 2; done; exit 1
     env:
       - name: PGHOST
