@@ -133,9 +133,17 @@ def configure_telemetry(default_service_name: str, *, asyncpg: bool = True) -> T
     # inherit this role's name. An explicit OTEL_SERVICE_NAME wins over the role's default.
     explicit = os.environ.get("OTEL_SERVICE_NAME")
     resource = Resource.create({} if explicit else {"service.name": default_service_name})
-    sampler = NoOrphanDbSpans(sampling._get_from_env_or_default())  # the OTEL_TRACES_SAMPLER logic
-    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     exporting = _exporting("TRACES")
+    if exporting or os.environ.get("OTEL_TRACES_SAMPLER"):
+        base = sampling._get_from_env_or_default()  # the OTEL_TRACES_SAMPLER logic
+    else:
+        # No exporter and no explicit sampler: nothing would ever leave the process, so new traces are
+        # not recorded (a third of the API's CPU per request went into spans). Context still flows:
+        # trace ids are generated and propagated (traceparent flag 00), logs still carry them, and a
+        # sampled parent from upstream is still honoured.
+        base = sampling.ParentBased(sampling.ALWAYS_OFF)
+    sampler = NoOrphanDbSpans(base)
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     if exporting:
         tracer_provider.add_span_processor(BatchSpanProcessor(_span_exporter()))
     readers: list[MetricReader] = []
