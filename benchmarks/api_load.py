@@ -21,65 +21,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import uvloop
+from harness import pct, running_system, wait_ready
 
-from app.devstack import embedded_stack, free_port
-
-EDA = str(Path(sys.executable).parent / "eda")
 TARGETS = {"creates_per_s": 800, "p99_ms": 100, "lag_p50_ms": 10, "lag_p99_ms": 50}
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(300):
-        try:
-            async with session.get(url) as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise TimeoutError(url)
-
-
 async def run(clients: int, seconds: float, warmup: float) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="eda-bench-") as tmp:
-        data = Path(tmp)
-        os.chmod(data, 0o711)  # reachable by the postgres system user when run as root
-        async with embedded_stack(data) as (nats, pg):
-            port = free_port()
-            env = dict(os.environ) | {
-                "EDA_NATS_URL": nats.url,
-                "EDA_DATABASE_URL": pg.dsn,
-                "EDA_HEALTH_PORT": "0",
-                "EDA_LOG_LEVEL": "WARNING",
-            }
-            procs = [
-                subprocess.Popen([EDA, "api", "--host", "127.0.0.1", "--port", str(port)], env=env),  # noqa: ASYNC220
-                subprocess.Popen([EDA, "projector"], env=env),  # noqa: ASYNC220
-            ]
-            try:
-                return await drive(f"http://127.0.0.1:{port}", pg.dsn, clients, seconds, warmup)
-            finally:
-                for proc in procs:
-                    proc.terminate()
-                for proc in procs:
-                    proc.wait(15)
+    async with running_system([["projector"]]) as system:
+        return await drive(system.base_url, system.dsn, clients, seconds, warmup)
 
 
 async def drive(base: str, dsn: str, clients: int, seconds: float, warmup: float) -> dict[str, float]:

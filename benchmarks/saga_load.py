@@ -19,11 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,58 +27,15 @@ import aiohttp
 import asyncpg
 import nats
 import nats.aio.msg
+from harness import pct, running_system, wait_ready
 
-from app.devstack import embedded_stack, free_port
-
-EDA = str(Path(sys.executable).parent / "eda")
 TARGETS = {"completed_per_s": 200, "p99_ms": 500}
 ROLES = [["projector"], ["saga"], ["worker", "inventory"], ["worker", "payment"], ["worker", "shipping"]]
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
-    for _ in range(300):
-        try:
-            async with session.get(url) as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise TimeoutError(url)
-
-
 async def run(rate: float, seconds: float, warmup: float, items: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="eda-bench-") as tmp:
-        data = Path(tmp)
-        os.chmod(data, 0o711)  # reachable by the postgres system user when run as root
-        async with embedded_stack(data) as (nats_server, pg):
-            port = free_port()
-            env = dict(os.environ) | {
-                "EDA_NATS_URL": nats_server.url,
-                "EDA_DATABASE_URL": pg.dsn,
-                "EDA_HEALTH_PORT": "0",
-                "EDA_LOG_LEVEL": "WARNING",
-                "EDA_DEFAULT_STOCK": "100000000",
-            }
-            api = [EDA, "api", "--host", "127.0.0.1", "--port", str(port)]
-            procs = [subprocess.Popen(api, env=env)]  # noqa: ASYNC220
-            procs += [subprocess.Popen([EDA, *role], env=env) for role in ROLES]  # noqa: ASYNC220
-            try:
-                return await drive(
-                    f"http://127.0.0.1:{port}", pg.dsn, nats_server.url, rate, seconds, warmup, items
-                )
-            finally:
-                for proc in procs:
-                    proc.terminate()
-                for proc in procs:
-                    proc.wait(15)
+    async with running_system(ROLES, {"EDA_DEFAULT_STOCK": "100000000"}) as system:
+        return await drive(system.base_url, system.dsn, system.nats_url, rate, seconds, warmup, items)
 
 
 async def drive(
