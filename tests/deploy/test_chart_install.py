@@ -253,6 +253,31 @@ def test_bundled_postgresql_gets_a_generated_password_in_a_secret(default_releas
     assert {"password", "database-url"} <= secret["data"].keys()
 
 
+def pod_checksums(release: Installed) -> dict[str, str]:
+    return {
+        w["metadata"]["name"]: w["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        for w in release.workloads()
+        if "checksum/config" in w["spec"]["template"]["metadata"].get("annotations", {})
+    }
+
+
+def test_config_checksums_are_strings_and_do_not_depend_on_the_generated_password(
+    default_release: Installed, install_chart: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    first = pod_checksums(default_release)
+    assert {f"eda-{role}" for role in APP_ROLES} | {"eda-nats"} <= first.keys()
+    assert all(isinstance(v, str) and len(v) == 16 for v in first.values())
+    # A fresh install generates another password; the pods' checksum must not change with it
+    # (`helm template` in GitOps tools renders without lookup, so it would differ on every render).
+    again = Installed(install_chart({}))
+    secret = "eda-postgresql"
+    assert again.get("Secret", secret)["data"] != default_release.get("Secret", secret)["data"]
+    assert pod_checksums(again) == first
+    # ...but a change to the database values rolls the pods.
+    changed = Installed(install_chart({"postgresql": {"auth": {"password": "s3cret-chosen-by-the-user"}}}))
+    assert pod_checksums(changed)["eda-api"] != first["eda-api"]
+
+
 def test_helm_test_hook_creates_an_order_and_waits_for_completed(default_release: Installed) -> None:
     (pod,) = [h for h in default_release.hooks if h["kind"] == "Pod"]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"

@@ -308,7 +308,10 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       annotations:
-        checksum/config: {{ include (print $ctx.Template.BasePath "/secret-postgresql.yaml") $ctx | sha256sum | trunc 16 }}
+        {{- /* Over the values behind the database Secrets, not their rendering: a generated password would
+        make the hash random on every `helm template` (GitOps diffs, pointless restarts). Quoted: a hash
+        prefix of only digits would otherwise be a YAML number. */}}
+        checksum/config: {{ toYaml (dict "postgresql" (pick $ctx.Values.postgresql "enabled" "auth" "roleUsers") "externalDatabase" $ctx.Values.externalDatabase) | sha256sum | trunc 16 | quote }}
         {{- with $ctx.Values.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
