@@ -26,6 +26,7 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
+from app.gctune import tune_gc
 from app.ids import OrderIds
 from app.readmodel.db import create_pool
 from app.readmodel.migrations import migrate_dsn
@@ -132,9 +133,18 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_context(settings) as ctx:
             app.state.ctx = ctx
+            tune_gc(settings.gc_gen0_threshold)
             yield
 
-    app = FastAPI(title="eda", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # FastAPI's native telemetry off: the server spans come from opentelemetry-instrumentation-fastapi
+    # (instrument_fastapi below); with both, every request also paid for FastAPI's wrapper.
+    app = FastAPI(
+        title="eda",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
