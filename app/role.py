@@ -31,6 +31,7 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
+from app.gctune import tune_gc
 from app.health import CheckResult, serve_health
 from app.messaging import PullLoop
 from app.settings import Settings
@@ -141,6 +142,7 @@ async def serve_role(
             log.info("%s stopped before it started", role)
             return
         conn.append(nc)
+        tune_gc(settings.gc_gen0_threshold)
         try:
             tasks = [asyncio.create_task(p.run()) for p in pulls]
             log.info("%s running", role)

@@ -26,6 +26,7 @@ from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
+from app.gctune import tune_gc
 from app.health import CheckResult, serve_health
 from app.readmodel.deadletter import RetryPolicy
 from app.readmodel.migrations import migrate_dsn
@@ -81,6 +82,7 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
             poison=RetryPolicy.parse(settings.projector_max_deliver, settings.projector_backoff),
             replicas=settings.stream_replicas,
         )
+        tune_gc(settings.gc_gen0_threshold)
         if not health:
             await projector.run()
             return

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="PostgreSQL schema of the rebuildable read model (orders, timeline, checkpoints).",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="asyncpg pool size per process.")
+    gc_gen0_threshold: int = Field(
+        default=20_000,
+        ge=0,
+        description="Allocations between young GC collections once a role has started (the start-up heap "
+        "is frozen too); 0 keeps Python's defaults.",
+    )
     health_port: int = Field(
         default=8081, ge=0, le=65535, description="Health/metrics port of non-API roles."
     )

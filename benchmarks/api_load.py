@@ -32,12 +32,15 @@ from harness import pct, running_system, wait_ready
 TARGETS = {"creates_per_s": 800, "p99_ms": 100, "lag_p50_ms": 10, "lag_p99_ms": 50}
 
 
-async def run(clients: int, seconds: float, warmup: float) -> dict[str, float]:
-    async with running_system([["projector"]]) as system:
-        return await drive(system.base_url, system.dsn, clients, seconds, warmup)
+async def run(clients: int, seconds: float, warmup: float, api_replicas: int) -> dict[str, float]:
+    async with running_system([["projector"]], api_replicas=api_replicas) as system:
+        result = await drive(system.base_urls, system.dsn, clients, seconds, warmup)
+        return {"api_replicas": api_replicas, **result}
 
 
-async def drive(base: str, dsn: str, clients: int, seconds: float, warmup: float) -> dict[str, float]:
+async def drive(
+    bases: tuple[str, ...], dsn: str, clients: int, seconds: float, warmup: float
+) -> dict[str, float]:
     visible: dict[int, float] = {}
 
     def on_notify(_c: object, _pid: int, _ch: str, payload: str) -> None:
@@ -53,7 +56,8 @@ async def drive(base: str, dsn: str, clients: int, seconds: float, warmup: float
     timing: list[tuple[int, float, float]] = []  # (order_id, request start, ack)
     errors = 0
     async with aiohttp.ClientSession(connector=connector) as session:
-        await wait_ready(session, f"{base}/readyz")
+        for base in bases:
+            await wait_ready(session, f"{base}/readyz")
         loop = asyncio.get_running_loop()
         measure_from = loop.time() + warmup
         stop_at = measure_from + seconds
@@ -61,6 +65,7 @@ async def drive(base: str, dsn: str, clients: int, seconds: float, warmup: float
         async def client(n: int) -> None:
             nonlocal errors
             body = {"user_id": n + 1, "items": [{"product_id": 1, "quantity": 2}], "amount": 199.98}
+            base = bases[n % len(bases)]  # each client sticks to one replica, like a keep-alive connection
             while loop.time() < stop_at:
                 started = time.perf_counter()
                 async with session.post(f"{base}/api/v1/orders", json=body) as resp:
@@ -101,8 +106,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--api-replicas", type=int, default=1, help="`eda api` processes (clients spread)")
     args = parser.parse_args()
-    result = uvloop.run(run(args.clients, args.seconds, args.warmup))
+    result = uvloop.run(run(args.clients, args.seconds, args.warmup, args.api_replicas))
     width = max(len(k) for k in result)
     for key, value in result.items():
         target = TARGETS.get(key)

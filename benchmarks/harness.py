@@ -25,9 +25,13 @@ EDA = str(Path(sys.executable).parent / "eda")
 class System:
     """Where the running system answers."""
 
-    base_url: str
+    base_urls: tuple[str, ...]  # one per `eda api` replica (a Service would spread clients like this)
     dsn: str
     nats_url: str
+
+    @property
+    def base_url(self) -> str:
+        return self.base_urls[0]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -53,15 +57,15 @@ async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
 
 @contextlib.asynccontextmanager
 async def running_system(
-    roles: Sequence[Sequence[str]], extra_env: dict[str, str] | None = None
+    roles: Sequence[Sequence[str]], extra_env: dict[str, str] | None = None, *, api_replicas: int = 1
 ) -> AsyncIterator[System]:
-    """Embedded NATS (``sync_interval: always``) + PostgreSQL in a temp dir, ``eda api`` on a free port
-    and one ``eda <role...>`` process per entry of ``roles``; all stopped on exit."""
+    """Embedded NATS (``sync_interval: always``) + PostgreSQL in a temp dir, ``api_replicas`` ``eda api``
+    processes on free ports and one ``eda <role...>`` process per entry of ``roles``; all stopped on exit."""
     with tempfile.TemporaryDirectory(prefix="eda-bench-") as tmp:
         data = Path(tmp)
         os.chmod(data, 0o711)  # reachable by the postgres system user when run as root
         async with embedded_stack(data) as (nats, pg):
-            port = free_port()
+            ports = [free_port() for _ in range(api_replicas)]
             env = (
                 dict(os.environ)
                 | {
@@ -72,10 +76,11 @@ async def running_system(
                 }
                 | (extra_env or {})
             )
-            commands = [["api", "--host", "127.0.0.1", "--port", str(port)], *map(list, roles)]
+            apis = [["api", "--host", "127.0.0.1", "--port", str(port)] for port in ports]
+            commands = [*apis, *map(list, roles)]
             procs = [subprocess.Popen([EDA, *cmd], env=env) for cmd in commands]  # noqa: ASYNC220
             try:
-                yield System(f"http://127.0.0.1:{port}", pg.dsn, nats.url)
+                yield System(tuple(f"http://127.0.0.1:{port}" for port in ports), pg.dsn, nats.url)
             finally:
                 for proc in procs:
                     proc.terminate()
