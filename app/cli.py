@@ -112,12 +112,10 @@ def operator(
 @cli.command()
 def saga() -> None:
     """Run the order fulfilment saga orchestrator (health on EDA_HEALTH_PORT)."""
-    import asyncio
-
     from app.saga.runner import run_saga
 
     settings = _observe("saga")
-    asyncio.run(run_saga(settings))
+    _run(run_saga(settings))
 
 
 @cli.command()
@@ -125,8 +123,6 @@ def worker(
     names: Annotated[list[str], typer.Argument(help="inventory, payment and/or shipping.")],
 ) -> None:
     """Run one worker type (or several in one process): inventory, payment, shipping."""
-    import asyncio
-
     from app.messaging import WORKERS
     from app.workers.runner import run_workers
 
@@ -134,7 +130,7 @@ def worker(
     if not chosen or len(chosen) != len(set(names)):
         raise typer.BadParameter(f"workers are {', '.join(WORKERS)}; got {names}")
     settings = _observe("worker-" + "-".join(chosen))
-    asyncio.run(run_workers(chosen, settings))
+    _run(run_workers(chosen, settings))
 
 
 def _observe(role: str) -> Settings:

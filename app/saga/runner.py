@@ -181,6 +181,8 @@ class SagaRunner:
             await self._send(new_state, started_steps(events), meta)
             if changes_order(events):
                 await self._sync_order(new_state, meta)
+            if new_state.terminal and not new_state.running():
+                await self._disarm(new_state.order_id)
             return
         raise ConcurrencyError(self._sagas.stream(react.order_id), loaded.position, "too many conflicts")
 
@@ -198,6 +200,12 @@ class SagaRunner:
             )
         if coros:
             await asyncio.gather(*coros)
+
+    async def _disarm(self, order_id: int) -> None:
+        try:
+            await timeouts.disarm(self._js, order_id)
+        except Exception:  # noqa: BLE001 - the timers then fire and are ignored
+            log.warning("saga %s: could not disarm its timers", order_id, exc_info=True)
 
     async def _resend(self, saga: Saga, meta: Metadata) -> None:
         """Outbox recovery: every running step's command and timer again (deduped downstream)."""

@@ -7,6 +7,11 @@ the deadline — even if every client process restarted meanwhile — and the sa
 ``saga-timeouts`` turns it into a ``StepTimedOut`` fact (ignored if the step finished in time).
 The schedule's ``Nats-Msg-Id`` is derived from the command id, so re-arming after a crash dedupes.
 ``@at`` has one-second resolution; the deadline is rounded up.
+
+When a saga is over (terminal, nothing running) the runner disarms its pending schedules with one
+purge of ``sched.saga.<order>.>``: otherwise every step's timer would still fire later and cost a
+stored message, a delivery and a reaction that decides nothing. A crash before the purge only means
+those timers fire and are ignored.
 """
 
 from __future__ import annotations
@@ -55,6 +60,16 @@ def deadline(started_at: datetime, timeout_s: float) -> str:
     at = started_at.astimezone(UTC) + timedelta(seconds=timeout_s)
     whole = at.replace(microsecond=0) + timedelta(seconds=math.ceil(at.microsecond / 1e6))
     return whole.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def schedules_of(order_id: int) -> str:
+    """The subjects of every schedule of one saga."""
+    return f"sched.saga.{order_id}.>"
+
+
+async def disarm(js: JetStreamContext, order_id: int) -> None:
+    """Drop the saga's pending schedules (best effort: a timer that still fires is ignored)."""
+    await js.purge_stream(TIMERS_STREAM, subject=schedules_of(order_id))
 
 
 async def arm(js: JetStreamContext, order_id: int, step: Step, timeout_s: float, meta: Metadata) -> None:

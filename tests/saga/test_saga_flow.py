@@ -18,6 +18,22 @@ async def test_order_without_items_completes(start_system: StartSystem) -> None:
     assert order.status is OrderStatus.COMPLETED
     types = [e.envelope.type for e in await system.orders().history(1)]
     assert types == ["OrderCreated", "OrderPaid", "OrderShipped", "OrderCompleted"]
+    await _no_pending_timers(system, 1)
+
+
+async def _no_pending_timers(system: object, order_id: int) -> None:
+    """Every step armed a timer; a finished saga disarms them all (none left to fire)."""
+    import asyncio
+
+    from app.saga.timeouts import TIMERS_STREAM, schedules_of
+
+    js = system.nc.jetstream()  # type: ignore[attr-defined]
+    for _ in range(100):
+        info = await js.stream_info(TIMERS_STREAM, subjects_filter=schedules_of(order_id))
+        if not info.state.subjects:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"saga {order_id} left timers armed: {info.state.subjects}")
 
 
 async def _stock(system: object, product_id: int) -> tuple[int, int]:
@@ -51,6 +67,7 @@ async def test_happy_path_reserves_charges_ships_and_commits(start_system: Start
     saga_history = await system.sagas().history(2)
     assert {e.envelope.correlation_id for e in saga_history} == {"corr-2"}
     assert saga_history[0].envelope.causation_id == history[0].envelope.event_id
+    await _no_pending_timers(system, 2)
 
 
 async def _wait_step(system: object, order_id: int, step: StepName) -> object:
