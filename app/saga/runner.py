@@ -204,7 +204,7 @@ class SagaRunner:
     async def _disarm(self, order_id: int) -> None:
         try:
             await timeouts.disarm(self._js, order_id)
-        except Exception:  # noqa: BLE001 - the timers then fire and are ignored
+        except Exception:  # the timers then fire and are ignored
             log.warning("saga %s: could not disarm its timers", order_id, exc_info=True)
 
     async def _resend(self, saga: Saga, meta: Metadata) -> None:
