@@ -184,6 +184,8 @@ class PullLoop:
         self._inflight = 0
         self._requests: deque[_PullRequest] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        # in-flight messages by id() (Msg is unhashable) → (message, arrival), for +WPI heartbeats
+        self._arrived: dict[int, tuple[Msg, float]] = {}
         self.handled = 0
 
     def stop(self) -> None:
@@ -201,6 +203,7 @@ class PullLoop:
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, cb=self._on_msg)
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
+        beats = asyncio.create_task(self._heartbeats(), name=f"{self.name}-heartbeats")
         try:
             while not self._stopping.is_set():
                 free = self.concurrency - self._inflight - self._requested()
@@ -222,6 +225,7 @@ class PullLoop:
                 await sub.unsubscribe()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            beats.cancel()
 
     async def _on_msg(self, msg: Msg) -> None:
         status = (msg.headers or {}).get("Status")
@@ -247,8 +251,8 @@ class PullLoop:
         self._wake.set()
 
     async def _one(self, msg: Msg) -> None:
-        # the heartbeat starts on arrival: a message queued behind its key's lock is ours too
-        beat = asyncio.create_task(self._heartbeat(msg))
+        # heartbeats count from arrival: a message queued behind its key's lock is ours too
+        self._arrived[id(msg)] = (msg, time.monotonic())
         try:
             if self.key is None:
                 await self._handle_beating(msg)
@@ -258,14 +262,23 @@ class PullLoop:
             async with self.locks.hold(self.key(msg)):
                 await self._handle_beating(msg)
         finally:
-            beat.cancel()
+            self._arrived.pop(id(msg), None)
 
-    async def _heartbeat(self, msg: Msg) -> None:
-        """Keep a slow message ours (``+WPI``): ack_wait then only detects crashed consumers."""
+    async def _heartbeats(self) -> None:
+        """Keep slow messages ours (``+WPI`` every ``heartbeat_s`` while in flight): ack_wait then only
+        detects crashed consumers. One ticker per loop, not a task per message."""
+        tick = self.heartbeat_s / 4
+        last: dict[int, float] = {}
         while True:
-            await asyncio.sleep(self.heartbeat_s)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for key, (msg, arrived) in list(self._arrived.items()):
+                if now - last.get(key, arrived) >= self.heartbeat_s:
+                    last[key] = now
+                    with contextlib.suppress(Exception):
+                        await msg.in_progress()
+            for key in [k for k in last if k not in self._arrived]:
+                del last[key]
 
     async def _handle_beating(self, msg: Msg) -> None:
         try:

@@ -9,14 +9,14 @@ Each role may publish only the subjects it must and subscribe only to its own re
 - ``projector``: its consumer ``projector-orders`` on ``EVENTS`` (create/delete/info/next/ack), Direct
   Get, the dead-letter stream ``DLQ`` and ``dlq.projector-orders.>``.
 - ``saga``: ``events.saga.*`` and ``events.order.*`` (order transitions), ``cmd.{inventory,payment,
-  shipping}.*`` (commands), its timers (``sched.saga.>``), its consumers ``saga-orchestrator`` and
-  ``saga-timeouts``.
+  shipping}.*`` (commands), its timers (``sched.saga.>``; purging them from ``SAGA_TIMERS`` disarms
+  a finished saga's timers), its consumers ``saga-orchestrator`` and ``saga-timeouts``.
 - ``inventory`` / ``payment`` / ``shipping``: only their consumer ``worker-<name>`` on ``COMMANDS``
   (filter ``cmd.<name>.>`` is part of the create subject, so no other filter can be asked for) and
   their own ``events.<aggregate>.*`` (inventory: also ``events.reservation.*``).
 - ``operator``: the JetStream API except deleting streams, plus snapshots.
 
-No role can delete a stream or purge it. Passwords come from the environment (``EDA_NATS_PASSWORD`` of
+No role can delete a stream; none can purge one except the saga its own timer stream ``SAGA_TIMERS``. Passwords come from the environment (``EDA_NATS_PASSWORD`` of
 each role's process; the server gets them as ``$EDA_NATS_PASSWORD_<ROLE>`` variables) and are never
 logged. Found empirically: run every role under its user and look for "Permissions Violation" in the
 server log (``tests/integration/test_security_nats.py``).
@@ -106,6 +106,7 @@ def role_permissions() -> dict[str, RolePermissions]:
                 "events.order.*",
                 *(f"cmd.{w}.*" for w in WORKERS),
                 "sched.saga.>",
+                f"{API}.STREAM.PURGE.SAGA_TIMERS",
                 *SNAPSHOTS,
                 *_streams("EVENTS", "COMMANDS", "SAGA_TIMERS"),
                 *_reads("EVENTS"),
