@@ -11,6 +11,9 @@ readable. Lag of an order = NOTIFY arrival minus the moment its ``201`` arrived 
 order was already visible before the client got its acknowledgement). Both clocks are this process's
 ``time.perf_counter``. Also reported: ``append→visible`` measured from the request start (upper bound).
 
+``--api-replicas N`` starts N ``eda api`` processes and spreads the clients over them, as a Service
+spreads connections over pods (on 2 cores one replica does best: the second only adds contention).
+
 Run: ``.venv/bin/python benchmarks/api_load.py [--clients 64] [--seconds 20]``; prints a table and
 writes ``benchmarks/results/api_load.json``. Note: on a 2-core machine the servers, both roles and the
 generator share the CPUs; other work on the machine skews the numbers.
