@@ -16,10 +16,11 @@ Each role may publish only the subjects it must and subscribe only to its own re
   their own ``events.<aggregate>.*`` (inventory: also ``events.reservation.*``).
 - ``operator``: the JetStream API except deleting streams, plus snapshots.
 
-No role can delete a stream; none can purge one except the saga its own timer stream ``SAGA_TIMERS``. Passwords come from the environment (``EDA_NATS_PASSWORD`` of
-each role's process; the server gets them as ``$EDA_NATS_PASSWORD_<ROLE>`` variables) and are never
-logged. Found empirically: run every role under its user and look for "Permissions Violation" in the
-server log (``tests/integration/test_security_nats.py``).
+No role can delete a stream; none can purge one except the saga its own timer stream ``SAGA_TIMERS``.
+Passwords come from the environment (``EDA_NATS_PASSWORD`` of each role's process; the server gets them
+as ``$EDA_NATS_PASSWORD_<ROLE>`` variables) and are never logged. Found empirically: run every role
+under its user and look for "Permissions Violation" in the server log
+(``tests/integration/test_security_nats.py``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ free ports in a private temp dir (see ``app.devstack``), plus per-test isolation
   ``eda`` database, shared; ``fresh_db`` gives a test its own empty database.
 - ``short_tmp``: a short temp dir under /tmp that an unprivileged postgres user can reach when we run as
   root (pytest's ``tmp_path`` lives under a 0700 root-owned dir).
+- ``nc`` (a client on an emptied JetStream), ``store`` (the event store on it), ``snapshots``;
+  ``readmodel_dsn`` (``fresh_db`` with the read model migrated into schema ``readmodel``) and ``pool``
+  (an asyncpg pool on it): the building blocks most integration and operator tests start from.
 """
 
 from __future__ import annotations
@@ -19,8 +22,17 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+from nats.aio.client import Client as NATS
 
 from app.devstack import NatsServer, Postgres, embedded_nats, embedded_postgres
+from app.domain.registry import all_event_types
+from app.eventstore.codec import EventCodec
+from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.snapshots import SnapshotStore
+from app.readmodel import db
+from app.readmodel.migrations import migrate_dsn
+
+READMODEL_SCHEMA = "readmodel"
 
 
 def _mkdtemp(prefix: str) -> Path:
@@ -94,3 +106,38 @@ async def js_clean(nats_url: str) -> None:
             await js.delete_stream(info.config.name)
     finally:
         await nc.close()
+
+
+@pytest.fixture
+async def nc(nats_url: str, js_clean: None) -> AsyncIterator[NATS]:
+    """A NATS client on the session's server, JetStream emptied first."""
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def store(nc: NATS) -> AsyncIterator[JetStreamEventStore]:
+    """The event store (stream ``EVENTS`` created) on ``nc``."""
+    s = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def snapshots(nc: NATS) -> SnapshotStore:
+    return await SnapshotStore.open(nc.jetstream())
+
+
+@pytest.fixture
+async def readmodel_dsn(fresh_db: str) -> str:
+    """``fresh_db`` with the read model migrated (schema ``readmodel``)."""
+    await migrate_dsn(fresh_db, READMODEL_SCHEMA)
+    return fresh_db
+
+
+@pytest.fixture
+async def pool(readmodel_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(readmodel_dsn, size=6)
+    yield p
+    await p.close()

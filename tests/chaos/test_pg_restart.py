@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -42,13 +41,6 @@ EDA = str(Path(sys.executable).parent / "eda")
 ORDERS = 1000  # x 4 events
 DOWN_S = 3.0
 SCHEMA = "readmodel"
-
-
-@pytest.fixture
-async def nc(nats_url: str, js_clean: None) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ upcasting on read, snapshots, global order."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import nats
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,8 +26,6 @@ from app.domain.order import (
     OrderStatus,
     ShipOrder,
 )
-from app.domain.registry import all_event_types
-from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import NEW, Metadata, NewEvent, Position, StreamId
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.eventstore.ports import AppendRequest, ConcurrencyError
@@ -38,20 +34,6 @@ from app.service import Repository, VersionMismatch
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="test")
-
-
-@pytest.fixture
-async def nc(nats_url: str, js_clean: None) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def store(nc: NATS) -> AsyncIterator[JetStreamEventStore]:
-    s = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
-    yield s
-    await s.close()
 
 
 def created(order_id: int, amount: str = "10.00") -> OrderCreated:

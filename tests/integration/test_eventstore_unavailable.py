@@ -6,9 +6,7 @@ when the window runs out it raises ``EventStoreError`` (the port's error), never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -20,13 +18,6 @@ from app.eventstore.ports import EventStoreError
 from tests.chaos.workload import ChaosTick
 
 META = Metadata(correlation_id="test")
-
-
-@pytest.fixture
-async def nc(nats_url: str, js_clean: None) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 def codec() -> EventCodec:

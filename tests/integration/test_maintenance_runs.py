@@ -7,45 +7,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import nats
 import pytest
-from nats.aio.client import Client as NATS
 
-from app.domain.registry import all_event_types
-from app.eventstore.codec import EventCodec
 from app.eventstore.jetstream import JetStreamEventStore
 from app.readmodel import db, runs
-from app.readmodel.migrations import migrate_dsn
 from app.readmodel.rebuild import Progress, Rebuild, RebuildRequest
 from tests.operator.seeding import project_all, seed_orders
 
 LIVE = "readmodel"
-
-
-@pytest.fixture
-async def nc(nats_url: str, js_clean: None) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def store(nc: NATS) -> AsyncIterator[JetStreamEventStore]:
-    s = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
-    yield s
-    await s.close()
-
-
-@pytest.fixture
-async def pool(fresh_db: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate_dsn(fresh_db, LIVE)
-    p = await db.create_pool(fresh_db, size=6)
-    yield p
-    await p.close()
 
 
 async def row(pool: asyncpg.Pool, run_id: str) -> dict[str, Any]:

@@ -4,22 +4,10 @@ grouped under load (one counter write for many ids), and no id lost to a request
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import nats
-import pytest
 from nats.aio.client import Client as NATS
 
 from app.ids import STREAM, OrderIds
-
-pytestmark = pytest.mark.usefixtures("js_clean")
-
-
-@pytest.fixture
-async def nc(nats_url: str) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 async def counter_writes(nc: NATS) -> int:

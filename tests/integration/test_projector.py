@@ -9,13 +9,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
 from app.domain.order import ORDER, CancelOrder, CreateOrder, MarkOrderPaid, OrderItem
-from app.domain.registry import all_event_types
-from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import JetStreamEventStore
 from app.readmodel import db
@@ -28,20 +25,6 @@ from app.service import Repository
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="test")
 SCHEMA = "readmodel"
-
-
-@pytest.fixture
-async def nc(nats_url: str, js_clean: None) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
-
-
-@pytest.fixture
-async def store(nc: NATS) -> AsyncIterator[JetStreamEventStore]:
-    s = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
-    yield s
-    await s.close()
 
 
 @pytest.fixture

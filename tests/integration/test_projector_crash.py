@@ -11,13 +11,10 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import nats
-import pytest
 from nats.aio.client import Client as NATS
 
 from app.domain.order import ORDER, CompleteOrder, CreateOrder, MarkOrderPaid, OrderItem, ShipOrder
@@ -35,13 +32,6 @@ EDA = str(Path(sys.executable).parent / "eda")
 ORDERS = 1250  # x 4 events = 5,000
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="crash-test")
-
-
-@pytest.fixture
-async def nc(nats_url: str, js_clean: None) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 def _commands(order_id: int) -> list[object]:

@@ -76,4 +76,5 @@ async def test_messages_of_one_key_run_in_order_and_failures_are_retried(nc: NAT
     assert seen["0"] == [0, 2, 4, 6, 10, 12, 14, 16, 18]
     assert sorted(seen["1"]) == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19]
     info = await js.consumer_info("LOOP", "c")
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0

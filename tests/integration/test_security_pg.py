@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -178,13 +177,6 @@ async def test_concurrent_migrations_of_several_databases(logins: Logins, fresh_
         for name in names:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-@pytest.fixture
-async def nc(nats_url: str, js_clean: None) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_url)
-    yield client
-    await client.close()
 
 
 async def test_projector_applies_events_as_eda_projector(logins: Logins, nc: NATS) -> None:
