@@ -20,6 +20,7 @@ Event types this build does not know still get a timeline row and bump the versi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -304,8 +305,8 @@ def view_from_record(rec: asyncpg.Record) -> OrderView:
     return OrderView(state, rec["version"], rec["last_sequence"])
 
 
-def _unnest(columns: Sequence[str], types: Sequence[str]) -> str:
-    return ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=1))
+def _unnest(types: Sequence[str], start: int = 1) -> str:
+    return ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=start))
 
 
 def _upsert_sql(schema: str) -> str:
@@ -314,15 +315,38 @@ def _upsert_sql(schema: str) -> str:
     return (
         f"INSERT INTO {quote_ident(schema)}.orders ({cols}) "
         f"SELECT u.order_id, u.user_id, u.items::jsonb, {', '.join('u.' + c for c in ORDER_COLUMNS[3:])} "
-        f"FROM unnest({_unnest(ORDER_COLUMNS, _ORDER_TYPES)}) AS u({cols}) "
+        f"FROM unnest({_unnest(_ORDER_TYPES)}) AS u({cols}) "
         f"ON CONFLICT (order_id) DO UPDATE SET {updates}"
     )
 
 
-def _timeline_sql(schema: str) -> str:
+def _timeline_sql(schema: str, start: int = 1) -> str:
     return (
         f"INSERT INTO {quote_ident(schema)}.order_events ({', '.join(TIMELINE_COLUMNS)}) "
-        f"SELECT * FROM unnest({_unnest(TIMELINE_COLUMNS, _TIMELINE_TYPES)})"
+        f"SELECT * FROM unnest({_unnest(_TIMELINE_TYPES, start)})"
+    )
+
+
+@functools.cache
+def _write_sql(schema: str, notify: bool) -> str:
+    """Rows, timeline, checkpoint and NOTIFY of a batch as ONE statement (one round trip instead of four;
+    data-modifying ``WITH`` parts always run, whether the main query reads them or not)."""
+    n, t = len(ORDER_COLUMNS), len(TIMELINE_COLUMNS)
+    projection, sequence, payloads = n + t + 1, n + t + 2, n + t + 3
+    checkpoint = (
+        f"INSERT INTO {quote_ident(schema)}.projection_checkpoints (projection, sequence, updated_at) "
+        f"VALUES (${projection}, ${sequence}, now()) ON CONFLICT (projection) "
+        "DO UPDATE SET sequence = EXCLUDED.sequence, updated_at = now()"
+    )
+    main = (
+        f"SELECT pg_notify('{NOTIFY_CHANNEL}', p) FROM unnest(${payloads}::text[]) AS p"
+        if notify
+        else f"SELECT cardinality(${payloads}::text[])"
+    )
+    return (
+        f"WITH o AS ({_upsert_sql(schema)} RETURNING 1), "
+        f"t AS ({_timeline_sql(schema, n + 1)} RETURNING 1), "
+        f"c AS ({checkpoint} RETURNING 1) {main}"
     )
 
 
@@ -416,16 +440,12 @@ async def apply_batch(
         applied = fold_views(views, fresh)
         touched = {order_id_of(e) for e in applied}
         changed = [views[oid] for oid in touched if oid is not None]
-        if changed:
-            rows = [order_row(v) for v in changed]
-            columns = _columns(rows, len(ORDER_COLUMNS))
-            columns[2] = [json.dumps(items) for items in columns[2]]
-            await conn.execute(_upsert_sql(schema), *columns)
-            await conn.execute(
-                _timeline_sql(schema), *_columns([timeline_row(e) for e in applied], len(TIMELINE_COLUMNS))
-            )
-        await set_checkpoint(conn, schema, fresh[-1].sequence, projection)
-        if notify:
-            for payload in _payloads(changed):
-                await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
+        if not changed:
+            await set_checkpoint(conn, schema, fresh[-1].sequence, projection)
+            return len(applied)
+        columns = _columns([order_row(v) for v in changed], len(ORDER_COLUMNS))
+        columns[2] = [json.dumps(items) for items in columns[2]]
+        timeline = _columns([timeline_row(e) for e in applied], len(TIMELINE_COLUMNS))
+        last, payloads = fresh[-1].sequence, _payloads(changed)
+        await conn.execute(_write_sql(schema, notify), *columns, *timeline, projection, last, payloads)
         return len(applied)
