@@ -2,6 +2,12 @@
 is brought up to date by reading only the events after its cached position — usually none, one
 round trip — instead of replaying its stream. Safe with other writers: streams are append-only and
 every append still carries the expected sequence, so a stale read only costs a conflict and a retry.
+
+``load(id, verify=False)`` skips even that round trip and answers from the cache: for callers that
+append what they decide (the append's expected sequence verifies the state) and that load again with
+``verify=True`` after a conflict, or before concluding "nothing to do" from a cached state (a stale
+state could hide a decision). ``assume_new`` records an aggregate the caller knows to be new (its first
+append then needs no load at all; if it existed after all, that append conflicts).
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from app.eventstore.envelope import Position
+from app.eventstore.envelope import NEW, Position
 from app.eventstore.ports import EventStore
 from app.service import Loaded, Repository
 
@@ -27,9 +33,12 @@ class StateCache[S]:
     def repository(self) -> Repository[Any, Any, S]:
         return self._repo
 
-    async def load(self, aggregate_id: str | int) -> Loaded[S]:
+    async def load(self, aggregate_id: str | int, *, verify: bool = True) -> Loaded[S]:
         key = str(aggregate_id)
         cached = self._entries.get(key)
+        if cached is not None and not verify:
+            self._entries.move_to_end(key)
+            return cached
         if cached is None:
             loaded = await self._repo.load(aggregate_id)
         else:
@@ -45,6 +54,15 @@ class StateCache[S]:
     def appended(self, aggregate_id: str | int, state: S, position: Position) -> None:
         """Record the state after our own append (the next load then reads nothing)."""
         self._remember(str(aggregate_id), Loaded(state=state, position=position))
+
+    def cached(self, aggregate_id: str | int) -> bool:
+        return str(aggregate_id) in self._entries
+
+    def assume_new(self, aggregate_id: str | int) -> None:
+        """The aggregate has no events yet, as far as the caller knows (unless it is cached already)."""
+        key = str(aggregate_id)
+        if key not in self._entries:
+            self._remember(key, Loaded(state=self._repo.decider.initial, position=NEW))
 
     def _remember(self, key: str, loaded: Loaded[S]) -> None:
         self._entries[key] = loaded

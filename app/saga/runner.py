@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.domain.common import DomainError
-from app.domain.order import ORDER
+from app.domain.order import ORDER, OrderCreated
 from app.domain.saga import (
     SAGA,
     React,
@@ -37,7 +37,7 @@ from app.domain.saga import (
     order_commands,
     started_steps,
 )
-from app.eventstore.envelope import EventId, Metadata, NewEvent, utcnow
+from app.eventstore.envelope import EventId, Metadata, NewEvent, Position, utcnow
 from app.eventstore.jetstream import STREAM, JetStreamEventStore, ensure_stream
 from app.eventstore.ports import ConcurrencyError
 from app.messaging import (
@@ -130,6 +130,13 @@ class SagaRunner:
         react = React(
             order_id=order_id_of(msg.subject), trigger_id=env.event_id, fact=recorded.event, at=utcnow()
         )
+        if isinstance(recorded.event, OrderCreated) and env.aggregate_version == 1:
+            # A new order starts a new saga, and the order is exactly this event: both known without a
+            # read (a redelivery after the saga began shows up as a conflict on its first append).
+            self._saga_cache.assume_new(react.order_id)
+            if not self._order_cache.cached(react.order_id):
+                order = ORDER.fold([recorded.event])
+                self._order_cache.appended(react.order_id, order, Position(1, recorded.sequence))
         meta = Metadata(
             correlation_id=env.correlation_id,
             causation_id=env.event_id,
@@ -154,16 +161,22 @@ class SagaRunner:
             await self.react(react, meta)
 
     async def react(self, react: React, meta: Metadata) -> None:
-        """Decide, record, send, sync — see the module docstring."""
+        """Decide, record, send, sync — see the module docstring. The saga's state comes from the cache
+        unverified (its append's expected sequence verifies it); a conflict, or a decision to do
+        nothing, is taken again on a state read from the stream."""
+        verify = False
         for attempt in range(CONFLICT_RETRIES):
-            loaded = await self._saga_cache.load(react.order_id)
+            loaded = await self._saga_cache.load(react.order_id, verify=verify)
             state = loaded.state
-            if isinstance(state, Saga) and react.trigger_id in state.seen:
+            if isinstance(state, Saga) and react.trigger_id in state.seen:  # seen stays seen
                 await self._resend(state, meta)
                 await self._sync_order(state, meta)
                 return
             events = list(SAGA.decide(react, state))
             if not events:
+                if not verify:
+                    verify = True
+                    continue
                 return
             stream = self._sagas.stream(react.order_id)
             try:
@@ -171,6 +184,7 @@ class SagaRunner:
                     stream, _ids(react.trigger_id, events), loaded.position, meta
                 )
             except ConcurrencyError:
+                verify = True
                 await asyncio.sleep(0.002 * (attempt + 1))
                 continue
             self.reactions += 1
@@ -215,17 +229,24 @@ class SagaRunner:
         """Bring the order to the status the saga implies, one transition per append (single-message
         appends are far cheaper than atomic batches; a crash between two is finished by the redelivery)."""
         attempt = 0
+        verify = False  # the cached order is trusted until a conflict or a refusal says otherwise
         while attempt < CONFLICT_RETRIES:
-            loaded = await self._order_cache.load(saga.order_id)
+            loaded = await self._order_cache.load(saga.order_id, verify=verify)
             commands = order_commands(saga, loaded.state, utcnow())
-            if not commands:
+            if not commands:  # the cache is never ahead of the stream and orders only move forward
                 return
             try:
                 events = list(ORDER.decide(commands[0], loaded.state))
             except DomainError as exc:  # the order moved on (a user's cancel): the saga will hear of it
+                if not verify:
+                    verify = True
+                    continue
                 log.info("order %s: %s", saga.order_id, exc.message)
                 return
             if not events:
+                if not verify:
+                    verify = True
+                    continue
                 return
             state = ORDER.fold(events, loaded.state)
             prefix = f"order-sync:{saga.order_id}:{loaded.position.version}:{type(events[0]).__name__}"
@@ -236,6 +257,7 @@ class SagaRunner:
                 self._order_cache.appended(saga.order_id, state, result.position)
             except ConcurrencyError:
                 attempt += 1
+                verify = True
                 await asyncio.sleep(0.002 * attempt)
 
 
