@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.domain.common import Decider, DomainError
-from app.eventstore.envelope import EventId, Metadata, NewEvent, StreamId
+from app.eventstore.envelope import NEW, EventId, Metadata, NewEvent, StreamId
 from app.eventstore.jetstream import JetStreamEventStore, ensure_stream
 from app.eventstore.ports import ConcurrencyError
 from app.eventstore.snapshots import SnapshotStore
@@ -37,7 +37,7 @@ from app.messaging import (
     ensure_consumer,
     meta_from_headers,
 )
-from app.service import Repository
+from app.service import Loaded, Repository
 from app.settings import Settings
 from app.workers.observe import WorkerTelemetry
 
@@ -65,18 +65,28 @@ async def decide_and_append[C](
     *,
     command_id: str,
     meta: Metadata,
+    assume_new: bool = False,
 ) -> list[Any]:
-    """Load → decide → append (deterministic ids); on a conflict reload and decide again."""
+    """Load → decide → append (deterministic ids); on a conflict reload and decide again.
+
+    ``assume_new``: the command normally opens the aggregate (a charge, a shipment), so the first
+    attempt decides on the initial state without a read; a redelivery or a compensation that got there
+    first shows up as a conflict (or a no-op decision) and is decided again on the stored state."""
+    assumed = assume_new
     for attempt in range(CONFLICT_RETRIES):
-        loaded = await repo.load(aggregate_id)
+        loaded = Loaded(repo.decider.initial, NEW) if assumed else await repo.load(aggregate_id)
         events = list(repo.decider.decide(make(), loaded.state))
         if not events:
+            if assumed:
+                assumed = False
+                continue
             return []
         stream = repo.stream(aggregate_id)
         try:
             await store.append(stream, event_ids(command_id, stream, events), loaded.position, meta)
             return events
         except ConcurrencyError:
+            assumed = False
             await asyncio.sleep(0.005 * (attempt + 1))
     raise ConcurrencyError(repo.stream(aggregate_id), loaded.position, "too many conflicts")
 

@@ -33,6 +33,9 @@ def shipping_handler(
                 return CancelShipment(order_id=cmd.order_id, command_id=cmd.command_id, at=at)
             raise PermanentError(f"shipping worker cannot {cmd.kind!r}")
 
-        await decide_and_append(store, repo, cmd.order_id, make, command_id=cmd.command_id, meta=meta)
+        opens = cmd.kind == "ship"  # the first command of the aggregate: decided without a read
+        await decide_and_append(
+            store, repo, cmd.order_id, make, command_id=cmd.command_id, meta=meta, assume_new=opens
+        )
 
     return handle
