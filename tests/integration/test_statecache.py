@@ -1,7 +1,7 @@
 """Cache-first reads against a real nats-server: an unverified load answers from the cache, a verified
 one catches up; an aggregate assumed new is decided without a read, and a redelivered command that
-one catches up; an aggregate assumed new is decided without a read, and a redelivered command that
 opens an existing aggregate is recognised (nothing applied twice)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
