@@ -80,7 +80,7 @@ async def test_poison_events_are_dead_lettered_and_projection_continues(
             bad1 = await js.publish("events.order.1001", b"\xff{not json", headers={"Nats-Msg-Id": "bad-1"})
             # poison 2: decodes, but the projection's INSERT fails (numeric(20,2) overflow in PostgreSQL)
             env = orjson.loads(good.data or b"")
-            env.update(event_id="bad-2", aggregate_id="1002")
+            env.update(event_id="01970000-0000-7000-8000-000000000bad", aggregate_id="1002")
             env["data"].update(order_id=1002, amount="1e30")
             bad2 = await js.publish(
                 "events.order.1002", orjson.dumps(env), headers={"Nats-Msg-Id": "bad-2", "Eda-Type": "X"}
