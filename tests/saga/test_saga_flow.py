@@ -167,3 +167,18 @@ async def test_user_cancel_during_payment_compensates(start_system: StartSystem)
     order = (await system.orders().load(7)).state
     assert isinstance(order, Order)
     assert order.status is OrderStatus.CANCELLED
+
+
+async def test_a_finished_saga_s_timers_never_fire(start_system: StartSystem) -> None:
+    import asyncio
+
+    from app.saga.timeouts import TIMERS_STREAM
+
+    system = await start_system(saga_step_timeout_s=1.0)
+    await system.create_order(21)
+    assert (await system.saga_of(21)).status is SagaStatus.COMPLETED
+    await _no_pending_timers(system, 21)
+    await asyncio.sleep(2.5)  # past every deadline (1 s, rounded up to the next second)
+    js = system.nc.jetstream()
+    info = await js.stream_info(TIMERS_STREAM, subjects_filter="timeouts.saga.21.>")
+    assert not info.state.subjects, f"disarmed timers fired: {info.state.subjects}"
