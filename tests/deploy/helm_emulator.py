@@ -17,54 +17,34 @@ import datetime
 import json
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
-import jsonpatch
-from kmock import KubernetesEmulator, KubernetesError, action
 from kmock._internal import apps
+
+# Run as a script: the repository root goes to the END of sys.path (its folder operator/ must not
+# shadow the standard library's operator module) so the shared emulator base can be imported.
+sys.path.append(str(Path(__file__).resolve().parents[2]))
+from tests.kmock_base import RecordingEmulator
 
 NAMESPACE = "default"
 
 
-class Emulator(KubernetesEmulator):
-    """kmock 0.8 plus what Helm needs: uid/resourceVersion, core-group discovery, established CRDs."""
+class Emulator(RecordingEmulator):
+    """Plus what Helm needs: generation, established CRDs, core-group discovery, a current version."""
 
-    last_rv = 0
-
-    def _next_rv(self) -> str:
-        self.last_rv += 1
-        return str(self.last_rv)
-
-    async def _handle(self, request: Any) -> Any:
-        data = request.data
-        if request.action == action.CREATE and isinstance(data, dict):
-            meta = data.setdefault("metadata", {})
-            if not meta.get("name") and meta.get("generateName"):
-                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:8]
-            meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("generation", 1)
-            meta.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).isoformat())
-            meta["resourceVersion"] = self._next_rv()
-            if data.get("kind") == "CustomResourceDefinition":
-                # Helm waits for installed CRDs to be Established before rendering the templates.
-                now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                data["status"] = {
-                    "conditions": [
-                        {"type": t, "status": "True", "lastTransitionTime": now, "reason": t}
-                        for t in ("NamesAccepted", "Established")
-                    ],
-                    "acceptedNames": data.get("spec", {}).get("names", {}),
-                }
-        elif request.action == action.UPDATE and isinstance(data, dict):
-            data.setdefault("metadata", {})["resourceVersion"] = self._next_rv()
-        elif request.action == action.UPDATE and isinstance(data, list):
-            data.append({"op": "add", "path": "/metadata/resourceVersion", "value": self._next_rv()})
-        try:
-            return await super()._handle(request)
-        except jsonpatch.JsonPatchException as e:
-            raise KubernetesError(status=422, reason="Invalid", message=str(e)) from e
+    def on_create(self, obj: dict[str, Any]) -> None:
+        obj["metadata"].setdefault("generation", 1)
+        if obj.get("kind") == "CustomResourceDefinition":
+            # Helm waits for installed CRDs to be Established before rendering the templates.
+            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            obj["status"] = {
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": now, "reason": t}
+                    for t in ("NamesAccepted", "Established")
+                ],
+                "acceptedNames": obj.get("spec", {}).get("names", {}),
+            }
 
     async def _serve_server_version(self, request: Any) -> Any:
         # A current Kubernetes (kmock 0.8 claims 1.26; the chart requires >= 1.29).

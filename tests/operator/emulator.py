@@ -3,46 +3,20 @@ the resources of our CRDs declared from ``k8s/crds/`` (the single source of trut
 
 from __future__ import annotations
 
-import datetime
-import uuid
 from pathlib import Path
 from typing import Any
 
-import jsonpatch
 import yaml
-from kmock import KubernetesEmulator, KubernetesError, action
+
+from tests.kmock_base import RecordingEmulator
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "k8s" / "crds"
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "k8s" / "examples"
 VERBS = ["list", "watch", "get", "patch", "create", "update", "delete"]
 
 
-class Emulator(KubernetesEmulator):  # type: ignore[misc]
-    """uid & resourceVersion, 422 on failed JSON-patch tests, generateName, resumable watches."""
-
-    last_rv = 0
-
-    def _next_rv(self) -> str:
-        self.last_rv += 1
-        return str(self.last_rv)
-
-    async def _handle(self, request: Any) -> Any:
-        data = request.data
-        if request.action == action.CREATE and isinstance(data, dict):
-            meta = data.setdefault("metadata", {})
-            if not meta.get("name") and meta.get("generateName"):
-                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:8]
-            meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).isoformat())
-            meta["resourceVersion"] = self._next_rv()
-        elif request.action == action.UPDATE and isinstance(data, dict):
-            data.setdefault("metadata", {})["resourceVersion"] = self._next_rv()
-        elif request.action == action.UPDATE and isinstance(data, list):
-            data.append({"op": "add", "path": "/metadata/resourceVersion", "value": self._next_rv()})
-        try:
-            return await super()._handle(request)
-        except jsonpatch.JsonPatchException as e:
-            raise KubernetesError(status=422, reason="Invalid", message=str(e)) from e
+class Emulator(RecordingEmulator):
+    """Plus resumable watches and list resourceVersions (what kopf's watch loop relies on)."""
 
     async def _serve_list(self, request: Any) -> Any:
         result = await super()._serve_list(request)
