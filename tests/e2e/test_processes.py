@@ -8,6 +8,8 @@ import signal
 from pathlib import Path
 
 import httpx
+import nats
+import orjson
 
 from app.devstack import free_port
 from app.settings import Settings
@@ -28,6 +30,20 @@ async def _ready(client: httpx.AsyncClient, url: str, timeout: float = 30.0) -> 
         await asyncio.sleep(0.1)
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def _trace_id_of(settings: Settings, order_id: int) -> str | None:
+    """The trace id in the ``traceparent`` of the order's first event, as stored in JetStream."""
+    nc = await nats.connect(settings.nats_url)
+    try:
+        msg = await nc.jetstream().get_msg("EVENTS", subject=f"events.order.{order_id}", direct=False)
+    finally:
+        await nc.close()
+    traceparent = orjson.loads(msg.data or b"{}").get("traceparent")
+    return traceparent.split("-")[1] if traceparent else None
+
+
 async def test_seed_flow_across_processes(settings: Settings, short_tmp: Path) -> None:
     api_port, health_port = free_port(), free_port()
     env = role_env(settings, EDA_HEALTH_PORT=str(health_port))
@@ -46,6 +62,16 @@ async def test_seed_flow_across_processes(settings: Settings, short_tmp: Path) -
             assert got.status_code == 200
             assert got.json()["amount"] == 99.99
             assert got.headers["eda-consistency"] == "read-model"
+            # No exporter in `eda api`: no server span, but the caller's W3C trace context still
+            # becomes the parent of the append, so the event continues the caller's trace.
+            traced = await client.post(
+                f"{base}/api/v1/orders",
+                json=SEED,
+                headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
+            )
+            untraced = await client.post(f"{base}/api/v1/orders", json=SEED)
+            assert await _trace_id_of(settings, traced.json()["order_id"]) == TRACE_ID
+            assert await _trace_id_of(settings, untraced.json()["order_id"]) != TRACE_ID
             ready = await _ready(client, f"http://127.0.0.1:{health_port}/readyz")
             assert ready.json()["checks"]["projector"]["ok"] is True
             assert (await client.get(f"http://127.0.0.1:{health_port}/livez")).status_code == 200
