@@ -13,15 +13,13 @@ import random
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from nats.aio.client import Client as NATS
 
 from app.devcluster import NatsCluster
-from app.domain.order import ORDER, CreateOrder, OrderItem
+from app.domain.order import ORDER
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata
@@ -29,7 +27,7 @@ from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.service import Repository
 from tests.chaos.conftest import current_leader, record
 from tests.saga.invariants import all_events, check
-from tests.saga.test_crash import ROLES, Roles, _chaos
+from tests.saga.test_crash import ROLES, Roles, _chaos, random_order, settled_check
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -67,15 +65,7 @@ async def test_saga_and_workers_killed_on_the_cluster(
         await asyncio.sleep(1.0)
 
         async def create(oid: int) -> None:
-            items = tuple(
-                OrderItem(product_id=p, quantity=rng.randint(1, 3))
-                for p in rng.sample(range(1, 21), rng.randint(0, 3))
-            )
-            amount = Decimal(rng.choice(["10.00", "99.99", "950.00"]))
-            cmd = CreateOrder(
-                order_id=oid, user_id=rng.randint(1, 20), items=items, amount=amount, at=datetime.now(UTC)
-            )
-            await orders.execute(oid, cmd, Metadata(correlation_id=f"chaos-{oid}"))
+            await orders.execute(oid, random_order(rng, oid), Metadata(correlation_id=f"chaos-{oid}"))
 
         for wave in range(0, ORDERS, 30):
             if wave == ORDERS // 2:  # the stream leader dies once mid-load
@@ -106,13 +96,7 @@ async def test_saga_and_workers_killed_on_the_cluster(
         # A saga is terminal when its order is; the stock commit that follows a completed order may
         # still be in flight (a killed inventory worker's command is redelivered after ack_wait, a lost
         # one re-sent by the step timer), so the invariants are awaited, bounded, not sampled once.
-        settle = loop.time() + 60
-        while True:
-            events = await all_events(store)
-            result = check(events, ids, DEFAULT_STOCK)
-            if not result["problems"] or loop.time() > settle:
-                break
-            await asyncio.sleep(1)
+        result, events = await settled_check(store, ids, DEFAULT_STOCK)
         stuck = [p for p in result["problems"] if "not terminal" in p]
         record(
             "saga-kill",

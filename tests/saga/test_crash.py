@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -21,7 +22,7 @@ import pytest
 from app.domain.order import ORDER, CreateOrder, OrderItem
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
-from app.eventstore.envelope import Metadata
+from app.eventstore.envelope import Metadata, RecordedEvent
 from app.eventstore.jetstream import JetStreamEventStore
 from app.service import Repository
 from tests.saga.invariants import all_events, check
@@ -70,6 +71,31 @@ class Roles:
                 proc.wait()
 
 
+def random_order(rng: random.Random, oid: int) -> CreateOrder:
+    """An order of 0-3 of products 1..20; amounts that complete, and some the payment worker declines."""
+    items = tuple(
+        OrderItem(product_id=p, quantity=rng.randint(1, 3))
+        for p in rng.sample(range(1, 21), rng.randint(0, 3))
+    )
+    amount = Decimal(rng.choice(["10.00", "99.99", "950.00"]))
+    return CreateOrder(
+        order_id=oid, user_id=rng.randint(1, 20), items=items, amount=amount, at=datetime.now(UTC)
+    )
+
+
+async def settled_check(
+    store: JetStreamEventStore, ids: set[int], default_stock: int, timeout: float = 60.0
+) -> tuple[dict[str, Any], list[RecordedEvent]]:
+    """The invariants, awaited (bounded) rather than sampled once; and the events they were checked on."""
+    settle = asyncio.get_running_loop().time() + timeout
+    while True:
+        events = await all_events(store)
+        result = check(events, ids, default_stock)
+        if not result["problems"] or asyncio.get_running_loop().time() > settle:
+            return result, events
+        await asyncio.sleep(1)
+
+
 async def _chaos(roles: Roles, stop: asyncio.Event, rng: random.Random) -> None:
     order: list[str] = []
     while not stop.is_set():
@@ -109,15 +135,7 @@ async def test_sigkill_roles_during_500_sagas(nats_url: str, js_clean: None, sho
         await asyncio.sleep(1.0)
 
         async def create(oid: int) -> None:
-            items = tuple(
-                OrderItem(product_id=p, quantity=rng.randint(1, 3))
-                for p in rng.sample(range(1, 21), rng.randint(0, 3))
-            )
-            amount = Decimal(rng.choice(["10.00", "99.99", "950.00"]))
-            cmd = CreateOrder(
-                order_id=oid, user_id=rng.randint(1, 20), items=items, amount=amount, at=datetime.now(UTC)
-            )
-            await orders.execute(oid, cmd, Metadata(correlation_id=f"crash-{oid}"))
+            await orders.execute(oid, random_order(rng, oid), Metadata(correlation_id=f"crash-{oid}"))
 
         for wave in range(0, ORDERS, 25):  # ~12 s of arrivals: the kills land while sagas run
             await asyncio.gather(*(create(oid) for oid in range(wave + 1, wave + 26)))
@@ -140,12 +158,7 @@ async def test_sigkill_roles_during_500_sagas(nats_url: str, js_clean: None, sho
                 roles.start(role)
         # Terminal sagas may still have their stock commit in flight (a killed worker's command comes
         # back after ack_wait; a lost one is re-sent by the step timer): await the invariants, bounded.
-        settle = asyncio.get_running_loop().time() + 60
-        while True:
-            result = check(await all_events(store), ids, DEFAULT_STOCK)
-            if not result["problems"] or asyncio.get_running_loop().time() > settle:
-                break
-            await asyncio.sleep(1)
+        result, _ = await settled_check(store, ids, DEFAULT_STOCK)
         print(f"\ncrash test: {roles.kills} kills, outcome {result['outcome']}, reasons {result['reasons']}")
         assert result["problems"] == [], result["problems"][:20]
         assert roles.killed == set(ROLES)
