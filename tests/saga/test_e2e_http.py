@@ -38,14 +38,17 @@ async def _until(system: System, order_id: int, status: str, timeout: float = 5.
     raise AssertionError(f"order {order_id} not {status} within {timeout}s: {body}")
 
 
-async def _saga(system: System, order_id: int, state: str, timeout: float = 10.0) -> dict[str, Any]:
+async def _saga(
+    system: System, order_id: int, state: str, timeout: float = 10.0, *, step: str | None = None
+) -> dict[str, Any]:
+    """Wait for the saga to be in ``state`` (and, if given, to have started ``step``)."""
     deadline = asyncio.get_running_loop().time() + timeout
     body: dict[str, Any] = {}
     while asyncio.get_running_loop().time() < deadline:
         resp = await system.client.get(f"/api/v1/orders/{order_id}/saga")
         if resp.status_code == 200:
             body = resp.json()
-            if body["state"] == state:
+            if body["state"] == state and (step is None or step in {s["name"] for s in body["steps"]}):
                 return body
         await asyncio.sleep(0.05)
     raise AssertionError(f"saga {order_id} not {state} within {timeout}s: {body}")
@@ -161,7 +164,8 @@ async def test_user_cancel_during_saga_compensates(
         order_id = await _create(
             system, {"user_id": 1, "items": [{"product_id": 8, "quantity": 3}], "amount": 5}
         )
-        await _saga(system, order_id, "running")
+        # cancel while the (slow) charge is in flight: the reservation and the charge both compensate
+        await _saga(system, order_id, "running", step="charge_payment")
         resp = await system.client.post(
             f"/api/v1/orders/{order_id}/cancel", json={"reason": "changed my mind"}
         )
