@@ -75,5 +75,5 @@ def worker_command(saga: Saga, step: Step) -> tuple[WorkerName, WorkerCommand]:
         order_id=saga.order_id,
         user_id=saga.user_id,
         amount=str(saga.amount),
-        items=tuple(Item(i.product_id, i.quantity) for i in saga.items) if kind == "reserve" else (),
+        items=tuple(Item(i.product_id, i.quantity) for i in saga.items) if worker == "inventory" else (),
     )

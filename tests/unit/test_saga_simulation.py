@@ -106,8 +106,12 @@ class World:
                     at=T,
                     default_stock=self.default_stock,
                 ),
-                "release": lambda: ReleaseItems(order_id=ORDER_ID, command_id=cmd.command_id, at=T),
-                "commit": lambda: CommitItems(order_id=ORDER_ID, command_id=cmd.command_id, at=T),
+                "release": lambda: ReleaseItems(
+                    order_id=ORDER_ID, command_id=cmd.command_id, at=T, items=items
+                ),
+                "commit": lambda: CommitItems(
+                    order_id=ORDER_ID, command_id=cmd.command_id, at=T, items=items
+                ),
             }[cmd.kind]()
             p = plan(command, self.reservation, self.stocks)
             for e in p.reservation:

@@ -30,11 +30,13 @@ class ReserveItems:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseItems:
-    """Give an order's reservation back; also forbids a later reservation for it (a timed-out reserve)."""
+    """Give an order's reservation back; also forbids a later reservation for it (a timed-out reserve).
+    ``items`` (the order's items) find units held by a reservation that was still in progress."""
 
     order_id: int
     command_id: str
     at: datetime
+    items: tuple[ReservedItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +46,7 @@ class CommitItems:
     order_id: int
     command_id: str
     at: datetime
+    items: tuple[ReservedItem, ...] = ()
 
 
 type InventoryCommand = SetStock | ReserveItems | ReleaseItems | CommitItems

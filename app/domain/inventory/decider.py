@@ -1,6 +1,6 @@
 """The inventory deciders: ``STOCK`` (one product) and ``RESERVATION`` (one order's reservation), and
-``plan`` — the pure all-or-nothing decision across an order's products that the worker appends in one
-atomic batch.
+``plan`` — the pure all-or-nothing decision across an order's products, which the worker stores as
+single-stream appends in the order ``Plan`` explains.
 
 Idempotency is by order: a product holds at most one reservation per order; releasing or committing an
 order that holds nothing changes nothing; a released order can never reserve again (so a reserve
@@ -11,7 +11,7 @@ command that arrives after its timeout's compensation has no effect). Stock is n
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from app.domain.common import Decider, InvalidTransition, InvalidValue, positive_int
@@ -98,10 +98,24 @@ def _without(holds: tuple[Hold, ...], order_id: int) -> tuple[Hold, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What one reservation command does: the order's reservation events and each product's events."""
+    """What one reservation command does: each product's events and the order's reservation events.
+
+    The worker stores them as single-stream appends, each at the expected position it was planned on
+    (products read before the reservation), and on a conflict anywhere reads again and plans again.
+    One rule makes every interleaving of concurrent or cut-short commands safe: units are only HELD by
+    a plan that read the reservation undecided, and that plan stores the holds first and the
+    ``ReservationConfirmed`` last (conditional on the reservation being still undecided); units are
+    only GIVEN BACK once an outcome that ends the reservation is stored (``outcome_first``: the worker
+    stores ``reservation`` alone, then plans again on fresh reads, which yields the give-back). So a
+    stored confirmation always finds every hold in place, and a hold added by an attempt that lost the
+    race (or crashed) is given back by that attempt's next plan or its redelivery. A commit takes the
+    held units out of stock first and records the outcome last; a hold found after that belongs to a
+    stale duplicate and is given back. Applied all at once (the pure simulations), a plan is the same
+    decision without interleavings."""
 
     reservation: list[ReservationEvent] = field(default_factory=list)
     stock: dict[int, list[StockEvent]] = field(default_factory=dict)
+    outcome_first: bool = False
 
 
 def _validate(items: tuple[ReservedItem, ...]) -> None:
@@ -114,14 +128,42 @@ def _validate(items: tuple[ReservedItem, ...]) -> None:
         raise InvalidValue("each product may appear only once")
 
 
+def _sweep(
+    cmd: ReserveItems | ReleaseItems | CommitItems,
+    products: Iterable[int],
+    stocks: Mapping[int, StockState],
+    *,
+    commit: bool = False,
+) -> dict[int, list[StockEvent]]:
+    """Give back (or take out of stock) whatever ``products`` still hold for the order."""
+    per_product: dict[int, list[StockEvent]] = {}
+    for pid in sorted(set(products)):
+        held = current(stocks.get(pid, STOCK_INITIAL), pid, 0).held_for(cmd.order_id)
+        if held > 0:
+            kind = StockCommitted if commit else StockReleased
+            per_product[pid] = [
+                kind(
+                    product_id=pid,
+                    order_id=cmd.order_id,
+                    quantity=held,
+                    command_id=cmd.command_id,
+                    at=cmd.at,
+                )
+            ]
+    return per_product
+
+
 def _reserve(cmd: ReserveItems, res: Reservation, stocks: Mapping[int, StockState]) -> Plan:
     _validate(cmd.items)
+    products = [i.product_id for i in cmd.items]
+    if res.status is ReservationStatus.RESERVED:
+        return Plan()  # decided before: never twice
     if res.status is not ReservationStatus.NONE:
-        return Plan()  # decided before (reserved, rejected, or released first): never twice
+        return Plan(stock=_sweep(cmd, products, stocks))  # ended: holds of a lost attempt go back
     short = []
     for item in cmd.items:
         stock = current(stocks.get(item.product_id, STOCK_INITIAL), item.product_id, cmd.default_stock)
-        if stock.available < item.quantity:
+        if stock.held_for(cmd.order_id) == 0 and stock.available < item.quantity:
             short.append(ReservedItem(product_id=item.product_id, quantity=item.quantity))
     if short:
         rejected = ReservationRejected(
@@ -131,10 +173,12 @@ def _reserve(cmd: ReserveItems, res: Reservation, stocks: Mapping[int, StockStat
             command_id=cmd.command_id,
             at=cmd.at,
         )
-        return Plan(reservation=[rejected])
+        return Plan(reservation=[rejected], stock=_sweep(cmd, products, stocks), outcome_first=True)
     per_product: dict[int, list[StockEvent]] = {}
-    for item in cmd.items:
+    for item in sorted(cmd.items, key=lambda i: i.product_id):
         state = stocks.get(item.product_id, STOCK_INITIAL)
+        if current(state, item.product_id, 0).held_for(cmd.order_id) > 0:
+            continue  # held by an earlier attempt of this reservation
         events: list[StockEvent] = []
         if isinstance(state, NoStock):
             events.append(
@@ -156,34 +200,25 @@ def _reserve(cmd: ReserveItems, res: Reservation, stocks: Mapping[int, StockStat
     return Plan(reservation=[confirmed], stock=per_product)
 
 
-def _finish(cmd: ReleaseItems | CommitItems, res: Reservation, stocks: Mapping[int, StockState]) -> Plan:
-    release = isinstance(cmd, ReleaseItems)
-    if res.status in (ReservationStatus.RELEASED, ReservationStatus.COMMITTED):
-        if release == (res.status is ReservationStatus.RELEASED):
-            return Plan()  # already done
+def _release(cmd: ReleaseItems, res: Reservation, stocks: Mapping[int, StockState]) -> Plan:
+    products = [i.product_id for i in (*res.items, *cmd.items)]
+    if res.status is ReservationStatus.COMMITTED:
         raise InvalidTransition(f"order {cmd.order_id}'s reservation is {res.status}")
-    if not release and res.status is not ReservationStatus.RESERVED:
-        raise InvalidTransition(f"order {cmd.order_id} has no reservation to commit ({res.status})")
+    if res.status is ReservationStatus.RELEASED:
+        return Plan(stock=_sweep(cmd, products, stocks))  # done before; what an attempt left goes back
     items = res.items if res.status is ReservationStatus.RESERVED else ()
-    per_product: dict[int, list[StockEvent]] = {}
-    for item in items:
-        state = stocks.get(item.product_id, STOCK_INITIAL)
-        held = current(state, item.product_id, 0).held_for(cmd.order_id)
-        if held <= 0:
-            continue  # this product already gave it back (cannot happen in one batch, but stay total)
-        kind = StockReleased if release else StockCommitted
-        per_product[item.product_id] = [
-            kind(
-                product_id=item.product_id,
-                order_id=cmd.order_id,
-                quantity=held,
-                command_id=cmd.command_id,
-                at=cmd.at,
-            )
-        ]
-    done_kind = ReservationReleased if release else ReservationCommitted
-    done = done_kind(order_id=cmd.order_id, items=items, command_id=cmd.command_id, at=cmd.at)
-    return Plan(reservation=[done], stock=per_product)
+    done = ReservationReleased(order_id=cmd.order_id, items=items, command_id=cmd.command_id, at=cmd.at)
+    return Plan(reservation=[done], stock=_sweep(cmd, products, stocks), outcome_first=True)
+
+
+def _commit(cmd: CommitItems, res: Reservation, stocks: Mapping[int, StockState]) -> Plan:
+    products = [i.product_id for i in (*res.items, *cmd.items)]
+    if res.status is ReservationStatus.COMMITTED:
+        return Plan(stock=_sweep(cmd, products, stocks))  # committed: a hold now is a stale duplicate's
+    if res.status is not ReservationStatus.RESERVED:
+        raise InvalidTransition(f"order {cmd.order_id} has no reservation to commit ({res.status})")
+    done = ReservationCommitted(order_id=cmd.order_id, items=res.items, command_id=cmd.command_id, at=cmd.at)
+    return Plan(reservation=[done], stock=_sweep(cmd, products, stocks, commit=True))
 
 
 def plan(
@@ -196,8 +231,10 @@ def plan(
     match command:
         case ReserveItems():
             return _reserve(command, reservation, stocks)
-        case ReleaseItems() | CommitItems():
-            return _finish(command, reservation, stocks)
+        case ReleaseItems():
+            return _release(command, reservation, stocks)
+        case CommitItems():
+            return _commit(command, reservation, stocks)
         case _:
             raise TypeError(f"unknown reservation command {command!r}")
 
