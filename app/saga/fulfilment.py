@@ -4,7 +4,7 @@ saga, and which worker command a started step sends. No I/O.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.inventory.events import RESERVATION_EVENTS
@@ -41,7 +41,7 @@ ROUTES: dict[StepName, tuple[WorkerName, str]] = {
 
 
 def order_id_of(subject: str) -> int:
-    """``events.<type>.<order_id>`` or ``timeouts.saga.<order_id>.<step>.<attempt>`` → the order id."""
+    """``events.<type>.<order_id>`` or ``timeouts.saga.<order_id>[...]`` → the order id."""
     parts = subject.split(".")
     return int(parts[2])
 
@@ -50,20 +50,52 @@ def react_to_event(order_id: int, event_id: str, event: Any, at: datetime) -> Re
     return React(order_id=order_id, trigger_id=event_id, fact=event, at=at)
 
 
-def timeout_subject(order_id: int, step: StepName, attempt: int) -> str:
-    return f"timeouts.saga.{order_id}.{step.value}.{attempt}"
+def timeout_subject(order_id: int) -> str:
+    """Where a saga's timer fires: ``timeouts.saga.<order_id>.due`` (one timer per saga)."""
+    return f"timeouts.saga.{order_id}.due"
 
 
-def react_to_timeout(subject: str, at: datetime) -> React:
-    """A fired timer's subject → the saga's reaction input (trigger id is deterministic)."""
-    _, _, order, step, attempt = subject.split(".")
-    name = StepName(step)
+def react_to_timeout(subject: str, at: datetime) -> React | None:
+    """A fired per-step timer (``timeouts.saga.<order>.<step>.<attempt>``, armed by earlier versions)
+    → the saga's reaction input; ``None`` for a saga timer, whose due steps ``overdue`` finds."""
+    parts = subject.split(".")
+    if len(parts) != 5:
+        return None
+    _, _, order, step, attempt = parts
+    return step_timed_out(int(order), StepName(step), int(attempt), at)
+
+
+def step_timed_out(order_id: int, step: StepName, attempt: int, at: datetime) -> React:
+    """The reaction to a step attempt's deadline; its trigger id is deterministic (dedupe)."""
     return React(
-        order_id=int(order),
-        trigger_id=f"timeout:{order}:{step}:{attempt}",
-        fact=StepTimedOut(order_id=int(order), step=name, attempt=int(attempt)),
+        order_id=order_id,
+        trigger_id=f"timeout:{order_id}:{step.value}:{attempt}",
+        fact=StepTimedOut(order_id=order_id, step=step, attempt=attempt),
         at=at,
     )
+
+
+def deadline_of(step: Step, timeout_s: float) -> datetime:
+    return step.started_at + timedelta(seconds=timeout_s)
+
+
+def overdue(saga: Saga, timeout_s: float, now: datetime) -> list[React]:
+    """The running steps whose deadline (start + ``timeout_s``) has passed, as timeout reactions."""
+    return [
+        step_timed_out(saga.order_id, step.name, step.attempt, now)
+        for step in sorted(saga.running(), key=lambda s: s.started_at)
+        if deadline_of(step, timeout_s) <= now
+    ]
+
+
+def next_deadline(saga: Saga, timeout_s: float, now: datetime) -> datetime | None:
+    """When the saga's timer must fire next: the earliest deadline of a running step (never earlier
+    than a second from ``now``: a clock behind the server's must not make the timer fire in a loop);
+    ``None`` when nothing runs."""
+    deadlines = [deadline_of(step, timeout_s) for step in saga.running()]
+    if not deadlines:
+        return None
+    return max(min(deadlines), now + timedelta(seconds=1))
 
 
 def worker_command(saga: Saga, step: Step) -> tuple[WorkerName, WorkerCommand]:

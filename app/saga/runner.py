@@ -1,21 +1,23 @@
 """``eda saga``: the orchestrator. Two durable consumers feed one reaction pipeline:
 
 - ``saga-orchestrator`` on ``EVENTS`` (order, reservation, payment and shipping events),
-- ``saga-timeouts`` on ``SAGA_TIMERS`` (fired step timers).
+- ``saga-timeouts`` on ``SAGA_TIMERS`` (a saga's fired timer: see ``app.saga.timeouts``).
 
 Per message: load the saga → decide → append the saga events with ids derived from the trigger id (a
-redelivery after a crash dedupes) → publish the commands and timers the new ``StepStarted`` events ask
-for (outbox: recorded first, sent after) → bring the Order aggregate to the status the saga implies
-→ ack. A trigger the saga already reacted to (redelivered after a crash between append and ack)
-re-sends the commands and timers of every running step and re-syncs the order; ``Nats-Msg-Id`` dedupe
-and idempotent workers make that safe. Reactions of one saga are serialised in this process (keyed
-locks, fetch order); several runner replicas stay correct through the saga stream's optimistic
-concurrency (a conflict reloads and decides again) and the decider's trigger-id dedupe.
+redelivery after a crash dedupes) → publish the commands the new ``StepStarted`` events ask for, and
+arm the saga's timer when it starts (outbox: recorded first, sent after) → bring the Order aggregate
+to the status the saga implies → ack. A trigger the saga already reacted to (redelivered after a crash
+between append and ack) re-sends the commands of every running step, re-arms the timer and re-syncs
+the order; ``Nats-Msg-Id`` dedupe and idempotent workers make that safe. Reactions of one saga are
+serialised in this process (keyed locks, fetch order); several runner replicas stay correct through
+the saga stream's optimistic concurrency (a conflict reloads and decides again) and the decider's
+trigger-id dedupe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from typing import Any
@@ -51,7 +53,15 @@ from app.messaging import (
 )
 from app.role import open_store, serve_role, start_role
 from app.saga import timeouts
-from app.saga.fulfilment import FACT_SUBJECTS, FACT_TYPES, order_id_of, react_to_timeout, worker_command
+from app.saga.fulfilment import (
+    FACT_SUBJECTS,
+    FACT_TYPES,
+    next_deadline,
+    order_id_of,
+    overdue,
+    react_to_timeout,
+    worker_command,
+)
 from app.saga.observe import SagaTelemetry
 from app.service import Repository
 from app.settings import Settings
@@ -94,6 +104,7 @@ class SagaRunner:
         self._saga_cache = StateCache(store, self._sagas)
         self._order_cache = StateCache(store, self._orders)
         self._telemetry = SagaTelemetry()
+        self._timeout_s = settings.saga_step_timeout_s
         self.reactions = 0
 
     async def ensure(self) -> None:
@@ -147,18 +158,31 @@ class SagaRunner:
             await self.react(react, meta)
 
     async def on_timer(self, msg: Msg) -> None:
-        react = react_to_timeout(msg.subject, utcnow())
+        """A fired timer: time out every overdue running step, then arm the timer for the next
+        deadline (acked only after both, so a crash in between repeats them)."""
+        order_id = order_id_of(msg.subject)
         h = msg.headers or {}
+        cause = f"fired:{msg.metadata.sequence.stream if msg.metadata else msg.subject}"
         meta = Metadata(
-            correlation_id=h.get("Eda-Correlation-Id", react.trigger_id),
-            causation_id=react.trigger_id,
+            correlation_id=h.get("Eda-Correlation-Id", cause),
+            causation_id=cause,
             traceparent=h.get("traceparent"),
             tracestate=h.get("tracestate"),
         )
-        with self._telemetry.processing(
-            msg, react.order_id, message_id=react.trigger_id, fact="StepTimedOut"
-        ):
-            await self.react(react, meta)
+        with self._telemetry.processing(msg, order_id, message_id=cause, fact="StepTimedOut"):
+            now = utcnow()
+            old_style = react_to_timeout(msg.subject, now)  # a per-step timer armed by an old version
+            if old_style is not None:
+                reactions = [old_style]
+            else:
+                loaded = await self._saga_cache.load(order_id)
+                saga = loaded.state
+                reactions = overdue(saga, self._timeout_s, now) if isinstance(saga, Saga) else []
+            for react in reactions:
+                await self.react(react, dataclasses.replace(meta, causation_id=react.trigger_id))
+            saga = (await self._saga_cache.load(order_id, verify=False)).state
+            if isinstance(saga, Saga):
+                await self._arm(saga, cause, meta)
 
     async def react(self, react: React, meta: Metadata) -> None:
         """Decide, record, send, sync — see the module docstring. The saga's state comes from the cache
@@ -193,6 +217,8 @@ class SagaRunner:
             self._telemetry.reacted(state, events)  # decision on the span, outcome/step metrics
             self._saga_cache.appended(react.order_id, new_state, result.position)
             await self._send(new_state, started_steps(events), meta)
+            if not isinstance(state, Saga):  # the saga starts: its timer, for the first step
+                await self._arm(new_state, react.trigger_id, meta)
             if changes_order(events):
                 await self._sync_order(new_state, meta)
             if new_state.terminal and not new_state.running():
@@ -201,7 +227,7 @@ class SagaRunner:
         raise ConcurrencyError(self._sagas.stream(react.order_id), loaded.position, "too many conflicts")
 
     async def _send(self, saga: Saga, names: list[StepName], meta: Metadata) -> None:
-        """Publish the command and arm the timer of each named step that is running."""
+        """Publish the command of each named step that is running."""
         coros = []
         for name in dict.fromkeys(names):
             step = saga.step(name)
@@ -209,11 +235,14 @@ class SagaRunner:
                 continue
             worker, cmd = worker_command(saga, step)
             coros.append(publish_command(self._js, worker, cmd, meta))
-            coros.append(
-                timeouts.arm(self._js, saga.order_id, step, self._settings.saga_step_timeout_s, meta)
-            )
         if coros:
             await asyncio.gather(*coros)
+
+    async def _arm(self, saga: Saga, cause: str, meta: Metadata) -> None:
+        """Arm the saga's timer for its earliest running deadline (nothing when nothing runs)."""
+        at = next_deadline(saga, self._timeout_s, utcnow())
+        if at is not None:
+            await timeouts.arm(self._js, saga.order_id, at, cause, meta)
 
     async def _disarm(self, order_id: int) -> None:
         try:
@@ -222,8 +251,10 @@ class SagaRunner:
             log.warning("saga %s: could not disarm its timers", order_id, exc_info=True)
 
     async def _resend(self, saga: Saga, meta: Metadata) -> None:
-        """Outbox recovery: every running step's command and timer again (deduped downstream)."""
+        """Outbox recovery: every running step's command and the saga's timer again (deduped
+        downstream; re-arming an armed timer for the same deadline changes nothing)."""
         await self._send(saga, [s.name for s in saga.running()], meta)
+        await self._arm(saga, f"resend:{meta.causation_id}", meta)
 
     async def _sync_order(self, saga: Saga, meta: Metadata) -> None:
         """Bring the order to the status the saga implies, one transition per append (single-message

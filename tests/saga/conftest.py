@@ -70,17 +70,17 @@ StartSystem = Callable[..., Awaitable[System]]
 
 @pytest.fixture
 async def start_system(nats_url: str, js_clean: None) -> AsyncIterator[StartSystem]:
-    """``await start_system(**settings)``: saga + workers running in this event loop."""
+    """``await start_system(workers=..., **settings)``: saga + workers running in this event loop."""
     started: list[System] = []
 
-    async def start(**overrides: Any) -> System:
+    async def start(workers: tuple[str, ...] = WORKERS, **overrides: Any) -> System:
         values: dict[str, Any] = {"nats_url": nats_url, "default_stock": 1000, "health_port": 0}
         values.update(overrides)
         settings = Settings(**values)
         nc = await nats.connect(nats_url)
         store, _ = await open_store(nc, settings)
         _, loops = await saga_loops(nc, store, settings)
-        loops += await worker_loops(nc, WORKERS, settings)
+        loops += await worker_loops(nc, workers, settings)
         tasks = [asyncio.create_task(loop.run()) for loop in loops]
         system = System(nc, store, settings, loops, tasks)
         started.append(system)

@@ -22,7 +22,7 @@ async def test_order_without_items_completes(start_system: StartSystem) -> None:
 
 
 async def _no_pending_timers(system: object, order_id: int) -> None:
-    """Every step armed a timer; a finished saga disarms them all (none left to fire)."""
+    """The saga armed its timer; a finished saga disarms it (nothing left to fire)."""
     import asyncio
 
     from app.saga.timeouts import TIMERS_STREAM, schedules_of
@@ -182,3 +182,33 @@ async def test_a_finished_saga_s_timers_never_fire(start_system: StartSystem) ->
     js = system.nc.jetstream()
     info = await js.stream_info(TIMERS_STREAM, subjects_filter="timeouts.saga.21.>")
     assert not info.state.subjects, f"disarmed timers fired: {info.state.subjects}"
+
+
+async def test_a_step_started_after_the_timer_was_armed_times_out_on_its_own_deadline(
+    start_system: StartSystem,
+) -> None:
+    """One timer per saga, armed for the first step: the charge answers in 1.5 s (within its 2 s), the
+    shipment then never answers (no shipping worker). The timer fires at the charge's deadline, finds
+    the shipment not yet due, fires again at the shipment's deadline and times it out."""
+    import asyncio
+
+    system = await start_system(
+        workers=("inventory", "payment"), saga_step_timeout_s=2.0, payment_fault_delay_s=1.5
+    )
+    await system.create_order(22)
+    for _ in range(300):
+        saga = await system.saga_of(22, terminal=False)
+        ship, refund = saga.step(StepName.SHIP), saga.step(StepName.REFUND)
+        if refund is not None and refund.status is StepStatus.SUCCEEDED:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"the shipment never timed out and was never compensated: {saga}")
+    charge = saga.step(StepName.CHARGE)
+    assert charge is not None
+    assert charge.status is StepStatus.SUCCEEDED
+    assert ship is not None
+    assert ship.status is StepStatus.TIMED_OUT
+    assert ship.finished_at is not None
+    assert (ship.finished_at - ship.started_at).total_seconds() >= 2.0  # not early
+    assert saga.status is SagaStatus.COMPENSATING  # the recall is retried: no shipping worker runs
