@@ -1,6 +1,7 @@
-"""A real OTLP/HTTP receiver for tests: ``POST /v1/traces`` (protobuf ``ExportTraceServiceRequest``,
-decoded with ``opentelemetry-proto``); other OTLP paths are accepted and ignored. Spans are kept as
-flat ``Span`` records; ``render_tree`` draws a trace as ASCII (used for docs/observability.md)."""
+"""Real OTLP receivers for tests: OTLP/HTTP (``POST /v1/traces``, protobuf ``ExportTraceServiceRequest``;
+other OTLP paths are accepted and ignored) and OTLP/gRPC (the ``TraceService/Export`` method, served by
+grpcio with the service definition from ``opentelemetry-proto``). Spans are kept as flat ``Span``
+records; ``render_tree`` draws a trace as ASCII (used for docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ class Receiver:
 def decode(body: bytes) -> list[Span]:
     request = ExportTraceServiceRequest()
     request.ParseFromString(body)
+    return spans_of(request)
+
+
+def spans_of(request: ExportTraceServiceRequest) -> list[Span]:
     out: list[Span] = []
     for rs in request.resource_spans:
         resource = {a.key: _value(a.value) for a in rs.resource.attributes}
@@ -106,6 +111,32 @@ async def otlp_receiver() -> AsyncIterator[Receiver]:
         yield receiver
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def otlp_grpc_receiver() -> AsyncIterator[Receiver]:
+    """OTLP/gRPC on a free loopback port (plaintext); ``receiver.url`` is the endpoint."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    port = free_port()
+    receiver = Receiver(f"http://127.0.0.1:{port}")
+
+    class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+        async def Export(
+            self, request: ExportTraceServiceRequest, context: Any
+        ) -> ExportTraceServiceResponse:
+            receiver.spans.extend(spans_of(request))
+            return ExportTraceServiceResponse()
+
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), server)  # type: ignore[no-untyped-call]
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    try:
+        yield receiver
+    finally:
+        await server.stop(grace=1)
 
 
 def render_tree(spans: list[Span]) -> str:
