@@ -25,6 +25,7 @@ from app.ids import OrderIds
 from app.readmodel.notify import OrderNotifications
 from app.service import Repository
 from app.settings import Settings
+from app.telemetry import set_order_id, traces_exported
 
 
 @dataclass
@@ -71,3 +72,11 @@ async def request_metadata(request: Request) -> Metadata:
 Meta = Annotated[Metadata, Depends(request_metadata)]
 
 __all__ = ["AppContext", "Ctx", "Meta", "get_ctx", "request_metadata"]
+
+
+async def tag_order_span(request: Request) -> None:
+    """Router dependency: a route with an ``{order_id}`` path parameter tags the request's SERVER span
+    with ``order.id`` (commands tag it themselves), so Jaeger finds every request about an order."""
+    order_id = request.path_params.get("order_id")
+    if order_id is not None and traces_exported():
+        set_order_id(order_id)

@@ -16,6 +16,7 @@ from app.telemetry.providers import (
     instrument_fastapi,
     meter,
     tracer,
+    traces_exported,
 )
 from app.telemetry.spans import (
     batch_consumer_span,
@@ -50,4 +51,5 @@ __all__ = [
     "set_order_id",
     "subject_template",
     "tracer",
+    "traces_exported",
 ]

@@ -20,7 +20,11 @@ async def _trace_with(traced: Traced, order_id: int, final_event: str, timeout: 
     oid = str(order_id)
     while asyncio.get_running_loop().time() < deadline:
         spans = traced.receiver.spans
-        post = [s for s in spans if s.kind == "SERVER" and s.attributes.get("order.id") == oid]
+        post = [
+            s
+            for s in spans
+            if s.kind == "SERVER" and s.name == "POST /api/v1/orders" and s.attributes.get("order.id") == oid
+        ]
         final = [
             s
             for s in spans
@@ -109,6 +113,12 @@ async def test_one_trace_from_http_post_to_order_completed(traced: Traced) -> No
         for span in handled:
             assert any(c.parent_id == span.span_id and c.kind == "PRODUCER" for c in spans), tree
     assert not [s for s in spans if s.status == STATUS_ERROR], tree
+    # the client's polls of the order are traces of their own, tagged with the order they read
+    reads = [
+        s for s in traced.receiver.spans if s.kind == "SERVER" and s.name.startswith("GET /api/v1/orders/")
+    ]
+    assert reads
+    assert {s.attributes.get("order.id") for s in reads} >= {str(order_id)}
 
 
 async def test_declined_payment_shows_the_failing_step_as_error(traced: Traced) -> None:

@@ -10,12 +10,12 @@ import binascii
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from app.api import commands, reads
-from app.api.deps import Ctx, Meta
+from app.api.deps import Ctx, Meta, tag_order_span
 from app.api.errors import Problem
 from app.api.schemas import (
     MAX_ID,
@@ -33,7 +33,7 @@ from app.domain.order import ORDER, OrderStatus
 from app.readmodel.queries import list_orders
 
 PREFIX = "/api/v1/orders"
-router = APIRouter(prefix=PREFIX, tags=["orders"])
+router = APIRouter(prefix=PREFIX, tags=["orders"], dependencies=[Depends(tag_order_span)])
 
 OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="The order id.")]
 _ERRORS: dict[int | str, dict[str, object]] = {

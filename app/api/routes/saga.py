@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel
 
-from app.api.deps import Ctx
+from app.api.deps import Ctx, tag_order_span
 from app.api.errors import Problem
 from app.api.schemas import MAX_ID, ProblemOut, rfc3339
 from app.domain.saga import SAGA, Saga
 
-router = APIRouter(prefix="/api/v1/orders", tags=["saga"])
+router = APIRouter(prefix="/api/v1/orders", tags=["saga"], dependencies=[Depends(tag_order_span)])
 
 
 class SagaStepOut(BaseModel):
