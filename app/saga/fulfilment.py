@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.domain.inventory.events import RESERVATION_EVENTS
+from app.domain.inventory.events import RESERVATION_EVENTS, ReservationReleaseStarted
 from app.domain.order.events import OrderCancelled, OrderCompleted, OrderCreated
 from app.domain.payment import PAYMENT
 from app.domain.saga import React, Saga, Step, StepName, StepTimedOut
@@ -20,7 +20,7 @@ FACT_TYPES: frozenset[str] = frozenset(
         OrderCreated,
         OrderCancelled,
         OrderCompleted,
-        *RESERVATION_EVENTS,
+        *(e for e in RESERVATION_EVENTS if e is not ReservationReleaseStarted),  # ...Released follows
         *PAYMENT.event_types,
         *SHIPPING.event_types,
     )

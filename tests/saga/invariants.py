@@ -61,7 +61,7 @@ def check(events: list[RecordedEvent], order_ids: set[int], default_stock: int) 
         shipping = types.get(("shipping", str(oid)), [])
         if shipping.count("ShipmentDispatched") > 1:
             problems.append(f"order {oid}: shipped twice")
-    command_ids: Counter[tuple[str, str, str]] = Counter()
+    command_ids: Counter[tuple[str, str, str, str]] = Counter()
     for (agg, agg_id), stream in by_stream.items():
         if agg == "inventory":
             stock, held = 0, {}
@@ -87,11 +87,11 @@ def check(events: list[RecordedEvent], order_ids: set[int], default_stock: int) 
                 problems.append(f"product {agg_id}: reservations never released or committed: {held}")
         for e in stream:
             cid = e.envelope.data.get("command_id")
-            if cid is not None:
-                command_ids[(agg, agg_id, cid)] += 1
-    for (agg, agg_id, cid), n in command_ids.items():
-        if n > 1 and agg != "inventory":  # a stock batch may hold StockSet(initial) + StockReserved
-            problems.append(f"{agg} {agg_id}: command {cid} applied {n} times")
+            if cid is not None:  # one command may record several steps (a release: started, released)
+                command_ids[(agg, agg_id, cid, e.envelope.type)] += 1
+    for (agg, agg_id, cid, kind), n in command_ids.items():
+        if n > 1:
+            problems.append(f"{agg} {agg_id}: command {cid} applied {n} times ({kind})")
     reasons: Counter[str] = Counter(
         (state.reason or "").split(":")[0]
         for state in sagas.values()

@@ -101,3 +101,23 @@ async def test_replicas_racing_on_one_order_hold_once(
         assert res.status is ReservationStatus.RELEASED
     _, stocks = await _state(store)
     assert [(s.stock, s.reserved) for s in stocks.values()] == [(10, 0), (10, 0)]
+
+
+async def test_a_release_says_released_only_once_the_units_are_back(
+    store: JetStreamEventStore, snapshots: SnapshotStore
+) -> None:
+    """The saga reacts to ``ReservationReleased``: by then every unit must be back in stock."""
+    worker = _worker(store, snapshots)
+    await worker.handle(_cmd("reserve"), META)
+    await worker.handle(_cmd("release"), META)
+    outcome = await Repository(store, RESERVATION).history(7)
+    assert [e.envelope.type for e in outcome] == [
+        "ReservationConfirmed",
+        "ReservationReleaseStarted",
+        "ReservationReleased",
+    ]
+    for product in (1, 2):
+        history = await Repository(store, STOCK).history(product)
+        released = [e for e in history if e.envelope.type == "StockReleased"]
+        assert len(released) == 1
+        assert outcome[1].sequence < released[0].sequence < outcome[2].sequence

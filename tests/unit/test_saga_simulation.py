@@ -113,14 +113,17 @@ class World:
                     order_id=ORDER_ID, command_id=cmd.command_id, at=T, items=items
                 ),
             }[cmd.kind]()
-            p = plan(command, self.reservation, self.stocks)
-            for e in p.reservation:
-                self.reservation = evolve_reservation(self.reservation, e)
-                self.fact(e)
-            for pid, events in p.stock.items():
-                for e in events:
-                    self.stocks[pid] = evolve_stock(self.stocks.get(pid, NoStock()), e)
-                    self.effects.append(f"{type(e).__name__}:{pid}")
+            while True:  # as the worker: after an outcome stored first, plan the give-back
+                p = plan(command, self.reservation, self.stocks)
+                for pid, events in p.stock.items():
+                    for e in events:
+                        self.stocks[pid] = evolve_stock(self.stocks.get(pid, NoStock()), e)
+                        self.effects.append(f"{type(e).__name__}:{pid}")
+                for e in p.reservation:
+                    self.reservation = evolve_reservation(self.reservation, e)
+                    self.fact(e)
+                if not p.outcome_first:
+                    break
         elif cmd.kind in ("charge", "refund"):
             pay = (
                 ChargePayment(

@@ -24,6 +24,7 @@ from app.domain.inventory.events import (
     ReservationEvent,
     ReservationRejected,
     ReservationReleased,
+    ReservationReleaseStarted,
     ReservedItem,
     StockCommitted,
     StockEvent,
@@ -105,13 +106,15 @@ class Plan:
     One rule makes every interleaving of concurrent or cut-short commands safe: units are only HELD by
     a plan that read the reservation undecided, and that plan stores the holds first and the
     ``ReservationConfirmed`` last (conditional on the reservation being still undecided); units are
-    only GIVEN BACK once an outcome that ends the reservation is stored (``outcome_first``: the worker
-    stores ``reservation`` alone, then plans again on fresh reads, which yields the give-back). So a
-    stored confirmation always finds every hold in place, and a hold added by an attempt that lost the
-    race (or crashed) is given back by that attempt's next plan or its redelivery. A commit takes the
-    held units out of stock first and records the outcome last; a hold found after that belongs to a
-    stale duplicate and is given back. Applied all at once (the pure simulations), a plan is the same
-    decision without interleavings."""
+    only GIVEN BACK once the reservation is decided against them (``ReservationRejected``,
+    ``ReservationReleaseStarted``): such an outcome is stored alone (``outcome_first``) and the worker
+    plans again on fresh reads, which yields the give-back. So a stored confirmation always finds every
+    hold in place, and a hold added by an attempt that lost the race (or crashed) is given back by that
+    attempt's next plan or its redelivery. A release ends with ``ReservationReleased`` stored after
+    the give-back, so whoever sees it (the saga) sees the units back in stock. A commit takes the held
+    units out of stock first and records the outcome last; a hold found after that belongs to a stale
+    duplicate and is given back. Applied one after the other until a plan is not ``outcome_first``
+    (the pure simulations), plans are the same decisions without interleavings."""
 
     reservation: list[ReservationEvent] = field(default_factory=list)
     stock: dict[int, list[StockEvent]] = field(default_factory=dict)
@@ -173,7 +176,7 @@ def _reserve(cmd: ReserveItems, res: Reservation, stocks: Mapping[int, StockStat
             command_id=cmd.command_id,
             at=cmd.at,
         )
-        return Plan(reservation=[rejected], stock=_sweep(cmd, products, stocks), outcome_first=True)
+        return Plan(reservation=[rejected], outcome_first=True)  # then the next plan gives back
     per_product: dict[int, list[StockEvent]] = {}
     for item in sorted(cmd.items, key=lambda i: i.product_id):
         state = stocks.get(item.product_id, STOCK_INITIAL)
@@ -202,13 +205,22 @@ def _reserve(cmd: ReserveItems, res: Reservation, stocks: Mapping[int, StockStat
 
 def _release(cmd: ReleaseItems, res: Reservation, stocks: Mapping[int, StockState]) -> Plan:
     products = [i.product_id for i in (*res.items, *cmd.items)]
-    if res.status is ReservationStatus.COMMITTED:
-        raise InvalidTransition(f"order {cmd.order_id}'s reservation is {res.status}")
-    if res.status is ReservationStatus.RELEASED:
-        return Plan(stock=_sweep(cmd, products, stocks))  # done before; what an attempt left goes back
-    items = res.items if res.status is ReservationStatus.RESERVED else ()
-    done = ReservationReleased(order_id=cmd.order_id, items=items, command_id=cmd.command_id, at=cmd.at)
-    return Plan(reservation=[done], stock=_sweep(cmd, products, stocks), outcome_first=True)
+    match res.status:
+        case ReservationStatus.COMMITTED:
+            raise InvalidTransition(f"order {cmd.order_id}'s reservation is {res.status}")
+        case ReservationStatus.RELEASED:
+            return Plan(stock=_sweep(cmd, products, stocks))  # done before; what an attempt left goes back
+        case ReservationStatus.RELEASING:  # give everything back, then say so
+            done = ReservationReleased(
+                order_id=cmd.order_id, items=res.items, command_id=cmd.command_id, at=cmd.at
+            )
+            return Plan(reservation=[done], stock=_sweep(cmd, products, stocks))
+        case _:  # none, rejected or reserved: no reservation can be made any more; then give back
+            items = res.items if res.status is ReservationStatus.RESERVED else ()
+            started = ReservationReleaseStarted(
+                order_id=cmd.order_id, items=items, command_id=cmd.command_id, at=cmd.at
+            )
+            return Plan(reservation=[started], outcome_first=True)
 
 
 def _commit(cmd: CommitItems, res: Reservation, stocks: Mapping[int, StockState]) -> Plan:
@@ -253,6 +265,8 @@ def evolve_reservation(state: Reservation, event: ReservationEvent) -> Reservati
             return Reservation(status=ReservationStatus.RESERVED, items=event.items)
         case ReservationRejected():
             return Reservation(status=ReservationStatus.REJECTED)
+        case ReservationReleaseStarted():
+            return Reservation(status=ReservationStatus.RELEASING, items=event.items)
         case ReservationReleased():
             return Reservation(status=ReservationStatus.RELEASED, items=event.items)
         case ReservationCommitted():

@@ -108,8 +108,22 @@ class ReservationRejected:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationReleaseStarted:
+    """The order's reservation is being given back: from now on it can never be made, and the units
+    still held for it go back to stock; ``ReservationReleased`` follows once they are back."""
+
+    TYPE: ClassVar[str] = "ReservationReleaseStarted"
+    VERSION: ClassVar[int] = 1
+    order_id: int
+    items: tuple[ReservedItem, ...]
+    command_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReservationReleased:
-    """The order's reservation was given back (or, if none was made yet, can no longer be made)."""
+    """The order's reservation was given back — every unit held for it is back in stock — or, if none
+    was made yet, can no longer be made."""
 
     TYPE: ClassVar[str] = "ReservationReleased"
     VERSION: ClassVar[int] = 1
@@ -132,12 +146,17 @@ class ReservationCommitted:
 
 
 type ReservationEvent = (
-    ReservationConfirmed | ReservationRejected | ReservationReleased | ReservationCommitted
+    ReservationConfirmed
+    | ReservationRejected
+    | ReservationReleaseStarted
+    | ReservationReleased
+    | ReservationCommitted
 )
 
 RESERVATION_EVENTS: tuple[type[ReservationEvent], ...] = (
     ReservationConfirmed,
     ReservationRejected,
+    ReservationReleaseStarted,
     ReservationReleased,
     ReservationCommitted,
 )

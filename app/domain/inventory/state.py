@@ -50,6 +50,7 @@ class ReservationStatus(StrEnum):
     NONE = "none"
     RESERVED = "reserved"
     REJECTED = "rejected"
+    RELEASING = "releasing"
     RELEASED = "released"
     COMMITTED = "committed"
 
