@@ -413,6 +413,29 @@ def _payloads(views: Iterable[OrderView]) -> list[str]:
     return chunks
 
 
+def _fresh(events: Sequence[RecordedEvent], checkpoint: int) -> tuple[list[RecordedEvent], dict[int, int]]:
+    """The events after ``checkpoint`` in stream order, and each order's first version among them."""
+    fresh = sorted((e for e in events if e.sequence > checkpoint), key=lambda e: e.sequence)
+    first_version: dict[int, int] = {}
+    for event in fresh:
+        order_id = order_id_of(event)
+        if order_id is not None:
+            first_version.setdefault(order_id, event.version)
+    return fresh, first_version
+
+
+def _changed(views: dict[int, OrderView], applied: Iterable[RecordedEvent]) -> list[OrderView]:
+    touched = {order_id_of(e) for e in applied}
+    return [views[oid] for oid in touched if oid is not None]
+
+
+def _write_args(changed: Sequence[OrderView], applied: Sequence[RecordedEvent]) -> list[list[Any]]:
+    """The ``unnest`` arrays of the order rows, then of the timeline rows (``_write_sql`` order)."""
+    columns = _columns([order_row(v) for v in changed], len(ORDER_COLUMNS))
+    columns[2] = [json.dumps(items) for items in columns[2]]
+    return columns + _columns([timeline_row(e) for e in applied], len(TIMELINE_COLUMNS))
+
+
 async def apply_batch(
     conn: asyncpg.Connection,
     schema: str,
@@ -432,26 +455,19 @@ async def apply_batch(
         checkpoint = await read_checkpoint(conn, schema, projection, lock=True)
         if expect_checkpoint is not None and checkpoint < expect_checkpoint:
             raise CheckpointRewound(checkpoint)
-        fresh = sorted((e for e in events if e.sequence > checkpoint), key=lambda e: e.sequence)
+        fresh, first_version = _fresh(events, checkpoint)
         if not fresh:
             return 0
-        first_version: dict[int, int] = {}
-        for event in fresh:
-            order_id = order_id_of(event)
-            if order_id is not None:
-                first_version.setdefault(order_id, event.version)
         views = await load_views(conn, schema, [oid for oid, v in first_version.items() if v != 1])
         applied = fold_views(views, fresh)
-        touched = {order_id_of(e) for e in applied}
-        changed = [views[oid] for oid in touched if oid is not None]
+        changed = _changed(views, applied)
         if not changed:
             await set_checkpoint(conn, schema, fresh[-1].sequence, projection)
             return len(applied)
-        columns = _columns([order_row(v) for v in changed], len(ORDER_COLUMNS))
-        columns[2] = [json.dumps(items) for items in columns[2]]
-        timeline = _columns([timeline_row(e) for e in applied], len(TIMELINE_COLUMNS))
         last, payloads = fresh[-1].sequence, _payloads(changed)
-        await conn.execute(_write_sql(schema, notify), *columns, *timeline, projection, last, payloads)
+        await conn.execute(
+            _write_sql(schema, notify), *_write_args(changed, applied), projection, last, payloads
+        )
         if views_out is not None:
             views_out.update((view.state.order_id, view) for view in changed)
         return len(applied)
@@ -506,32 +522,22 @@ async def apply_batch_fast(
     the number applied, or ``None`` when the stored checkpoint is not ``checkpoint`` on ``table`` any
     more (a rebuild swapped the schema, something else moved it): nothing was written, and the caller
     must drop its cache and use ``apply_batch``. ``views`` gets the rows written."""
-    fresh = sorted((e for e in events if e.sequence > checkpoint), key=lambda e: e.sequence)
+    fresh, first_version = _fresh(events, checkpoint)
     if not fresh:
         return 0
-    first_version: dict[int, int] = {}
-    for event in fresh:
-        order_id = order_id_of(event)
-        if order_id is not None:
-            first_version.setdefault(order_id, event.version)
     work = {oid: views[oid] for oid in first_version if oid in views}
     missing = [oid for oid, v in first_version.items() if v != 1 and oid not in views]
     if missing:
         work.update(await load_views(conn, schema, missing))
     applied = fold_views(work, fresh)
-    touched = {order_id_of(e) for e in applied}
-    changed = [work[oid] for oid in touched if oid is not None]
+    changed = _changed(work, applied)
     last = fresh[-1].sequence
     if not changed:
         moved = await conn.fetchval(_guarded_write_sql(schema, False), projection, last, checkpoint, table)
     else:
-        columns = _columns([order_row(v) for v in changed], len(ORDER_COLUMNS))
-        columns[2] = [json.dumps(items) for items in columns[2]]
-        timeline = _columns([timeline_row(e) for e in applied], len(TIMELINE_COLUMNS))
         moved = await conn.fetchval(
             _guarded_write_sql(schema, True),
-            *columns,
-            *timeline,
+            *_write_args(changed, applied),
             projection,
             last,
             checkpoint,

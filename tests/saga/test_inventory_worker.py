@@ -16,8 +16,7 @@ from app.eventstore.snapshots import SnapshotStore
 from app.messaging import Item, WorkerCommand
 from app.service import Repository
 from app.settings import Settings
-from app.workers.base import event_ids
-from app.workers.inventory import InventoryWorker
+from app.workers.inventory import InventoryWorker, _ids
 
 META = Metadata(correlation_id="test")
 ITEMS = (Item(1, 2), Item(2, 3))
@@ -32,6 +31,13 @@ async def _state(store: JetStreamEventStore, order_id: int = 7) -> tuple[Any, di
     res = await Repository(store, RESERVATION).load(order_id)
     stocks = {p: current((await Repository(store, STOCK).load(p)).state, p, 10) for p in (1, 2)}
     return res.state, stocks
+
+
+async def _reserve_cut_short(store: JetStreamEventStore) -> None:
+    """The reserve's first append (product 1's hold) was stored, then the worker died."""
+    stream = Repository(store, STOCK).stream(1)
+    held = [StockReserved(product_id=1, order_id=7, quantity=2, command_id="7:reserve:1", at=utcnow())]
+    await store.append(stream, _ids("7:reserve:1", stream, held), Position(0, 0), META)
 
 
 def _worker(store: JetStreamEventStore, snapshots: SnapshotStore) -> InventoryWorker:
@@ -57,10 +63,7 @@ async def test_reserve_then_commit_moves_stock_once(
 async def test_a_reserve_cut_short_is_given_back_by_its_compensation(
     store: JetStreamEventStore, snapshots: SnapshotStore
 ) -> None:
-    # the reserve's first append (product 1's hold) was stored, then the worker died
-    stream = Repository(store, STOCK).stream(1)
-    held = [StockReserved(product_id=1, order_id=7, quantity=2, command_id="7:reserve:1", at=utcnow())]
-    await store.append(stream, event_ids("7:reserve:1:StockReserved", stream, held), Position(0, 0), META)
+    await _reserve_cut_short(store)
     await _worker(store, snapshots).handle(_cmd("release"), META)
     res, stocks = await _state(store)
     assert res.status is ReservationStatus.RELEASED
@@ -75,9 +78,7 @@ async def test_a_reserve_cut_short_is_given_back_by_its_compensation(
 async def test_a_reserve_cut_short_is_finished_by_its_redelivery(
     store: JetStreamEventStore, snapshots: SnapshotStore
 ) -> None:
-    stream = Repository(store, STOCK).stream(1)
-    held = [StockReserved(product_id=1, order_id=7, quantity=2, command_id="7:reserve:1", at=utcnow())]
-    await store.append(stream, event_ids("7:reserve:1:StockReserved", stream, held), Position(0, 0), META)
+    await _reserve_cut_short(store)
     await _worker(store, snapshots).handle(_cmd("reserve"), META)
     res, stocks = await _state(store)
     assert res.status is ReservationStatus.RESERVED

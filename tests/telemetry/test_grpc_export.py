@@ -13,6 +13,7 @@ from e2e.helpers import SEED
 
 from app.devstack import free_port
 from app.settings import Settings
+from telemetry.conftest import _wait
 from telemetry.receiver import otlp_grpc_receiver
 
 
@@ -32,13 +33,7 @@ async def test_spans_are_exported_over_grpc(
         with eda_process(["api", "--host", "127.0.0.1", "--port", str(port)], env, short_tmp / "api.log"):
             base = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient(timeout=10) as client:
-                for _ in range(300):
-                    try:
-                        if (await client.get(f"{base}/livez")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+                await _wait(client, f"{base}/livez")
                 created = await client.post(f"{base}/api/v1/orders", json=SEED)
                 assert created.status_code == 201
             for _ in range(100):
