@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -32,6 +33,18 @@ class System:
     @property
     def base_url(self) -> str:
         return self.base_urls[0]
+
+
+def report(result: dict[str, float], targets: dict[str, float], name: str) -> None:
+    """Print ``result`` as a metric/value/target table and write it to ``benchmarks/results/<name>``."""
+    print(f"{'metric':<22}{'value':>12}{'target':>10}")
+    for key, value in result.items():
+        target = targets.get(key)
+        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
+        print(f"{key:<22}{shown:>12}{'' if target is None else target:>10}")
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / name).write_text(json.dumps(result, indent=2))
 
 
 def pct(values: list[float], q: float) -> float:

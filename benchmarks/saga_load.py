@@ -24,14 +24,13 @@ import asyncio
 import json
 import random
 import time
-from pathlib import Path
 
 import aiohttp
 import asyncpg
 import nats
 import nats.aio.msg
 import uvloop
-from harness import pct, running_system, wait_ready
+from harness import pct, report, running_system, wait_ready
 
 TARGETS = {"completed_per_s": 200, "p99_ms": 500}
 ROLES = [["projector"], ["saga"], ["worker", "inventory"], ["worker", "payment"], ["worker", "shipping"]]
@@ -134,26 +133,22 @@ async def drive(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def load_args(doc: str | None) -> argparse.ArgumentParser:
+    """``--rate``, ``--seconds``, ``--warmup`` (shared with ``saga_floor.py``)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0, help="orders POSTed per second")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    return parser
+
+
+def main() -> None:
+    parser = load_args(__doc__)
     parser.add_argument("--items", type=int, default=1, help="product lines per order (0 = seed order)")
     parser.add_argument("--tap", action="store_true", help="also time OrderCompleted stored (NATS tap)")
     args = parser.parse_args()
     result = uvloop.run(run(args.rate, args.seconds, args.warmup, args.items, args.tap))
-    print(f"{'metric':<22}{'value':>12}{'target':>10}")
-    for key, value in result.items():
-        target = TARGETS.get(key)
-        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
-        print(f"{key:<22}{shown:>12}{'' if target is None else target:>10}")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    name = "saga_load.json" if args.items else "saga_load_no_items.json"
-    (out / name).write_text(json.dumps(result, indent=2))
+    report(result, TARGETS, "saga_load.json" if args.items else "saga_load_no_items.json")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,301 @@
+"""Saga floor (not a test, not the product): what THIS machine can do for the seed saga's message
+pattern when every role is reduced to bare handlers — the bound any Python implementation of the
+agreed architecture works under, to judge ``saga_load.py``'s numbers and issue 4's target against.
+
+Same servers as ``saga_load.py`` (embedded nats-server with ``sync_interval: always``, embedded
+PostgreSQL), same streams (``EVENTS``, the ``COMMANDS`` work queue, ``SAGA_TIMERS`` with message
+schedules), same consumers (``PullLoop``), same separate processes and the same load generator
+(``saga_load.drive``: HTTP POSTs, completion = the read model's NOTIFY for version 4), and the same 13
+stored messages per order: OrderCreated; SagaStarted, charge command, timer; PaymentCharged;
+SagaAdvanced, ship command, OrderPaid; ShipmentDispatched; SagaAdvanced, OrderShipped, OrderCompleted;
+SagaCompleted (+ the timer's purge). What is left out is everything that makes it a product: no domain
+objects, validation, envelopes, upcasting, idempotency keys, id counter (one API process counts),
+caches, retries, conflict handling, telemetry, timeline or checkpoint rows; the projector upserts one
+status row per order. So the floor is generous: the real system can only be slower.
+
+Run: ``.venv/bin/python benchmarks/saga_floor.py [--rate 200] [--seconds 20]``; prints the same table
+as ``saga_load.py`` plus the CPU of every process and of the kernel over the measured window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import nats
+import orjson
+import uvicorn
+import uvloop
+from harness import report
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+from saga_load import TARGETS, drive, load_args
+
+from app.devstack import embedded_stack, free_port
+from app.eventstore.jetstream import events_stream_config
+from app.messaging import KeyedLocks, PullLoop, commands_stream_config
+from app.saga.timeouts import timers_stream_config
+
+BODY = b'{"data":"' + b"x" * 400 + b'"}'  # about the size of a real event envelope
+VERSION = {"OrderCreated": 1, "OrderPaid": 2, "OrderShipped": 3, "OrderCompleted": 4}
+SCHEDULE = "@at 2099-01-01T00:00:00Z"  # never fires: the saga ends first and purges it
+
+
+async def _pub(js: Any, subject: str, kind: str, msg_id: str, expected: int | None = None) -> int:
+    headers = {"Nats-Msg-Id": msg_id, "Eda-Type": kind}
+    if expected is not None:
+        headers["Nats-Expected-Last-Subject-Sequence"] = str(expected)
+    return int((await js.publish(subject, BODY, headers=headers)).seq)
+
+
+def _serve(main: Callable[[str, str], Awaitable[None]], nats_url: str, dsn: str) -> None:
+    uvloop.run(main(nats_url, dsn))
+
+
+async def _api(nats_url: str, dsn: str, port: int) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    next_id = 0
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal next_id
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/api/v1/orders":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        body = b""
+        while True:
+            part = await receive()
+            body += part.get("body", b"")
+            if not part.get("more_body"):
+                break
+        orjson.loads(body)
+        next_id += 1
+        order_id = next_id
+        await _pub(js, f"events.order.{order_id}", "OrderCreated", f"o1-{order_id}", 0)
+        out = orjson.dumps({"order_id": order_id, "status": "created", "version": 1})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": out})
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_level="warning"
+    )
+    await uvicorn.Server(config).serve()
+
+
+async def _orchestrator(nats_url: str, dsn: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    saga: dict[str, int] = {}
+    order: dict[str, int] = {}
+
+    async def handle(msg: Msg) -> None:
+        kind = (msg.headers or {}).get("Eda-Type")
+        oid = msg.subject.rsplit(".", 1)[1]
+        if kind == "OrderCreated":
+            order[oid] = msg.metadata.sequence.stream
+            saga[oid] = await _pub(js, f"events.saga.{oid}", "SagaStarted", f"s1-{oid}", 0)
+            await _pub(js, f"cmd.payment.{oid}", "charge", f"c1-{oid}")
+            headers = {"Nats-Msg-Id": f"t-{oid}", "Nats-Schedule": SCHEDULE}
+            headers["Nats-Schedule-Target"] = f"timeouts.saga.{oid}.due"
+            await js.publish(f"sched.saga.{oid}.timer", b"", headers=headers)
+        elif kind == "PaymentCharged":
+            saga[oid] = await _pub(js, f"events.saga.{oid}", "SagaAdvanced", f"s2-{oid}", saga[oid])
+            await _pub(js, f"cmd.shipping.{oid}", "ship", f"c2-{oid}")
+            order[oid] = await _pub(js, f"events.order.{oid}", "OrderPaid", f"o2-{oid}", order[oid])
+        elif kind == "ShipmentDispatched":
+            saga[oid] = await _pub(js, f"events.saga.{oid}", "SagaAdvanced", f"s3-{oid}", saga[oid])
+            order[oid] = await _pub(js, f"events.order.{oid}", "OrderShipped", f"o3-{oid}", order[oid])
+            order[oid] = await _pub(js, f"events.order.{oid}", "OrderCompleted", f"o4-{oid}", order[oid])
+        elif kind == "OrderCompleted":
+            await _pub(js, f"events.saga.{oid}", "SagaCompleted", f"s4-{oid}", saga.pop(oid))
+            await js.purge_stream("SAGA_TIMERS", subject=f"sched.saga.{oid}.>")
+            order.pop(oid, None)
+
+    subjects = ["events.order.*", "events.payment.*", "events.shipping.*"]
+    config = ConsumerConfig(
+        durable_name="floor-saga",
+        filter_subjects=subjects,
+        ack_policy=AckPolicy.EXPLICIT,
+        max_ack_pending=4096,
+    )
+    await js.add_consumer("EVENTS", config)
+    key = lambda m: m.subject.rsplit(".", 1)[1]  # noqa: E731
+    await PullLoop(nc, "EVENTS", "floor-saga", handle, 256, key, "saga", KeyedLocks()).run()
+
+
+def _worker(name: str, outcome: str) -> Callable[[str, str], Awaitable[None]]:
+    async def main(nats_url: str, dsn: str) -> None:
+        nc = await nats.connect(nats_url)
+        js = nc.jetstream()
+
+        async def handle(msg: Msg) -> None:
+            oid = msg.subject.rsplit(".", 1)[1]
+            await _pub(js, f"events.{name}.{oid}", outcome, f"{name}-{oid}", 0)
+
+        config = ConsumerConfig(
+            durable_name=f"floor-{name}", filter_subject=f"cmd.{name}.*", ack_policy=AckPolicy.EXPLICIT
+        )
+        await js.add_consumer("COMMANDS", config)
+        await PullLoop(nc, "COMMANDS", f"floor-{name}", handle, 64, None, name).run()
+
+    return main
+
+
+async def _projector(nats_url: str, dsn: str) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    db = await asyncpg.connect(dsn)
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS floor_orders (id bigint PRIMARY KEY, status text, version int)"
+    )
+    pending: list[tuple[int, str, asyncio.Future[None]]] = []
+    wake = asyncio.Event()
+
+    async def flusher() -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            batch = pending[:]
+            del pending[:]
+            rows: dict[int, str] = {}
+            for oid, kind, _ in batch:
+                if VERSION[kind] >= VERSION.get(rows.get(oid, ""), 0):
+                    rows[oid] = kind
+            notify = ",".join(f"{oid}:{VERSION[kind]}" for oid, kind in rows.items())
+            await db.execute(
+                "WITH w AS (INSERT INTO floor_orders"
+                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[])"
+                " ON CONFLICT (id) DO UPDATE SET status = excluded.status, version = excluded.version"
+                " WHERE floor_orders.version < excluded.version RETURNING 1)"
+                " SELECT pg_notify('eda_orders', $4), (SELECT count(*) FROM w)",
+                list(rows),
+                list(rows.values()),
+                [VERSION[k] for k in rows.values()],
+                notify,
+            )
+            for *_, done in batch:
+                done.set_result(None)
+
+    async def handle(msg: Msg) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending.append((int(msg.subject.rsplit(".", 1)[1]), (msg.headers or {})["Eda-Type"], done))
+        wake.set()
+        await done
+
+    task = asyncio.create_task(flusher())
+    config = ConsumerConfig(
+        durable_name="floor-projector",
+        filter_subject="events.order.*",
+        ack_policy=AckPolicy.EXPLICIT,
+        max_ack_pending=4096,
+    )
+    await js.add_consumer("EVENTS", config)
+    try:
+        await PullLoop(nc, "EVENTS", "floor-projector", handle, 512, None, "projector").run()
+    finally:
+        task.cancel()
+
+
+def _ticks(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    return 0
+
+
+def _machine() -> list[int]:
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+async def run(rate: float, seconds: float, warmup: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="eda-floor-") as tmp:
+        os.chmod(tmp, 0o711)  # reachable by the postgres system user when run as root
+        async with embedded_stack(Path(tmp)) as (nats_server, pg):
+            nc = await nats.connect(nats_server.url)
+            js = nc.jetstream()
+            for stream in (events_stream_config(1), commands_stream_config(1), timers_stream_config(1)):
+                await js.add_stream(stream)
+            await nc.close()
+            port = free_port()
+            roles: dict[str, Callable[[str, str], Awaitable[None]]] = {
+                "api": lambda n, d: _api(n, d, port),
+                "projector": _projector,
+                "saga": _orchestrator,
+                "payment": _worker("payment", "PaymentCharged"),
+                "shipping": _worker("shipping", "ShipmentDispatched"),
+            }
+            ctx = mp.get_context("fork")
+            procs = {
+                name: ctx.Process(target=_serve, args=(main, nats_server.url, pg.dsn))
+                for name, main in roles.items()
+            }
+            for proc in procs.values():
+                proc.start()
+            try:
+                pids = {name: proc.pid or 0 for name, proc in procs.items()}
+                pids["generator"] = os.getpid()
+                servers = {"nats-server": nats_server.pid}
+                measure = asyncio.get_running_loop().create_task(_cpu(pids, servers, warmup + 3.0, seconds))
+                result = await drive(f"http://127.0.0.1:{port}", pg.dsn, None, rate, seconds, warmup, 0)
+                return result | await measure
+            finally:
+                for proc in procs.values():
+                    proc.kill()
+                    proc.join()
+
+
+async def _cpu(
+    pids: dict[str, int], servers: dict[str, int | None], delay: float, seconds: float
+) -> dict[str, float]:
+    """CPU of each process (% of one core) and of the whole machine over the measured window."""
+    await asyncio.sleep(delay)  # drive() waits for readiness and 2 s before the warm-up
+    all_pids = {**pids, **{k: v for k, v in servers.items() if v}}
+    before = {k: _ticks(p) for k, p in all_pids.items()}
+    pg_before = _pg_ticks()
+    m0 = _machine()
+    span = max(1.0, seconds - 2.0)
+    await asyncio.sleep(span)
+    m1 = _machine()
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {f"cpu_{k}_pct": (_ticks(p) - before[k]) * 100 / hz / span for k, p in all_pids.items()}
+    out["cpu_postgres_pct"] = (_pg_ticks() - pg_before) * 100 / hz / span
+    d = [b - a for a, b in zip(m0, m1, strict=True)]
+    total = sum(d) or 1
+    out["machine_busy_pct"] = 200 * (total - d[3] - d[4]) / total  # minus idle and iowait, of 2 cores
+    out["machine_system_pct"] = 200 * (d[2] + d[5] + d[6]) / total
+    return out
+
+
+def _pg_ticks() -> int:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(entry, "comm").read_text().startswith("postgres"):
+                    total += _ticks(int(entry.name))
+    return total
+
+
+def main() -> None:
+    args = load_args(__doc__).parse_args()
+    report(uvloop.run(run(args.rate, args.seconds, args.warmup)), TARGETS, "saga_floor.json")
+
+
+if __name__ == "__main__":
+    main()
