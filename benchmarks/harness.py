@@ -29,6 +29,7 @@ class System:
     base_urls: tuple[str, ...]  # one per `eda api` replica (a Service would spread clients like this)
     dsn: str
     nats_url: str
+    pids: dict[str, int]  # every process of the system by name (``api``, ``saga``, ``nats-server``...)
 
     @property
     def base_url(self) -> str:
@@ -45,6 +46,50 @@ def report(result: dict[str, float], targets: dict[str, float], name: str) -> No
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / name).write_text(json.dumps(result, indent=2))
+
+
+def _ticks(pid: int) -> int:
+    with contextlib.suppress(OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    return 0
+
+
+def _postgres_ticks() -> int:
+    """All PostgreSQL processes (the postmaster and its backends)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(entry, "comm").read_text().startswith("postgres"):
+                    total += _ticks(int(entry.name))
+    return total
+
+
+def _machine() -> list[int]:
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+async def cpu_usage(pids: dict[str, int], warmup: float, seconds: float) -> dict[str, float]:
+    """CPU of each process in ``pids`` and of PostgreSQL (% of one core), the whole machine's busy and
+    kernel share (% of all cores) and CPU ms per second, measured over the middle of the window a
+    load generator started now measures (it waits for readiness + 2 s, then ``warmup``); Linux only."""
+    await asyncio.sleep(warmup + 3.0)
+    span = max(1.0, seconds - 2.0)
+    before = {name: _ticks(pid) for name, pid in pids.items()}
+    pg_before = _postgres_ticks()
+    m0 = _machine()
+    await asyncio.sleep(span)
+    m1 = _machine()
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {f"cpu_{name}_pct": (_ticks(pid) - before[name]) * 100 / hz / span for name, pid in pids.items()}
+    out["cpu_postgres_pct"] = (_postgres_ticks() - pg_before) * 100 / hz / span
+    d = [b - a for a, b in zip(m0, m1, strict=True)]  # user nice system idle iowait irq softirq steal
+    total = sum(d) or 1
+    cores = os.cpu_count() or 1
+    out["machine_busy_pct"] = 100 * cores * (total - d[3] - d[4]) / total
+    out["machine_kernel_pct"] = 100 * cores * (d[2] + d[5] + d[6]) / total
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -93,7 +138,10 @@ async def running_system(
             commands = [*apis, *map(list, roles)]
             procs = [subprocess.Popen([EDA, *cmd], env=env) for cmd in commands]  # noqa: ASYNC220
             try:
-                yield System(tuple(f"http://127.0.0.1:{port}" for port in ports), pg.dsn, nats.url)
+                names = [f"api{i or ''}" for i in range(len(apis))] + [" ".join(r) for r in roles]
+                pids = {name: p.pid for name, p in zip(names, procs, strict=True)}
+                pids["nats-server"] = nats.pid or 0
+                yield System(tuple(f"http://127.0.0.1:{port}" for port in ports), pg.dsn, nats.url, pids)
             finally:
                 for proc in procs:
                     proc.terminate()

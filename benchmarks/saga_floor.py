@@ -14,13 +14,12 @@ caches, retries, conflict handling, telemetry, timeline or checkpoint rows; the 
 status row per order. So the floor is generous: the real system can only be slower.
 
 Run: ``.venv/bin/python benchmarks/saga_floor.py [--rate 200] [--seconds 20]``; prints the same table
-as ``saga_load.py`` plus the CPU of every process and of the kernel over the measured window.
+as ``saga_load.py`` with the CPU of every process and of the whole machine over the measured window.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import multiprocessing as mp
 import os
 import tempfile
@@ -33,10 +32,10 @@ import nats
 import orjson
 import uvicorn
 import uvloop
-from harness import report
+from harness import cpu_usage, report
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
-from saga_load import TARGETS, drive, load_args
+from saga_load import TARGETS, drive, load_args, with_cpu
 
 from app.devstack import embedded_stack, free_port
 from app.eventstore.jetstream import events_stream_config
@@ -212,17 +211,6 @@ async def _projector(nats_url: str, dsn: str) -> None:
         task.cancel()
 
 
-def _ticks(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    return 0
-
-
-def _machine() -> list[int]:
-    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-
-
 async def run(rate: float, seconds: float, warmup: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="eda-floor-") as tmp:
         os.chmod(tmp, 0o711)  # reachable by the postgres system user when run as root
@@ -248,48 +236,16 @@ async def run(rate: float, seconds: float, warmup: float) -> dict[str, float]:
             for proc in procs.values():
                 proc.start()
             try:
-                pids = {name: proc.pid or 0 for name, proc in procs.items()}
-                pids["generator"] = os.getpid()
-                servers = {"nats-server": nats_server.pid}
-                measure = asyncio.get_running_loop().create_task(_cpu(pids, servers, warmup + 3.0, seconds))
+                pids = {name: proc.pid or 0 for name, proc in procs.items()} | {"generator": os.getpid()}
+                measure = asyncio.create_task(
+                    cpu_usage(pids | {"nats-server": nats_server.pid or 0}, warmup, seconds)
+                )
                 result = await drive(f"http://127.0.0.1:{port}", pg.dsn, None, rate, seconds, warmup, 0)
-                return result | await measure
+                return with_cpu(result, await measure)
             finally:
                 for proc in procs.values():
                     proc.kill()
                     proc.join()
-
-
-async def _cpu(
-    pids: dict[str, int], servers: dict[str, int | None], delay: float, seconds: float
-) -> dict[str, float]:
-    """CPU of each process (% of one core) and of the whole machine over the measured window."""
-    await asyncio.sleep(delay)  # drive() waits for readiness and 2 s before the warm-up
-    all_pids = {**pids, **{k: v for k, v in servers.items() if v}}
-    before = {k: _ticks(p) for k, p in all_pids.items()}
-    pg_before = _pg_ticks()
-    m0 = _machine()
-    span = max(1.0, seconds - 2.0)
-    await asyncio.sleep(span)
-    m1 = _machine()
-    hz = os.sysconf("SC_CLK_TCK")
-    out = {f"cpu_{k}_pct": (_ticks(p) - before[k]) * 100 / hz / span for k, p in all_pids.items()}
-    out["cpu_postgres_pct"] = (_pg_ticks() - pg_before) * 100 / hz / span
-    d = [b - a for a, b in zip(m0, m1, strict=True)]
-    total = sum(d) or 1
-    out["machine_busy_pct"] = 200 * (total - d[3] - d[4]) / total  # minus idle and iowait, of 2 cores
-    out["machine_system_pct"] = 200 * (d[2] + d[5] + d[6]) / total
-    return out
-
-
-def _pg_ticks() -> int:
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(entry, "comm").read_text().startswith("postgres"):
-                    total += _ticks(int(entry.name))
-    return total
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import time
 
@@ -30,7 +31,7 @@ import asyncpg
 import nats
 import nats.aio.msg
 import uvloop
-from harness import pct, report, running_system, wait_ready
+from harness import cpu_usage, pct, report, running_system, wait_ready
 
 TARGETS = {"completed_per_s": 200, "p99_ms": 500}
 ROLES = [["projector"], ["saga"], ["worker", "inventory"], ["worker", "payment"], ["worker", "shipping"]]
@@ -39,7 +40,15 @@ ROLES = [["projector"], ["saga"], ["worker", "inventory"], ["worker", "payment"]
 async def run(rate: float, seconds: float, warmup: float, items: int, tap: bool) -> dict[str, float]:
     async with running_system(ROLES, {"EDA_DEFAULT_STOCK": "100000000"}) as system:
         nats_url = system.nats_url if tap else None
-        return await drive(system.base_url, system.dsn, nats_url, rate, seconds, warmup, items)
+        measure = asyncio.create_task(cpu_usage(system.pids | {"generator": os.getpid()}, warmup, seconds))
+        result = await drive(system.base_url, system.dsn, nats_url, rate, seconds, warmup, items)
+        return with_cpu(result, await measure)
+
+
+def with_cpu(result: dict[str, float], usage: dict[str, float]) -> dict[str, float]:
+    """``result`` + ``usage`` + the whole machine's CPU milliseconds per completed saga."""
+    per_saga = 10 * usage["machine_busy_pct"] / max(result["completed_per_s"], 1e-9)
+    return result | usage | {"cpu_ms_per_saga": per_saga}
 
 
 async def drive(
