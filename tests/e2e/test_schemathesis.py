@@ -16,6 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
+from schemathesis.config import InferenceAlgorithm
 
 from app.devstack import free_port
 from e2e.conftest import EDA
@@ -109,8 +110,14 @@ def test_api_never_fails_with_5xx(live_api: str) -> None:
 def test_stateful_links_never_fail_with_5xx_or_break_the_schema(live_api: str) -> None:
     """Schemathesis' stateful run: sequences of calls that follow the OpenAPI links of a created order
     (get with ``min_version``, events, saga, cancel with ``If-Match`` = its ETag). Every response: no
-    5xx, documented status code and content type, body valid against the schema. Bounded (~1 min)."""
+    5xx, documented status code and content type, body valid against the schema. Bounded (~1 min).
+    The list endpoint is fuzzed by ``test_api_never_fails_with_5xx``, not followed here (see below)."""
     schema = schemathesis.openapi.from_url(f"{live_api}/openapi.json")
+    # Only the documented links (and Location headers), not links inferred from the list endpoint:
+    # those draw from GET /api/v1/orders' live, ever-growing page, so two runs with the same choices
+    # could draw differently and hypothesis failed the run as a FlakyStrategyDefinition (seen once in
+    # CI; nothing to do with the API's behaviour).
+    schema.config.phases.stateful.inference.algorithms = [InferenceAlgorithm.LOCATION_HEADERS]
     created = schema["/api/v1/orders"]["POST"].definition.raw["responses"]["201"]
     assert set(created["links"]) == {"GetOrder", "GetOrderEvents", "GetOrderSaga", "CancelOrder"}
     calls: Counter[tuple[str, int]] = Counter()
