@@ -1,6 +1,6 @@
 """Saga floor (not a test, not the product): what THIS machine can do for the seed saga's message
-pattern when every role is reduced to bare handlers — the bound any Python implementation of the
-agreed architecture works under, to judge ``saga_load.py``'s numbers and issue 4's target against.
+pattern when every role is reduced to bare handlers — a generous bound for a Python (nats-py)
+implementation of the agreed architecture, to judge ``saga_load.py``'s numbers and issue 4's target by.
 
 Same servers as ``saga_load.py`` (embedded nats-server with ``sync_interval: always``, embedded
 PostgreSQL), same streams (``EVENTS``, the ``COMMANDS`` work queue, ``SAGA_TIMERS`` with message
@@ -13,8 +13,11 @@ objects, validation, envelopes, upcasting, idempotency keys, id counter (one API
 caches, retries, conflict handling, telemetry, timeline or checkpoint rows; the projector upserts one
 status row per order. So the floor is generous: the real system can only be slower.
 
-Run: ``.venv/bin/python benchmarks/saga_floor.py [--rate 200] [--seconds 20]``; prints the same table
-as ``saga_load.py`` with the CPU of every process and of the whole machine over the measured window.
+Run: ``.venv/bin/python benchmarks/saga_floor.py [--rate 200] [--seconds 20] [--compare]``; prints the
+same table as ``saga_load.py`` with the CPU of every process and of the whole machine over the measured
+window. ``--compare`` then runs ``saga_load.py`` with seed orders at the same rate and prints
+product/floor ratios: this host's speed swings from hour to hour, so the ratio of runs taken together
+says more than either number alone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import asyncpg
 import nats
 import orjson
+import saga_load
 import uvicorn
 import uvloop
 from harness import cpu_usage, report
@@ -248,9 +252,23 @@ async def run(rate: float, seconds: float, warmup: float) -> dict[str, float]:
                     proc.join()
 
 
+COMPARED = ("completed_per_s", "p50_ms", "p99_ms", "machine_busy_pct", "cpu_ms_per_saga")
+
+
 def main() -> None:
-    args = load_args(__doc__).parse_args()
-    report(uvloop.run(run(args.rate, args.seconds, args.warmup)), TARGETS, "saga_floor.json")
+    parser = load_args(__doc__)
+    parser.add_argument(
+        "--compare", action="store_true", help="then run saga_load.py (seed orders) at the same rate"
+    )
+    args = parser.parse_args()
+    floor = uvloop.run(run(args.rate, args.seconds, args.warmup))
+    report(floor, TARGETS, "saga_floor.json")
+    if args.compare:  # the product right after, so both see the same hour of this host
+        product = uvloop.run(saga_load.run(args.rate, args.seconds, args.warmup, 0, False))
+        print(f"\n{'seed orders':<22}{'floor':>12}{'product':>12}{'product/floor':>15}")
+        for key in COMPARED:
+            ratio = product[key] / floor[key] if floor[key] else float("nan")
+            print(f"{key:<22}{floor[key]:>12.1f}{product[key]:>12.1f}{ratio:>15.2f}")
 
 
 if __name__ == "__main__":
