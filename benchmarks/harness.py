@@ -71,9 +71,9 @@ def _machine() -> list[int]:
 
 
 async def cpu_usage(pids: dict[str, int], warmup: float, seconds: float) -> dict[str, float]:
-    """CPU of each process in ``pids`` and of PostgreSQL (% of one core), the whole machine's busy and
-    kernel share (% of all cores) and CPU ms per second, measured over the middle of the window a
-    load generator started now measures (it waits for readiness + 2 s, then ``warmup``); Linux only."""
+    """CPU of each process in ``pids`` and of PostgreSQL (% of one core) and the whole machine's busy and
+    kernel share (% of one core times the cores), measured over the middle of the window a load
+    generator started now measures (it waits for readiness + 2 s, then ``warmup``); Linux only."""
     await asyncio.sleep(warmup + 3.0)
     span = max(1.0, seconds - 2.0)
     before = {name: _ticks(pid) for name, pid in pids.items()}

@@ -33,18 +33,19 @@ from typing import Any
 import asyncpg
 import nats
 import orjson
-import saga_load
 import uvicorn
 import uvloop
 from harness import cpu_usage, report
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 from saga_load import TARGETS, drive, load_args, with_cpu
+from saga_load import run as run_product
 
 from app.devstack import embedded_stack, free_port
-from app.eventstore.jetstream import events_stream_config
-from app.messaging import KeyedLocks, PullLoop, commands_stream_config
-from app.saga.timeouts import timers_stream_config
+from app.eventstore.jetstream import STREAM, events_stream_config
+from app.messaging import COMMANDS_STREAM, KeyedLocks, PullLoop, commands_stream_config
+from app.saga.fulfilment import timeout_subject
+from app.saga.timeouts import disarm, timers_stream_config
 
 BODY = b'{"data":"' + b"x" * 400 + b'"}'  # about the size of a real event envelope
 VERSION = {"OrderCreated": 1, "OrderPaid": 2, "OrderShipped": 3, "OrderCompleted": 4}
@@ -115,7 +116,7 @@ async def _orchestrator(nats_url: str, dsn: str) -> None:
             saga[oid] = await _pub(js, f"events.saga.{oid}", "SagaStarted", f"s1-{oid}", 0)
             await _pub(js, f"cmd.payment.{oid}", "charge", f"c1-{oid}")
             headers = {"Nats-Msg-Id": f"t-{oid}", "Nats-Schedule": SCHEDULE}
-            headers["Nats-Schedule-Target"] = f"timeouts.saga.{oid}.due"
+            headers["Nats-Schedule-Target"] = timeout_subject(int(oid))
             await js.publish(f"sched.saga.{oid}.timer", b"", headers=headers)
         elif kind == "PaymentCharged":
             saga[oid] = await _pub(js, f"events.saga.{oid}", "SagaAdvanced", f"s2-{oid}", saga[oid])
@@ -127,7 +128,7 @@ async def _orchestrator(nats_url: str, dsn: str) -> None:
             order[oid] = await _pub(js, f"events.order.{oid}", "OrderCompleted", f"o4-{oid}", order[oid])
         elif kind == "OrderCompleted":
             await _pub(js, f"events.saga.{oid}", "SagaCompleted", f"s4-{oid}", saga.pop(oid))
-            await js.purge_stream("SAGA_TIMERS", subject=f"sched.saga.{oid}.>")
+            await disarm(js, int(oid))
             order.pop(oid, None)
 
     subjects = ["events.order.*", "events.payment.*", "events.shipping.*"]
@@ -137,9 +138,9 @@ async def _orchestrator(nats_url: str, dsn: str) -> None:
         ack_policy=AckPolicy.EXPLICIT,
         max_ack_pending=4096,
     )
-    await js.add_consumer("EVENTS", config)
+    await js.add_consumer(STREAM, config)
     key = lambda m: m.subject.rsplit(".", 1)[1]  # noqa: E731
-    await PullLoop(nc, "EVENTS", "floor-saga", handle, 256, key, "saga", KeyedLocks()).run()
+    await PullLoop(nc, STREAM, "floor-saga", handle, 256, key, "saga", KeyedLocks()).run()
 
 
 def _worker(name: str, outcome: str) -> Callable[[str, str], Awaitable[None]]:
@@ -154,8 +155,8 @@ def _worker(name: str, outcome: str) -> Callable[[str, str], Awaitable[None]]:
         config = ConsumerConfig(
             durable_name=f"floor-{name}", filter_subject=f"cmd.{name}.*", ack_policy=AckPolicy.EXPLICIT
         )
-        await js.add_consumer("COMMANDS", config)
-        await PullLoop(nc, "COMMANDS", f"floor-{name}", handle, 64, None, name).run()
+        await js.add_consumer(COMMANDS_STREAM, config)
+        await PullLoop(nc, COMMANDS_STREAM, f"floor-{name}", handle, 64, None, name).run()
 
     return main
 
@@ -208,9 +209,9 @@ async def _projector(nats_url: str, dsn: str) -> None:
         ack_policy=AckPolicy.EXPLICIT,
         max_ack_pending=4096,
     )
-    await js.add_consumer("EVENTS", config)
+    await js.add_consumer(STREAM, config)
     try:
-        await PullLoop(nc, "EVENTS", "floor-projector", handle, 512, None, "projector").run()
+        await PullLoop(nc, STREAM, "floor-projector", handle, 512, None, "projector").run()
     finally:
         task.cancel()
 
@@ -264,7 +265,7 @@ def main() -> None:
     floor = uvloop.run(run(args.rate, args.seconds, args.warmup))
     report(floor, TARGETS, "saga_floor.json")
     if args.compare:  # the product right after, so both see the same hour of this host
-        product = uvloop.run(saga_load.run(args.rate, args.seconds, args.warmup, 0, False))
+        product = uvloop.run(run_product(args.rate, args.seconds, args.warmup, 0, False))
         print(f"\n{'seed orders':<22}{'floor':>12}{'product':>12}{'product/floor':>15}")
         for key in COMPARED:
             ratio = product[key] / floor[key] if floor[key] else float("nan")
