@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 # The first interpreter >= 3.12 found (pyenv shims resolve python3.12 thanks to .python-version).
 PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3 python; do \
-	  command -v $$p >/dev/null 2>&1 && $$p -P -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null \
+	  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null \
 	  && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,9 +23,9 @@ help:
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.12 not found" >&2; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -P -m venv $(VENV)
-	$(BIN)/python -P -m pip install --quiet --upgrade pip
-	$(BIN)/python -P -m pip install --quiet -e '.[dev]'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -44,13 +44,13 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix app operator tests benchmarks
 
 test: lint
-	$(BIN)/python -P -m pytest -m "not kind" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not kind" $(PYTEST_ARGS)
 
 chaos: $(STAMP)
-	$(BIN)/python -P -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python -P benchmarks/append.py
+	$(BIN)/python benchmarks/append.py
 
 kind-e2e: $(STAMP)
 	bash k8s/kind/e2e.sh

@@ -22,8 +22,7 @@ from typing import Any
 
 from kmock._internal import apps
 
-# Run as a script: the repository root goes to the END of sys.path (its folder operator/ must not
-# shadow the standard library's operator module) so the shared emulator base can be imported.
+# Run as a script: the repository root goes on sys.path so the shared emulator base can be imported.
 sys.path.append(str(Path(__file__).resolve().parents[2]))
 from tests.kmock_base import RecordingEmulator
 
