@@ -40,11 +40,11 @@ def infra(
     import asyncio
 
     if cluster > 1:
-        from app.devcluster import serve_cluster_infra
+        from app.dev.cluster import serve_cluster_infra
 
         asyncio.run(serve_cluster_infra(data_dir, cluster))
         return
-    from app.devstack import serve_infra
+    from app.dev.stack import serve_infra
 
     asyncio.run(serve_infra(data_dir))
 
@@ -61,8 +61,8 @@ def rebuild(
 
     from rich.console import Console
 
-    from app.maintenance import rebuild as run
     from app.readmodel.rebuild import InvalidRebuild, RebuildRequest
+    from app.runtime.maintenance import rebuild as run
 
     request = RebuildRequest(
         projection, from_sequence=from_sequence, to_sequence=to_sequence, batch_size=batch_size
@@ -85,8 +85,8 @@ def snapshot(
 
     from rich.console import Console
 
-    from app.maintenance import snapshot as run
-    from app.snapshotter import InvalidSnapshotRequest, SnapshotRequest
+    from app.runtime.maintenance import snapshot as run
+    from app.service.snapshotter import InvalidSnapshotRequest, SnapshotRequest
 
     request = SnapshotRequest(
         aggregate, ids=tuple(ids) if ids else None, min_events=min_events, retain=retain
@@ -123,7 +123,7 @@ def worker(
     names: Annotated[list[str], typer.Argument(help="inventory, payment and/or shipping.")],
 ) -> None:
     """Run one worker type (or several in one process): inventory, payment, shipping."""
-    from app.messaging import WORKERS
+    from app.workers.commands import WORKERS
     from app.workers.runner import run_workers
 
     chosen = tuple(w for w in WORKERS if w in names)
@@ -174,7 +174,7 @@ def dev(
     """The whole system in one process on embedded NATS + PostgreSQL (API on :8082). Ctrl-C stops."""
     import os
 
-    from app.runtime import dev as run_dev
+    from app.runtime.roles import dev as run_dev
 
     if otlp_endpoint:
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
@@ -190,7 +190,7 @@ def api(
     port: Annotated[int, typer.Option(help="Port.")] = 8082,
 ) -> None:
     """The HTTP API alone (EDA_NATS_URL, EDA_DATABASE_URL)."""
-    from app.runtime import api_server, run_until_signal
+    from app.runtime.roles import api_server, run_until_signal
 
     settings = _observe("api")
     _run(run_until_signal(api_server(settings, host, port), []))
@@ -199,7 +199,7 @@ def api(
 @cli.command()
 def projector() -> None:
     """The read-model projector alone; health on EDA_HEALTH_PORT (one active replica, others standby)."""
-    from app.runtime import projector_role
+    from app.runtime.roles import projector_role
 
     _run(projector_role(_observe("projector")))
 

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import nats
 
-from app.devstack import embedded_nats
+from app.dev.stack import embedded_nats
 from app.domain.order import ORDER, OrderCreated, OrderPaid
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import NEW, Metadata, NewEvent, StreamId
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.service import Repository
+from app.service.repository import Repository
 
 META = Metadata(correlation_id="bench")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

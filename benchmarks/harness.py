@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
-from app.devstack import embedded_stack, free_port
+from app.dev.stack import embedded_stack, free_port
 
 EDA = str(Path(sys.executable).parent / "eda")
 

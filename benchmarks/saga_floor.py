@@ -41,11 +41,12 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from saga_load import TARGETS, drive, load_args, with_cpu
 from saga_load import run as run_product
 
-from app.devstack import embedded_stack, free_port
+from app.dev.stack import embedded_stack, free_port
+from app.eventstore.consumer import KeyedLocks, PullLoop
 from app.eventstore.jetstream import STREAM, events_stream_config
-from app.messaging import COMMANDS_STREAM, KeyedLocks, PullLoop, commands_stream_config
 from app.saga.fulfilment import timeout_subject
 from app.saga.timeouts import disarm, timers_stream_config
+from app.workers.commands import COMMANDS_STREAM, commands_stream_config
 
 BODY = b'{"data":"' + b"x" * 400 + b'"}'  # about the size of a real event envelope
 VERSION = {"OrderCreated": 1, "OrderPaid": 2, "OrderShipped": 3, "OrderCompleted": 4}

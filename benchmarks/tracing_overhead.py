@@ -35,7 +35,7 @@ import aiohttp
 import uvloop
 from aiohttp import web
 
-from app.devstack import embedded_stack, free_port
+from app.dev.stack import embedded_stack, free_port
 
 EDA = str(Path(sys.executable).parent / "eda")
 TARGET_OVERHEAD = 0.15

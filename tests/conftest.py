@@ -1,5 +1,5 @@
 """Session fixtures: one real nats-server (JetStream) and one real PostgreSQL per test session, both on
-free ports in a private temp dir (see ``app.devstack``), plus per-test isolation helpers.
+free ports in a private temp dir (see ``app.dev.stack``), plus per-test isolation helpers.
 
 - ``nats_server`` / ``nats_url``: the shared JetStream server; ``js_clean`` empties it before a test.
 - ``postgres`` / ``database_url``: the shared PostgreSQL (``fast=True``: no fsync); ``database_url`` is the
@@ -24,7 +24,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.devstack import NatsServer, Postgres, embedded_nats, embedded_postgres
+from app.dev.stack import NatsServer, Postgres, embedded_nats, embedded_postgres
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.jetstream import JetStreamEventStore

@@ -20,7 +20,7 @@ from app.api.schemas import CancelOrderIn, CreateOrderIn
 from app.domain.order import INITIAL, ORDER, CancelOrder, CreateOrder, Order, OrderItem
 from app.eventstore.envelope import NEW, Metadata, utcnow
 from app.eventstore.ports import ConcurrencyError
-from app.service import Loaded
+from app.service.repository import Loaded
 from app.telemetry import set_order_id
 
 ID_COLLISION_RETRIES = 5

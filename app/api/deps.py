@@ -16,14 +16,14 @@ from fastapi import Depends, Request
 from nats.aio.client import Client as NATS
 
 from app.api.idempotency import IdempotencyStore
+from app.api.ids import OrderIds
 from app.api.metrics import ApiMetrics
 from app.domain.common import Decider
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.ids import OrderIds
 from app.readmodel.notify import OrderNotifications
-from app.service import Repository
+from app.service.repository import Repository
 from app.settings import Settings
 from app.telemetry import set_order_id, traces_exported
 

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from app.domain.common import AlreadyExists, DomainError, InvalidTransition, InvalidValue, NotFound
 from app.eventstore.ports import ConcurrencyError, EventStoreError
-from app.service import VersionMismatch
+from app.service.repository import VersionMismatch
 
 log = logging.getLogger(__name__)
 

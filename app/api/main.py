@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from app.api.deps import AppContext
 from app.api.errors import install_error_handlers
 from app.api.idempotency import IdempotencyStore
+from app.api.ids import OrderIds
 from app.api.metrics import ApiMetrics
 from app.api.middleware import BodyLimit
 from app.api.routes import ROUTERS
@@ -26,8 +27,7 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.gctune import tune_gc
-from app.ids import OrderIds
+from app.process.gctune import tune_gc
 from app.readmodel.db import create_pool
 from app.readmodel.migrations import migrate_dsn
 from app.readmodel.notify import OrderNotifications

@@ -64,7 +64,7 @@ def rebuild_fields(p: Progress) -> dict[str, Any]:
 
 
 class SnapshotCounts(Protocol):
-    """What the snapshot engine reports so far (``app.snapshotter.SnapshotResult``)."""
+    """What the snapshot engine reports so far (``app.service.snapshotter.SnapshotResult``)."""
 
     @property
     def scanned(self) -> int: ...

@@ -12,7 +12,7 @@ from app.domain.order.events import OrderCancelled, OrderCompleted, OrderCreated
 from app.domain.payment import PAYMENT
 from app.domain.saga import React, Saga, Step, StepName, StepTimedOut
 from app.domain.shipping import SHIPPING
-from app.messaging import Item, WorkerCommand, WorkerName
+from app.workers.commands import Item, WorkerCommand, WorkerName
 
 FACT_TYPES: frozenset[str] = frozenset(
     cls.TYPE

@@ -39,19 +39,11 @@ from app.domain.saga import (
     order_commands,
     started_steps,
 )
+from app.eventstore.consumer import KeyedLocks, PermanentError, PullLoop, ensure_consumer
 from app.eventstore.envelope import EventId, Metadata, NewEvent, Position, utcnow
 from app.eventstore.jetstream import STREAM, JetStreamEventStore, ensure_stream
 from app.eventstore.ports import ConcurrencyError
-from app.messaging import (
-    COMMANDS_STREAM,
-    KeyedLocks,
-    PermanentError,
-    PullLoop,
-    commands_stream_config,
-    ensure_consumer,
-    publish_command,
-)
-from app.role import open_store, serve_role, start_role
+from app.process.role import open_store, serve_role, start_role
 from app.saga import timeouts
 from app.saga.fulfilment import (
     FACT_SUBJECTS,
@@ -63,9 +55,10 @@ from app.saga.fulfilment import (
     worker_command,
 )
 from app.saga.observe import SagaTelemetry
-from app.service import Repository
+from app.service.repository import Repository
+from app.service.statecache import StateCache
 from app.settings import Settings
-from app.statecache import StateCache
+from app.workers.commands import COMMANDS_STREAM, commands_stream_config, publish_command
 
 log = logging.getLogger(__name__)
 

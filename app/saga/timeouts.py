@@ -31,8 +31,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from nats.js.client import JetStreamContext
 
 from app.eventstore.envelope import Metadata
-from app.messaging import meta_headers
 from app.saga.fulfilment import timeout_subject
+from app.workers.commands import meta_headers
 
 TIMERS_STREAM = "SAGA_TIMERS"
 TIMEOUTS_CONSUMER = "saga-timeouts"

@@ -22,23 +22,21 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.domain.common import Decider, DomainError
+from app.eventstore.consumer import PermanentError, PullLoop, ensure_consumer
 from app.eventstore.envelope import NEW, EventId, Metadata, NewEvent, StreamId
 from app.eventstore.jetstream import JetStreamEventStore, ensure_stream
 from app.eventstore.ports import ConcurrencyError
 from app.eventstore.snapshots import SnapshotStore
-from app.messaging import (
+from app.service.repository import Loaded, Repository
+from app.settings import Settings
+from app.workers.commands import (
     COMMANDS_STREAM,
-    PermanentError,
-    PullLoop,
     WorkerCommand,
     WorkerName,
     commands_stream_config,
     decode_command,
-    ensure_consumer,
     meta_from_headers,
 )
-from app.service import Loaded, Repository
-from app.settings import Settings
 from app.workers.observe import WorkerTelemetry
 
 log = logging.getLogger(__name__)

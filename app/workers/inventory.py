@@ -29,15 +29,16 @@ from app.domain.inventory import (
     ReserveItems,
     plan,
 )
+from app.eventstore.consumer import PermanentError
 from app.eventstore.envelope import Metadata, NewEvent, Position, StreamId, utcnow
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.ports import ConcurrencyError
 from app.eventstore.snapshots import SnapshotStore
-from app.messaging import PermanentError, WorkerCommand
-from app.service import Loaded, Repository
+from app.service.repository import Loaded, Repository
+from app.service.statecache import StateCache
 from app.settings import Settings
-from app.statecache import StateCache
 from app.workers.base import CONFLICT_RETRIES, CommandHandler, event_ids
+from app.workers.commands import WorkerCommand
 
 
 class _Locks:

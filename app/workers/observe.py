@@ -16,8 +16,9 @@ from nats.aio.msg import Msg
 from app.domain.inventory.events import ReservationRejected
 from app.domain.payment.decider import PaymentDeclined
 from app.domain.shipping.decider import ShipmentFailed
-from app.messaging import PermanentError, WorkerCommand
+from app.eventstore.consumer import PermanentError
 from app.telemetry import consumer_span, mark_error, meter, recording_appends
+from app.workers.commands import WorkerCommand
 
 REFUSALS = frozenset({ReservationRejected.TYPE, PaymentDeclined.TYPE, ShipmentFailed.TYPE})
 """Events that mean "the step failed" (the saga compensates)."""

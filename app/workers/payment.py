@@ -13,12 +13,13 @@ from decimal import Decimal
 
 from app.domain.common import money
 from app.domain.payment import PAYMENT, ChargePayment, PaymentCommand, RefundPayment
+from app.eventstore.consumer import PermanentError
 from app.eventstore.envelope import Metadata, utcnow
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.messaging import PermanentError, WorkerCommand
 from app.settings import Settings
 from app.workers.base import CommandHandler, decide_and_append, decider_repo
+from app.workers.commands import WorkerCommand
 
 
 class InjectedFault(Exception):

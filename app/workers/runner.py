@@ -6,10 +6,11 @@ import asyncio
 
 from nats.aio.client import Client as NATS
 
-from app.messaging import WORKERS, PullLoop, WorkerName
-from app.role import open_store, serve_role, start_role
+from app.eventstore.consumer import PullLoop
+from app.process.role import open_store, serve_role, start_role
 from app.settings import Settings
 from app.workers.base import BuildHandler, start_worker
+from app.workers.commands import WORKERS, WorkerName
 
 
 def handler_factory(name: WorkerName) -> BuildHandler:

@@ -7,12 +7,13 @@ tests and demos).
 from __future__ import annotations
 
 from app.domain.shipping import SHIPPING, CancelShipment, DispatchShipment, ShippingCommand
+from app.eventstore.consumer import PermanentError
 from app.eventstore.envelope import Metadata, utcnow
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.messaging import PermanentError, WorkerCommand
 from app.settings import Settings
 from app.workers.base import CommandHandler, decide_and_append, decider_repo
+from app.workers.commands import WorkerCommand
 
 
 def shipping_handler(

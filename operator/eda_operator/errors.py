@@ -10,7 +10,7 @@ import nats.js.errors
 
 from app.eventstore.ports import EventStoreError
 from app.readmodel.rebuild import InvalidRebuild
-from app.snapshotter import InvalidSnapshotRequest
+from app.service.snapshotter import InvalidSnapshotRequest
 
 INVALID_SPEC = "InvalidSpec"
 NATS_UNAVAILABLE = "NatsUnavailable"

@@ -1,4 +1,4 @@
-"""Snapshot objects → snapshot engine runs (``app.snapshotter``), once or on a cron ``schedule``.
+"""Snapshot objects → snapshot engine runs (``app.service.snapshotter``), once or on a cron ``schedule``.
 
 The object's daemon loops: it runs the engine when the spec's generation has not been run yet or the
 schedule is due, reports counts, ``lastRunAt`` and ``nextRunAt``, and sleeps until the next run (waking
@@ -17,7 +17,7 @@ from typing import Any
 from croniter import croniter
 
 from app.readmodel import runs
-from app.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
+from app.service.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker, now_iso
 from eda_operator.errors import INVALID_SPEC, DatabaseUnavailable, InvalidSpec, classify

@@ -19,8 +19,8 @@ import uvicorn
 from console_harness import CHROMIUM, CHROMIUM_ARGS, JAEGER, Console, free_port
 
 from app.api.main import create_app
+from app.process.role import open_store
 from app.readmodel.projector import Projector
-from app.role import open_store
 from app.settings import Settings
 
 

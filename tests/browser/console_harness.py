@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import nats
 
-from app.messaging import WORKERS, PullLoop
-from app.role import open_store
+from app.eventstore.consumer import PullLoop
+from app.process.role import open_store
 from app.saga.runner import saga_loops
 from app.settings import Settings
+from app.workers.commands import WORKERS
 from app.workers.runner import worker_loops
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ import pytest
 from console_harness import DOCS_IMG, JAEGER, Console, screenshot_path
 from rich.console import Console as RichConsole
 
-from app import maintenance
 from app.readmodel import db, runs
 from app.readmodel.rebuild import RebuildRequest
+from app.runtime import maintenance
 
 pytestmark = pytest.mark.browser
 

@@ -1,4 +1,4 @@
-"""Chaos fixtures: a fresh 3-node JetStream cluster per test (``app.devcluster``), application-style
+"""Chaos fixtures: a fresh 3-node JetStream cluster per test (``app.dev.cluster``), application-style
 connections to it (``connect_nats`` with all three URLs), replica digests, and the figures file.
 
 Figures are printed (run pytest with ``-s`` to see them live) and appended to
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.devcluster import NatsCluster, running_cluster, stream_leader
+from app.dev.cluster import NatsCluster, running_cluster, stream_leader
 from app.eventstore.connection import connect_nats
 from app.settings import Settings
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.devcluster import NatsCluster
+from app.dev.cluster import NatsCluster
 from tests.chaos.conftest import record
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]

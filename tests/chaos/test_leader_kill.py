@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.devcluster import NatsCluster
+from app.dev.cluster import NatsCluster
 from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.readmodel import db

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.devcluster import NatsCluster
+from app.dev.cluster import NatsCluster
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from tests.chaos.conftest import current_leader, record, replica_digests, wait_for
 from tests.chaos.workload import Ledger, audit, chaos_codec, run_writers

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.devstack import Postgres
+from app.dev.stack import Postgres
 from app.domain.order import ORDER
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
@@ -31,7 +31,7 @@ from app.readmodel.migrations import migrate
 from app.readmodel.projections import read_checkpoint
 from app.readmodel.projector import DURABLE
 from app.readmodel.queries import get_order, record_from_events
-from app.service import Repository
+from app.service.repository import Repository
 from tests.chaos.conftest import record
 from tests.integration.test_projector_crash import META, _commands
 

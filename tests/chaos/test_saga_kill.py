@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.devcluster import NatsCluster
+from app.dev.cluster import NatsCluster
 from app.domain.order import ORDER
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
-from app.service import Repository
+from app.service.repository import Repository
 from tests.chaos.conftest import current_leader, record
 from tests.saga.invariants import all_events, check
 from tests.saga.test_crash import ROLES, Roles, _chaos, random_order, settled_check

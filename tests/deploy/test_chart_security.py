@@ -1,4 +1,4 @@
-"""NATS authentication and TLS in the chart: per-role users with the permissions of ``app.natsauth``
+"""NATS authentication and TLS in the chart: per-role users with the permissions of ``app.deploy.natsauth``
 (one source: ``helm/eda/files/nats-permissions.json``), passwords only from a Secret, the CA mounted
 into every role. The rendered server config is checked by a real ``nats-server -t``."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from deploytools import CHART, Installed, Obj
 
-from app.devstack import nats_server_binary
-from app.natsauth import password_variable, permissions_document
+from app.deploy.natsauth import password_variable, permissions_document
+from app.dev.stack import nats_server_binary
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -51,7 +51,7 @@ def users_in(conf: str) -> dict[str, tuple[str, dict[str, object]]]:
 def test_chart_permissions_file_is_app_natsauth() -> None:
     stored = json.loads((CHART / "files" / "nats-permissions.json").read_text())
     assert stored == permissions_document(), (
-        "regenerate: python -m app.natsauth > helm/eda/files/nats-permissions.json"
+        "regenerate: python -m app.deploy.natsauth > helm/eda/files/nats-permissions.json"
     )
 
 

@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.api.main import create_app
-from app.runtime import projector_role
+from app.runtime.roles import projector_role
 from app.settings import Settings
 
 EDA = str(Path(sys.executable).parent / "eda")

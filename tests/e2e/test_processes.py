@@ -11,7 +11,7 @@ import httpx
 import nats
 import orjson
 
-from app.devstack import free_port
+from app.dev.stack import free_port
 from app.settings import Settings
 from e2e.conftest import eda_process, role_env
 from e2e.helpers import SEED

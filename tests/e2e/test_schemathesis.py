@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 from schemathesis.config import InferenceAlgorithm
 
-from app.devstack import free_port
+from app.dev.stack import free_port
 from e2e.conftest import EDA
 
 SCHEMA = "rm_schemathesis"

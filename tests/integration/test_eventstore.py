@@ -30,7 +30,7 @@ from app.eventstore.envelope import NEW, Metadata, NewEvent, Position, StreamId
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.eventstore.ports import AppendRequest, ConcurrencyError
 from app.eventstore.snapshots import SnapshotStore
-from app.service import Repository, VersionMismatch
+from app.service.repository import Repository, VersionMismatch
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="test")

@@ -7,7 +7,7 @@ import asyncio
 
 from nats.aio.client import Client as NATS
 
-from app.ids import STREAM, OrderIds
+from app.api.ids import STREAM, OrderIds
 
 
 async def counter_writes(nc: NATS) -> int:

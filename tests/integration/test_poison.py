@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from app.api.main import create_app
 from app.readmodel.deadletter import DLQ_STREAM, RetryPolicy
 from app.readmodel.projector import DURABLE
-from app.runtime import projector_role
+from app.runtime.roles import projector_role
 from app.settings import Settings
 from app.telemetry import configure_telemetry
 

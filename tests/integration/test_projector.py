@@ -20,7 +20,7 @@ from app.readmodel.migrations import create_readmodel_schema, load_migrations, m
 from app.readmodel.projections import apply_batch, read_checkpoint, set_checkpoint
 from app.readmodel.projector import Projector, consumer_lag
 from app.readmodel.queries import get_order, list_orders, record_from_events
-from app.service import Repository
+from app.service.repository import Repository
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="test")

@@ -26,7 +26,7 @@ from app.readmodel import db
 from app.readmodel.migrations import migrate
 from app.readmodel.projections import read_checkpoint
 from app.readmodel.queries import get_order, record_from_events
-from app.service import Repository
+from app.service.repository import Repository
 
 EDA = str(Path(sys.executable).parent / "eda")
 ORDERS = 1250  # x 4 events = 5,000

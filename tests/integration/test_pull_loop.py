@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from app.messaging import PermanentError, PullLoop
+from app.eventstore.consumer import PermanentError, PullLoop
 
 pytestmark = pytest.mark.usefixtures("js_clean")
 

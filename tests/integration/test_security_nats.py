@@ -1,4 +1,4 @@
-"""Per-role NATS users with least-privilege permissions (``app.natsauth``) on a nats-server of its own:
+"""Per-role NATS users with least-privilege permissions (``app.deploy.natsauth``) on a nats-server of its own:
 the whole seed flow works with every role under its own user and the server logs no permissions
 violation; a role cannot exceed its permissions (the api cannot delete the stream nor publish payment
 events; a worker cannot publish order events); no password reaches the logs."""
@@ -19,9 +19,9 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from app.api.main import create_app
-from app.devstack import NatsServer
-from app.natsauth import authorization_block, role_permissions
-from app.runtime import projector_role
+from app.deploy.natsauth import authorization_block, role_permissions
+from app.dev.stack import NatsServer
+from app.runtime.roles import projector_role
 from app.saga.runner import saga_role
 from app.settings import Settings
 from app.workers.runner import workers_role

@@ -26,7 +26,7 @@ from app.readmodel import db
 from app.readmodel.migrations import create_readmodel_schema, migrate, migrate_dsn
 from app.readmodel.projector import Projector
 from app.readmodel.queries import get_order
-from app.service import Repository
+from app.service.repository import Repository
 
 SCHEMA = "readmodel"
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""NATS over TLS (``app.devstack.TlsFiles`` on the server, ``EDA_NATS_TLS_CA`` in the app): certificates
+"""NATS over TLS (``app.dev.stack.TlsFiles`` on the server, ``EDA_NATS_TLS_CA`` in the app): certificates
 are made here with ``cryptography`` (a CA and a server certificate for 127.0.0.1/localhost). The event
 store appends and loads and the lean bulk reader reads thousands of events over TLS; a plain-text client
 and a client trusting another CA are refused."""
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from app.devstack import HOST, NatsServer, TlsFiles
+from app.dev.stack import HOST, NatsServer, TlsFiles
 from app.domain.order import OrderCreated, OrderItem, OrderPaid
 from app.domain.registry import all_event_types
 from app.eventstore.bulkread import BulkReader

@@ -11,8 +11,8 @@ from app.domain.order import ORDER, CancelOrder, CreateOrder, Order, OrderStatus
 from app.domain.payment import PAYMENT, ChargePayment
 from app.eventstore.envelope import NEW, Metadata
 from app.eventstore.jetstream import JetStreamEventStore
-from app.service import Repository
-from app.statecache import StateCache
+from app.service.repository import Repository
+from app.service.statecache import StateCache
 from app.workers.base import decide_and_append
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)

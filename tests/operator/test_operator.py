@@ -20,7 +20,7 @@ from app.domain.order import ORDER
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.readmodel.db import advisory_key
-from app.service import Repository
+from app.service.repository import Repository
 from app.settings import Settings
 from eda_operator.handlers import register
 

@@ -11,8 +11,8 @@ from app.domain.order import ORDER
 from app.eventstore.envelope import StreamId
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.service import Repository
-from app.snapshotter import InvalidSnapshotRequest, SnapshotRequest, Snapshotter, subject_counts
+from app.service.repository import Repository
+from app.service.snapshotter import InvalidSnapshotRequest, SnapshotRequest, Snapshotter, subject_counts
 
 
 async def test_subject_counts_pages(nc: NATS, store: JetStreamEventStore) -> None:

@@ -17,13 +17,14 @@ from nats.aio.client import Client as NATS
 
 from app.domain.order import ORDER, CreateOrder, OrderItem
 from app.domain.saga import SAGA, Saga
+from app.eventstore.consumer import PullLoop
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import JetStreamEventStore
-from app.messaging import WORKERS, PullLoop
-from app.role import open_store
+from app.process.role import open_store
 from app.saga.runner import saga_loops
-from app.service import Repository
+from app.service.repository import Repository
 from app.settings import Settings
+from app.workers.commands import WORKERS
 from app.workers.runner import worker_loops
 
 

@@ -24,7 +24,7 @@ from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata, RecordedEvent
 from app.eventstore.jetstream import JetStreamEventStore
-from app.service import Repository
+from app.service.repository import Repository
 from tests.saga.invariants import all_events, check
 
 EDA = str(Path(sys.executable).parent / "eda")

@@ -13,9 +13,9 @@ from app.domain.inventory.events import StockReserved
 from app.eventstore.envelope import Metadata, Position, utcnow
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.messaging import Item, WorkerCommand
-from app.service import Repository
+from app.service.repository import Repository
 from app.settings import Settings
+from app.workers.commands import Item, WorkerCommand
 from app.workers.inventory import InventoryWorker, _ids
 
 META = Metadata(correlation_id="test")

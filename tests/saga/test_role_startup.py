@@ -3,7 +3,7 @@
 Regression for the saga-on-cluster chaos test (``tests/chaos/test_saga_kill.py``): a worker started
 while the cluster had no JetStream quorum got ``nats: timeout`` on ``$JS.API`` (stream/consumer
 creation) and died, so its commands were never handled and the sagas waiting for it never ended.
-The no-quorum case failed before ``app.role.retry_start`` (the role's task ended with
+The no-quorum case failed before ``app.process.role.retry_start`` (the role's task ended with
 ``TimeoutError``); the server-not-yet-up case already passed (nats-py retries the first connect) and
 guards the connect half of the start-up.
 """
@@ -18,15 +18,15 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.devcluster import running_cluster
-from app.devstack import NatsServer
+from app.dev.cluster import running_cluster
+from app.dev.stack import NatsServer
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata, StreamId
 from app.eventstore.jetstream import JetStreamEventStore
-from app.messaging import WorkerCommand, publish_command
-from app.role import retry_start
+from app.process.role import retry_start
 from app.settings import Settings
+from app.workers.commands import WorkerCommand, publish_command
 from app.workers.runner import workers_role
 
 pytestmark = pytest.mark.timeout(120)

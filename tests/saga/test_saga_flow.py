@@ -38,7 +38,7 @@ async def _no_pending_timers(system: object, order_id: int) -> None:
 
 async def _stock(system: object, product_id: int) -> tuple[int, int]:
     from app.domain.inventory import STOCK
-    from app.service import Repository
+    from app.service.repository import Repository
 
     repo = Repository(system.store, STOCK)  # type: ignore[attr-defined]
     state = (await repo.load(product_id)).state
@@ -96,7 +96,7 @@ async def test_declined_payment_releases_stock_and_cancels(start_system: StartSy
 
 async def test_insufficient_stock_cancels_without_charging(start_system: StartSystem) -> None:
     from app.domain.payment import PAYMENT
-    from app.service import Repository
+    from app.service.repository import Repository
 
     system = await start_system(default_stock=3)
     await system.create_order(4, items={7: 2, 8: 5})
@@ -111,7 +111,7 @@ async def test_insufficient_stock_cancels_without_charging(start_system: StartSy
 
 async def test_payment_timeout_compensates(start_system: StartSystem) -> None:
     from app.domain.payment import PAYMENT
-    from app.service import Repository
+    from app.service.repository import Repository
 
     system = await start_system(saga_step_timeout_s=1.0, payment_fault_delay_s=4.0)
     await system.create_order(5, items={9: 1})
@@ -130,7 +130,7 @@ async def test_payment_timeout_compensates(start_system: StartSystem) -> None:
 
 async def test_shipping_failure_refunds_and_releases(start_system: StartSystem) -> None:
     from app.domain.payment import PAYMENT
-    from app.service import Repository
+    from app.service.repository import Repository
 
     system = await start_system(shipping_fail_user_ids="666")
     await system.create_order(6, items={11: 1}, user_id=666)
@@ -150,7 +150,7 @@ async def test_user_cancel_during_payment_compensates(start_system: StartSystem)
     from app.domain.order import CancelOrder
     from app.domain.payment import PAYMENT
     from app.eventstore.envelope import Metadata
-    from app.service import Repository
+    from app.service.repository import Repository
 
     system = await start_system(payment_fault_delay_s=1.0)
     await system.create_order(7, items={12: 1})

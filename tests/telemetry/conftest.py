@@ -21,7 +21,7 @@ import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.devstack import Postgres, free_port
+from app.dev.stack import Postgres, free_port
 from tests.e2e.conftest import EDA
 from tests.telemetry.receiver import Receiver, otlp_receiver
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.gctune import tune_gc
+from app.process.gctune import tune_gc
 from app.settings import Settings
 
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from app.api.deps import AppContext, Ctx
 from app.api.errors import Problem, problem_response
-from app.health import CheckResult, run_checks
+from app.process.health import CheckResult, run_checks
 from app.readmodel.projections import PROJECTION
 from app.readmodel.projector import consumer_lag
 

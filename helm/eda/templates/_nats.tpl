@@ -41,7 +41,7 @@ tls {
 {{- end }}
 {{- end }}
 
-{{/* Per-role NATS users of the bundled server, from files/nats-permissions.json (= app/natsauth.py);
+{{/* Per-role NATS users of the bundled server, from files/nats-permissions.json (= app/deploy/natsauth.py);
 passwords are environment references resolved by nats-server (EDA_NATS_PASSWORD_<ROLE>). */}}
 {{- define "eda.natsAuthorization" -}}
 {{- $perms := .Files.Get "files/nats-permissions.json" | fromJson }}

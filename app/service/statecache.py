@@ -17,7 +17,7 @@ from typing import Any
 
 from app.eventstore.envelope import NEW, Position
 from app.eventstore.ports import EventStore
-from app.service import Loaded, Repository
+from app.service.repository import Loaded, Repository
 
 
 class StateCache[S]:

@@ -1,10 +1,8 @@
-"""Commands to workers and the durable pull-consumer loop shared by the saga and the workers.
+"""The durable pull-consumer loop of the saga and the workers.
 
-Owns the wire contract between the orchestrator and the workers (they are independent layers, so it
-lives below both): the work-queue stream ``COMMANDS`` with subjects ``cmd.<worker>.<order_id>``, the
-command document, its headers (``Nats-Msg-Id`` = command id, correlation/causation ids, W3C trace
-context), and ``PullLoop``: fetch from a durable consumer, run handlers concurrently (serialised per
-key when asked, so one saga's reactions run in order), ack/nak/term, stop cleanly.
+Owns ``PullLoop`` (fetch from a durable consumer with continuous pull requests, run handlers
+concurrently — serialised per key when asked, so one saga's reactions run in order — ack/nak/term,
+stop cleanly), its redelivery backoff, ``KeyedLocks`` and ``ensure_consumer``.
 """
 
 from __future__ import annotations
@@ -18,94 +16,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import msgspec
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError
 
-from app.eventstore.envelope import Metadata
-from app.telemetry import inject_headers, meter, producer_span
+from app.telemetry import meter
 
 log = logging.getLogger(__name__)
 
-COMMANDS_STREAM = "COMMANDS"
-WorkerName = Literal["inventory", "payment", "shipping"]
-WORKERS: tuple[WorkerName, ...] = ("inventory", "payment", "shipping")
 CONSUMER_EXISTS = 10148
-
-
-def commands_stream_config(replicas: int) -> StreamConfig:
-    """Work queue: each command is removed once a worker acks it; 2 min dedupe on the command id."""
-    return StreamConfig(
-        name=COMMANDS_STREAM,
-        subjects=["cmd.>"],
-        storage=StorageType.FILE,
-        retention=RetentionPolicy.WORK_QUEUE,
-        discard=DiscardPolicy.OLD,
-        max_age=7 * 86400.0,
-        num_replicas=replicas,
-        duplicate_window=120.0,
-    )
-
-
-class Item(msgspec.Struct, frozen=True):
-    product_id: int
-    quantity: int
-
-
-class WorkerCommand(msgspec.Struct, frozen=True, kw_only=True):
-    """What the saga asks a worker to do. ``kind``: reserve|release|commit, charge|refund, ship|recall."""
-
-    command_id: str
-    kind: str
-    order_id: int
-    user_id: int = 0
-    amount: str = "0"
-    items: tuple[Item, ...] = ()
-
-
-_ENCODER = msgspec.json.Encoder()
-_DECODER = msgspec.json.Decoder(type=WorkerCommand)
-
-
-def decode_command(data: bytes) -> WorkerCommand:
-    return _DECODER.decode(data)
-
-
-def meta_headers(meta: Metadata, msg_id: str) -> dict[str, str]:
-    headers = {"Nats-Msg-Id": msg_id, "Eda-Correlation-Id": meta.correlation_id}
-    if meta.causation_id:
-        headers["Eda-Causation-Id"] = meta.causation_id
-    if meta.traceparent:
-        headers["traceparent"] = meta.traceparent
-    if meta.tracestate:
-        headers["tracestate"] = meta.tracestate
-    return inject_headers(headers)  # the current span (a saga step) is the parent, when there is one
-
-
-def meta_from_headers(headers: dict[str, str] | None, causation_id: str) -> Metadata:
-    """The metadata a worker puts on its events: the saga's correlation id, caused by the command."""
-    h = headers or {}
-    return Metadata(
-        correlation_id=h.get("Eda-Correlation-Id", causation_id),
-        causation_id=causation_id,
-        traceparent=h.get("traceparent"),
-        tracestate=h.get("tracestate"),
-    )
-
-
-async def publish_command(
-    js: JetStreamContext, worker: WorkerName, cmd: WorkerCommand, meta: Metadata
-) -> None:
-    """Publish once per command id (server-side dedupe; the worker is idempotent beyond the window).
-    A ``send cmd.<worker>.{id}`` PRODUCER span; the worker's span is its child."""
-    subject = f"cmd.{worker}.{cmd.order_id}"
-    attrs = {"eda.command.kind": cmd.kind}
-    with producer_span(subject, message_id=cmd.command_id, order_id=cmd.order_id, attributes=attrs):
-        await js.publish(subject, _ENCODER.encode(cmd), headers=meta_headers(meta, cmd.command_id))
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:

@@ -26,8 +26,8 @@ from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
-from app.gctune import tune_gc
-from app.health import CheckResult, serve_health
+from app.process.gctune import tune_gc
+from app.process.health import CheckResult, serve_health
 from app.readmodel.deadletter import RetryPolicy
 from app.readmodel.migrations import migrate_dsn
 from app.readmodel.projector import Projector, consumer_lag
@@ -148,7 +148,7 @@ async def run_until_signal(server: uvicorn.Server, roles: list[Role]) -> None:
 
 async def dev(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8082) -> None:
     """``eda dev``: the whole system in one process on embedded servers."""
-    from app.devstack import embedded_stack
+    from app.dev.stack import embedded_stack
 
     known = _ports(data_dir)
     async with embedded_stack(data_dir, nats_port=known.get("nats"), pg_port=known.get("postgres")) as (

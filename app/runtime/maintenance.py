@@ -17,9 +17,9 @@ from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.readmodel import db, runs
 from app.readmodel import rebuild as rb
+from app.service.snapshotter import Progress as SnapshotProgress
+from app.service.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
 from app.settings import Settings
-from app.snapshotter import Progress as SnapshotProgress
-from app.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
 
 
 async def rebuild(settings: Settings, request: rb.RebuildRequest, console: Console) -> rb.RebuildResult:

@@ -26,7 +26,7 @@ from app.eventstore.envelope import SUBJECT_PREFIX, StreamId
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.eventstore.ports import EventStoreError
 from app.eventstore.snapshots import BUCKET, SnapshotStore
-from app.service import Repository
+from app.service.repository import Repository
 
 KV_STREAM = f"KV_{BUCKET}"
 

@@ -29,11 +29,11 @@ from nats.js.errors import APIError
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
+from app.eventstore.consumer import PullLoop
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.gctune import tune_gc
-from app.health import CheckResult, serve_health
-from app.messaging import PullLoop
+from app.process.gctune import tune_gc
+from app.process.health import CheckResult, serve_health
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

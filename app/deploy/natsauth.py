@@ -171,7 +171,7 @@ def authorization_block(
 def permissions_document() -> dict[str, dict[str, dict[str, list[str]]]]:
     """Every role's permissions as nats-server's ``permissions`` maps (role → publish/subscribe →
     allow/deny). The Helm chart renders its ``authorization {}`` block from this document, stored as
-    ``helm/eda/files/nats-permissions.json`` (written by ``python -m app.natsauth``; a deploy test
+    ``helm/eda/files/nats-permissions.json`` (written by ``python -m app.deploy.natsauth``; a deploy test
     checks that the file and this module agree)."""
     doc: dict[str, dict[str, dict[str, list[str]]]] = {}
     for role, perms in role_permissions().items():
