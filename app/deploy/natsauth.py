@@ -29,12 +29,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from app.eventstore.jsapi import API, consumer_next_subject, direct_get_subject, stream_msg_get_subject
+
 WORKERS: Mapping[str, tuple[str, ...]] = {
     "inventory": ("inventory", "reservation"),
     "payment": ("payment",),
     "shipping": ("shipping",),
 }
-API = "$JS.API"
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ def _streams(*names: str, create: bool = True) -> tuple[str, ...]:
 
 
 def _reads(stream: str = "EVENTS") -> tuple[str, ...]:
-    return (f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>", f"{API}.STREAM.MSG.GET.{stream}")
+    direct = direct_get_subject(stream)
+    return (direct, f"{direct}.>", stream_msg_get_subject(stream))
 
 
 def _consumer(stream: str, durable: str, filter_subject: str | None = None) -> tuple[str, ...]:
@@ -62,7 +64,7 @@ def _consumer(stream: str, durable: str, filter_subject: str | None = None) -> t
         f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
         f"{API}.CONSUMER.INFO.{stream}.{durable}",
         f"{API}.CONSUMER.DELETE.{stream}.{durable}",
-        f"{API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        consumer_next_subject(stream, durable),
         f"$JS.ACK.{stream}.{durable}.>",
     )
 

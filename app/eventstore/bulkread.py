@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from nats.aio.client import Client as NATS
 
+from app.eventstore import jsapi
 from app.eventstore.directget import RawMessage
 from app.eventstore.ports import EventStoreError
 
@@ -158,9 +159,9 @@ class BulkReader:
         assert self._writer is not None
         self._requests += 1
         reply = f"{_INBOX}.{self._requests}"
-        body = orjson.dumps({"seq": seq, "next_by_subj": subject_filter, "batch": size})
+        body = jsapi.next_by_subject_request(seq, subject_filter, size)
         self._writer.write(
-            f"PUB $JS.API.DIRECT.GET.{self._stream} {reply} {len(body)}\r\n".encode() + body + _CRLF
+            f"PUB {jsapi.direct_get_subject(self._stream)} {reply} {len(body)}\r\n".encode() + body + _CRLF
         )
         await self._writer.drain()
         out: list[RawMessage] = []

@@ -16,18 +16,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError
 
+from app.eventstore import jsapi
 from app.telemetry import meter
 
 log = logging.getLogger(__name__)
-
-CONSUMER_EXISTS = 10148
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
@@ -35,7 +33,7 @@ async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerCon
     try:
         await js.add_consumer(stream, config)
     except APIError as exc:
-        if exc.err_code != CONSUMER_EXISTS:
+        if exc.err_code != jsapi.CONSUMER_EXISTS:
             raise
         log.info("consumer %s exists with another config; keeping it", config.durable_name)
 
@@ -124,17 +122,16 @@ class PullLoop:
         """Until ``stop()``: keep pull requests outstanding and dispatch; then drain in-flight work."""
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, cb=self._on_msg)
-        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
+        subject = jsapi.consumer_next_subject(self.stream, self.durable)
         beats = asyncio.create_task(self._heartbeats(), name=f"{self.name}-heartbeats")
         try:
             while not self._stopping.is_set():
                 free = self.concurrency - self._inflight - self._requested()
                 if free > 0 and (free >= max(1, self.concurrency // 4) or not self._requests):
                     batch = min(free, 1000)
-                    request = {"batch": batch, "expires": int(self.expires_s * 1e9)}
                     self._requests.append(_PullRequest(batch, time.monotonic() + self.expires_s + 1.0))
                     try:
-                        await self.nc.publish(subject, orjson.dumps(request), reply=inbox)
+                        await self.nc.publish(subject, jsapi.pull_request(batch, self.expires_s), reply=inbox)
                     except Exception:
                         log.warning("%s: pull request failed", self.name, exc_info=True)
                         self._requests.clear()

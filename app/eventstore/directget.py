@@ -11,11 +11,11 @@ import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from app.eventstore import jsapi
 from app.eventstore.ports import EventStoreError
 
 
@@ -77,11 +77,11 @@ class DirectGetter:
         token = str(next(self._tokens))
         queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._waiting[token] = queue
-        request = orjson.dumps({"seq": seq, "next_by_subj": subject_filter, "batch": size})
+        request = jsapi.next_by_subject_request(seq, subject_filter, size)
         out: list[RawMessage] = []
         try:
             await self._nc.publish(
-                f"$JS.API.DIRECT.GET.{self._stream}", request, reply=f"{self._prefix}.{token}"
+                jsapi.direct_get_subject(self._stream), request, reply=f"{self._prefix}.{token}"
             )
             async with asyncio.timeout(self._timeout):
                 while True:

@@ -27,6 +27,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from app.eventstore import jsapi
 from app.eventstore.bulkread import BulkReader
 from app.eventstore.codec import EventCodec
 from app.eventstore.directget import DirectGetter, RawMessage
@@ -50,18 +51,9 @@ from app.telemetry import current_traceparent, mark_error, meter, note_appended,
 log = logging.getLogger(__name__)
 
 STREAM = "EVENTS"
-WRONG_LAST_SEQUENCE = 10071
-BATCH_DUPLICATE_MSG_ID = 10201
-STREAM_NAME_IN_USE = 10058
 MAX_BATCH = 1000
 BULK_THRESHOLD = 2000  # reads at least this large use the lean bulk connection
 LOAD_PAGE = 1000  # first page of an aggregate's load (below BULK_THRESHOLD: plain direct get)
-# Answers meaning "not now" (no leader, stream offline during an election, a batch cut by a leader
-# change): nothing of the attempt was stored, so sending the same messages again is safe.
-CLUSTER_UNAVAILABLE = 10008
-STREAM_OFFLINE = 10118
-BATCH_INCOMPLETE = 10176
-TRANSIENT_ERR_CODES = frozenset({CLUSTER_UNAVAILABLE, STREAM_OFFLINE, BATCH_INCOMPLETE})
 
 
 def events_stream_config(replicas: int) -> StreamConfig:
@@ -89,7 +81,7 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.add_stream(config)
     except APIError as exc:
-        if exc.err_code != STREAM_NAME_IN_USE:
+        if exc.err_code != jsapi.STREAM_NAME_IN_USE:
             raise
         await js.update_stream(config)
 
@@ -196,7 +188,7 @@ class JetStreamEventStore:
         try:
             ack = await self._publish_with_retry(subjects, payloads, headers)
         except APIError as exc:
-            if exc.err_code in (WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID):
+            if exc.err_code in (jsapi.WRONG_LAST_SEQUENCE, jsapi.BATCH_DUPLICATE_MSG_ID):
                 return await self._resolve_conflict(requests, exc)
             raise EventStoreError(f"append to {requests[0].stream} rejected: {exc.description}") from exc
         finally:
@@ -312,10 +304,10 @@ class JetStreamEventStore:
         out: list[tuple[int, str]] = []
         seq = from_sequence
         for _ in range(n):
-            request = orjson.dumps({"seq": seq, "next_by_subj": subject})
+            request = jsapi.next_by_subject_request(seq, subject)
             try:
                 msg = await self._nc.request(
-                    f"$JS.API.STREAM.MSG.GET.{STREAM}", request, timeout=self._timeout
+                    jsapi.stream_msg_get_subject(STREAM), request, timeout=self._timeout
                 )
             except (TimeoutError, NatsError) as exc:
                 raise EventStoreError(f"reading {subject} from the leader failed: {exc!r}") from exc
@@ -391,7 +383,7 @@ class JetStreamEventStore:
 
 
 def _transient(exc: APIError) -> bool:
-    return exc.err_code in TRANSIENT_ERR_CODES or exc.code == 503
+    return exc.err_code in jsapi.TRANSIENT_APPEND_ERRORS or exc.code == 503
 
 
 def _ack(data: bytes) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from nats.errors import (
 from nats.js.errors import APIError
 
 from app.domain.registry import all_event_types
+from app.eventstore import jsapi
 from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.consumer import PullLoop
@@ -38,9 +39,6 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# JetStream answers that mean "not now": cluster unavailable, insufficient resources (peers offline
-# for an R3 placement), stream offline; and any 5xx.
-_TRANSIENT_API_CODES = frozenset({10008, 10023, 10118})
 _TRANSIENT_ERRORS = (
     TimeoutError,  # nats.errors.TimeoutError ("nats: timeout") is one
     NoRespondersError,
@@ -61,7 +59,8 @@ class StartAborted(Exception):
 def transient_start_error(exc: BaseException) -> bool:
     """An error that goes away once NATS/JetStream is reachable and has its leaders."""
     if isinstance(exc, APIError):
-        return (exc.code or 0) >= 500 or exc.err_code in _TRANSIENT_API_CODES
+        # "not now": cluster unavailable, insufficient resources, stream offline; and any 5xx
+        return (exc.code or 0) >= 500 or exc.err_code in jsapi.TRANSIENT_API_ERRORS
     return isinstance(exc, _TRANSIENT_ERRORS)
 
 

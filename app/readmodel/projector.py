@@ -31,12 +31,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
-import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from app.eventstore import jsapi
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import STREAM
@@ -209,14 +209,8 @@ class Projector:
             queue.put_nowait(msg)
 
         sub = await self._nc.subscribe(inbox, cb=on_msg)
-        pull_subject = f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{self._durable}"
-        pull = orjson.dumps(
-            {
-                "batch": self._batch * 2,
-                "expires": int(PULL_EXPIRES_S * 1e9),
-                "idle_heartbeat": int(HEARTBEAT_S * 1e9),
-            }
-        )
+        pull_subject = jsapi.consumer_next_subject(STREAM, self._durable)
+        pull = jsapi.pull_request(self._batch * 2, PULL_EXPIRES_S, idle_heartbeat_s=HEARTBEAT_S)
         try:
             await self._nc.publish(pull_subject, pull, reply=inbox)
             last_pull, since_pull = time.monotonic(), 0

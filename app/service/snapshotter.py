@@ -22,6 +22,7 @@ import orjson
 from nats.aio.client import Client as NATS
 
 from app.domain.registry import decider_for
+from app.eventstore import jsapi
 from app.eventstore.envelope import SUBJECT_PREFIX, StreamId
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.eventstore.ports import EventStoreError
@@ -82,8 +83,8 @@ async def subject_counts(nc: NATS, subjects_filter: str, *, timeout: float = 5.0
     counts: dict[str, int] = {}
     offset = 0
     while True:
-        request = orjson.dumps({"subjects_filter": subjects_filter, "offset": offset})
-        msg = await nc.request(f"$JS.API.STREAM.INFO.{STREAM}", request, timeout=timeout)
+        request = jsapi.stream_info_request(subjects_filter, offset)
+        msg = await nc.request(jsapi.stream_info_subject(STREAM), request, timeout=timeout)
         info: dict[str, Any] = orjson.loads(msg.data)
         if "error" in info:
             raise EventStoreError(f"stream info failed: {info['error'].get('description')}")
