@@ -94,7 +94,7 @@ def parse_if_match(value: str | None) -> int | None:
     if value is None or value.strip() == "*":
         return None
     tag = value.split(",")[0].strip().removeprefix("W/").strip('"')
-    if not tag.isdigit():
+    if not (tag.isascii() and tag.isdigit()):  # isdigit() alone accepts "²", which int() refuses
         raise Problem(412, "stale-version", "Precondition failed", "If-Match does not name a version")
     return int(tag)
 

@@ -20,7 +20,7 @@ from app.api.errors import install_error_handlers
 from app.api.idempotency import IdempotencyStore
 from app.api.ids import OrderIds
 from app.api.metrics import ApiMetrics
-from app.api.middleware import BodyLimit
+from app.api.middleware import BodyLimit, JsonBodies
 from app.api.routes import ROUTERS
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
@@ -149,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(JsonBodies)  # outermost: a non-JSON body is refused before it is read
     _problem_openapi(app)
     instrument_fastapi(app)  # server spans; /livez, /readyz, /metrics excluded
     return app

@@ -43,7 +43,9 @@ class Feed:
             subjects: tuple[str, ...] = (f"events.order.{order_id}", f"events.saga.{order_id}")
         else:
             subjects = ("events.order.>",)
-        resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+        resume = None
+        if last_event_id and last_event_id.isascii() and last_event_id.isdigit():  # isdigit() takes "²"
+            resume = int(last_event_id)
         return cls(subjects=subjects, resume_after=resume)
 
 

@@ -79,7 +79,7 @@ def _where(query: OrderQuery) -> tuple[str, list[Any]]:
     if query.before is not None:
         clauses.append(f"order_id < {arg(query.before)}")
     text = query.q.strip()
-    if text.isdigit() and len(text) < 19:
+    if text.isascii() and text.isdigit() and len(text) < 19:  # isdigit() alone accepts "²"
         number = arg(int(text))
         clauses.append(f"(order_id = {number} OR user_id = {number})")
     elif text:

@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.ui.context import UiContext, UiRoute, not_found, ui_context
@@ -24,6 +24,8 @@ router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False, t
 Ctx = Annotated[UiContext, Depends(ui_context)]
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
 _NO_STORE = {"Cache-Control": "no-store"}
+# order ids are PostgreSQL bigints: a larger one would fail in the database (DataError → 500)
+OrderId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _json(body: Any) -> Response:
@@ -86,7 +88,7 @@ async def orders(
 
 
 @router.get("/api/orders/{order_id}")
-async def order(ctx: Ctx, order_id: int) -> Response:
+async def order(ctx: Ctx, order_id: OrderId) -> Response:
     settings = ctx.settings
     detail = await order_detail(
         ctx.pool, ctx.store, settings.readmodel_schema, order_id, settings.jaeger_ui_url

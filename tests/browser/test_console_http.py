@@ -125,3 +125,22 @@ async def test_sse_feed_from_jetstream_with_resume(console: Console) -> None:
     # A reconnecting browser sends Last-Event-ID: the feed resumes right after it.
     resumed = await asyncio.wait_for(_read_events(console, {"Last-Event-ID": events[0][0]}, 1), 10)
     assert resumed[0][0] == events[1][0]
+
+
+async def test_odd_digits_and_huge_ids_are_4xx_not_500(console: Console) -> None:
+    """Review holes: ``str.isdigit()`` accepts "²" (``int()`` does not), and ids past int64 reached
+    PostgreSQL (DataError); each was a 500."""
+    search = await console.client.get("/ui/api/orders", params={"q": "²"})
+    assert search.status_code == 200, search.text
+    assert search.json()["items"] == []
+    for order_id in (str(2**63), str(2**64 + 5), "0"):
+        response = await console.client.get(f"/ui/api/orders/{order_id}")
+        assert response.status_code in (404, 422), (order_id, response.text)
+        assert response.headers["content-type"] == PROBLEM
+    headers = {"Last-Event-ID": "²".encode("latin-1")}  # a server decodes header bytes as latin-1
+    async with console.client.stream("GET", "/ui/api/stream", headers=headers) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            assert line.startswith(("retry", "event", "data", "")), line
+            if line.startswith("data: "):
+                break  # the hello message: the feed started (from new events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -16,6 +17,7 @@ from app.process.health import CheckResult, run_checks
 from app.readmodel.projections import PROJECTION
 from app.readmodel.projector import consumer_lag
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
@@ -43,8 +45,9 @@ async def api_checks(ctx: AppContext) -> dict[str, CheckResult]:
     async def guarded(check: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
         try:
             return await check()
-        except Exception as exc:
-            return CheckResult(False, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # the message may name hosts, users or SQL: logged, never shown
+            log.warning("readiness check failed", exc_info=True)
+            return CheckResult(False, f"failed ({type(exc).__name__})")
 
     names = ("nats", "postgres", "projection")
     results = await asyncio.gather(*(guarded(c) for c in (nats, postgres, projection)))
