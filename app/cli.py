@@ -189,10 +189,15 @@ def api(
     host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
     port: Annotated[int, typer.Option(help="Port.")] = 8082,
 ) -> None:
-    """The HTTP API alone (EDA_NATS_URL, EDA_DATABASE_URL)."""
+    """The HTTP API alone (EDA_NATS_URL, EDA_DATABASE_URL, EDA_AUTH_ISSUER)."""
+    from app.auth.authenticator import config_error
     from app.runtime.roles import api_server, run_until_signal
 
     settings = _observe("api")
+    problem = config_error(settings)
+    if problem is not None:
+        typer.echo(f"eda api: {problem}", err=True)
+        raise typer.Exit(2)
     _run(run_until_signal(api_server(settings, host, port), []))
 
 

@@ -5,7 +5,9 @@ Nothing here is read at import time; each role builds a ``Settings`` in its entr
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -75,6 +77,73 @@ class Settings(BaseSettings):
     jaeger_ui_url: str | None = Field(
         default=None, description="Base URL of the Jaeger UI; the console links to <url>/trace/<trace_id>."
     )
+
+    # -- authentication and authorization of the public surface (issue 14; docs/security.md) --
+    auth_mode: Literal["oidc", "disabled"] = Field(
+        default="oidc",
+        description="oidc: every /api/v1 and /ui/api request needs a bearer JWT of EDA_AUTH_ISSUER; "
+        "disabled (only when set explicitly): no authentication at all, every caller has every scope.",
+    )
+    auth_issuer: str | None = Field(default=None, description="The OIDC issuer URL (the tokens' iss).")
+    auth_audience: str = Field(default="eda-api", min_length=1, description="The tokens' required aud.")
+    auth_jwks_url: str | None = Field(
+        default=None, description="JWKS URL; unset: jwks_uri of <issuer>/.well-known/openid-configuration."
+    )
+    auth_algorithms: str = Field(
+        default="RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA",
+        description="Accepted signature algorithms (asymmetric only: never none, never HMAC).",
+    )
+    auth_leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat.")
+    auth_subject_claim: str = Field(default="sub", min_length=1, description="Claim naming the caller.")
+    auth_scope_claim: str = Field(
+        default="scope", min_length=1, description="Claim with the scopes (space-separated or a list)."
+    )
+    auth_roles_claim: str | None = Field(
+        default=None, description="Dotted path of a roles claim (Keycloak: realm_access.roles); unset: off."
+    )
+    auth_role_scopes: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON {"role": "scope scope"}: scopes granted by a role; a role named like a scope '
+        "grants that scope.",
+    )
+    auth_jwks_refresh_s: int = Field(default=600, ge=10, description="Re-read the JWKS this often.")
+    auth_jwks_cooldown_s: float = Field(
+        default=30.0, ge=0, description="An unknown kid refetches the JWKS at most once per this many s."
+    )
+    auth_open_endpoints: str = Field(
+        default="",
+        pattern=r"^\s*((metrics|docs)\s*(,\s*(metrics|docs)\s*)*)?$",
+        description="Served without a token: metrics (/metrics), docs (/docs, /redoc, /openapi.json); "
+        "else they need a token with admin:read.",
+    )
+    ui_oidc_client_id: str | None = Field(
+        default=None,
+        description="Public OIDC client of the console's login (authorization code + PKCE); unset: the "
+        "console expects an auth proxy to forward the bearer token.",
+    )
+    default_price: str | None = Field(
+        default=None,
+        pattern=r"^\d{1,12}(\.\d{1,2})?$",
+        description="Price of a product never priced via PUT /api/v1/catalog (eda dev: 99.99); unset: "
+        "such a product cannot be ordered.",
+    )
+
+    @field_validator("auth_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: str) -> str:
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+        names = {a.strip() for a in value.split(",") if a.strip()}
+        if not names or not names <= allowed:
+            raise ValueError(f"auth_algorithms must be a non-empty subset of {sorted(allowed)}")
+        return value
+
+    def auth_algorithm_list(self) -> list[str]:
+        """``EDA_AUTH_ALGORITHMS`` as a list."""
+        return [a.strip() for a in self.auth_algorithms.split(",") if a.strip()]
+
+    def open_endpoints(self) -> frozenset[str]:
+        """``EDA_AUTH_OPEN_ENDPOINTS`` as a set (``metrics``, ``docs``)."""
+        return frozenset(e.strip() for e in self.auth_open_endpoints.split(",") if e.strip())
 
     # -- fulfilment saga and workers (issue 4) --
     default_stock: int = Field(

@@ -6,6 +6,9 @@ free ports in a private temp dir (see ``app.dev.stack``), plus per-test isolatio
   ``eda`` database, shared; ``fresh_db`` gives a test its own empty database.
 - ``short_tmp``: a short temp dir under /tmp that an unprivileged postgres user can reach when we run as
   root (pytest's ``tmp_path`` lives under a 0700 root-owned dir).
+- ``idp``: the session's OpenID Connect provider (NanoIDP, a separate process: ``app.dev.idp``) and
+  ``tokens``: access tokens minted by it, memoised per (subject, scope); ``auth_settings``: the
+  ``Settings`` fields of an API that trusts it.
 - ``nc`` (a client on an emptied JetStream), ``store`` (the event store on it), ``snapshots``;
   ``readmodel_dsn`` (``fresh_db`` with the read model migrated into schema ``readmodel``) and ``pool``
   (an asyncpg pool on it): the building blocks most integration and operator tests start from.
@@ -22,8 +25,10 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+from idp_support import Tokens
 from nats.aio.client import Client as NATS
 
+from app.dev.idp import AUDIENCE, DevIdentityProvider
 from app.dev.stack import NatsServer, Postgres, embedded_nats, embedded_postgres
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
@@ -74,6 +79,30 @@ async def postgres(session_data_dir: Path) -> AsyncIterator[Postgres]:
     """The session's PostgreSQL; database ``eda`` exists. Fast settings: no fsync."""
     async with embedded_postgres(session_data_dir / "postgres", fast=True) as pg:
         yield pg
+
+
+@pytest.fixture(scope="session")
+async def idp(session_data_dir: Path) -> AsyncIterator[DevIdentityProvider]:
+    """The session's OIDC provider process; it also answers as ``http://localhost:<port>`` with that
+    issuer (a real token from another issuer)."""
+    provider = DevIdentityProvider(session_data_dir / "idp-home", issuer_aliases=True)
+    await provider.start()
+    try:
+        yield provider
+    finally:
+        await provider.stop()
+
+
+@pytest.fixture(scope="session")
+def tokens(idp: DevIdentityProvider) -> Tokens:
+    return Tokens(idp.client())
+
+
+@pytest.fixture(scope="session")
+def auth_settings(idp: DevIdentityProvider) -> dict[str, str]:
+    """``Settings`` fields of an API that trusts the session's provider (and prices unpriced products at
+    99.99, as ``eda dev`` does)."""
+    return {"auth_issuer": idp.issuer, "auth_audience": AUDIENCE, "default_price": "99.99"}
 
 
 @pytest.fixture(scope="session")

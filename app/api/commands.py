@@ -1,40 +1,54 @@
 """Order commands of the API: create (with ids and Idempotency-Key) and cancel (with ``If-Match``).
 
-Create validates the command purely BEFORE allocating an id (invalid input burns no id), takes a fresh
-id from the counter and appends ``OrderCreated`` at expected version 0 without loading anything (a new
-id has no stream). With an Idempotency-Key the id comes from the key's claim and the command runs
-through ``Repository.execute`` (idempotent: a retry of a half-done attempt appends nothing).
+Create decides for whom the order is placed (``access.placement``) and what it costs (``pricing``), and
+validates the command purely, all BEFORE allocating an id (refused input burns no id); then it takes a
+fresh id from the counter and appends ``OrderCreated`` at expected version 0 without loading anything
+(a new id has no stream). With an Idempotency-Key (scoped to the caller) the id comes from the key's
+claim and the command runs through ``Repository.execute`` (idempotent: a retry of a half-done attempt
+appends nothing). Cancel is limited to the caller's own orders unless it may cancel any.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 
 import orjson
 
+from app.api import access, pricing, reads
 from app.api.deps import AppContext
 from app.api.errors import Problem
 from app.api.idempotency import StoredResponse, fingerprint
 from app.api.schemas import CancelOrderIn, CreateOrderIn
-from app.domain.order import INITIAL, ORDER, CancelOrder, CreateOrder, Order, OrderItem
+from app.auth.scopes import Principal
+from app.domain.order import INITIAL, ORDER, CancelOrder, CreateOrder, Order
 from app.eventstore.envelope import NEW, Metadata, utcnow
 from app.eventstore.ports import ConcurrencyError
-from app.service.repository import Loaded
+from app.service.repository import Loaded, VersionMismatch
 from app.telemetry import set_order_id
 
 ID_COLLISION_RETRIES = 5
 
 
-def _command(order_id: int, body: CreateOrderIn) -> CreateOrder:
-    return CreateOrder(
-        order_id=order_id,
-        user_id=body.user_id,
-        items=tuple(OrderItem(product_id=i.product_id, quantity=i.quantity) for i in body.items),
-        amount=Decimal(str(body.amount)),
-        currency=body.currency,
-        at=utcnow(),
-    )
+@dataclass(frozen=True, slots=True)
+class _Order:
+    """What the API decided about a create request: for whom, and at which amount."""
+
+    body: CreateOrderIn
+    placement: access.Placement
+    amount: Decimal
+
+    def command(self, order_id: int) -> CreateOrder:
+        return CreateOrder(
+            order_id=order_id,
+            user_id=self.placement.user_id,
+            owner=self.placement.owner,
+            items=pricing.order_items(self.body),
+            amount=self.amount,
+            currency=self.body.currency,
+            at=utcnow(),
+        )
 
 
 def _created(order_id: int) -> StoredResponse:
@@ -42,12 +56,12 @@ def _created(order_id: int) -> StoredResponse:
     return StoredResponse(201, body, {"Location": f"/api/v1/orders/{order_id}", "ETag": '"1"'})
 
 
-async def _create_new(ctx: AppContext, body: CreateOrderIn, meta: Metadata) -> int:
+async def _create_new(ctx: AppContext, order: _Order, meta: Metadata) -> int:
     repo = ctx.repository(ORDER)
     for _ in range(ID_COLLISION_RETRIES):
         order_id = await ctx.ids.next()
         set_order_id(order_id)
-        events = ORDER.decide(_command(order_id, body), INITIAL)
+        events = ORDER.decide(order.command(order_id), INITIAL)
         try:
             await repo.append(order_id, events, Loaded(INITIAL, NEW), meta)
         except ConcurrencyError:  # the id exists already: the counter was reset; take the next one
@@ -57,18 +71,26 @@ async def _create_new(ctx: AppContext, body: CreateOrderIn, meta: Metadata) -> i
 
 
 async def create_order(
-    ctx: AppContext, body: CreateOrderIn, meta: Metadata, key: str | None, path: str
+    ctx: AppContext,
+    principal: Principal,
+    *,
+    body: CreateOrderIn,
+    meta: Metadata,
+    key: str | None,
+    path: str,
 ) -> StoredResponse:
     """Create an order; returns the response to send (maybe a replay of an earlier one)."""
-    ORDER.decide(_command(1, body), INITIAL)  # pure validation before any id is spent
     started = time.perf_counter()
     outcome = "error"
     try:
+        placement = access.placement(principal, body)
+        order = _Order(body, placement, await pricing.order_amount(ctx, body))
+        ORDER.decide(order.command(1), INITIAL)  # pure validation before any id is spent
         if key is None:
-            response = _created(await _create_new(ctx, body, meta))
+            response = _created(await _create_new(ctx, order, meta))
         else:
             print_ = fingerprint("POST", path, body.model_dump(mode="json"))
-            claim = await ctx.idempotency.claim(key, print_, ctx.ids.next)
+            claim = await ctx.idempotency.claim(principal.subject, key, print_, ctx.ids.next)
             set_order_id(claim.order_id)
             if claim.replay is not None:
                 ctx.metrics.idempotent_replays.inc()
@@ -78,10 +100,10 @@ async def create_order(
                     replay.status, replay.body, replay.headers | {"Idempotent-Replayed": "true"}
                 )
             await ctx.repository(ORDER).execute(
-                claim.order_id, _command(claim.order_id, body), meta, retries=3
+                claim.order_id, order.command(claim.order_id), meta, retries=3
             )
             response = _created(claim.order_id)
-            await ctx.idempotency.complete(key, response)
+            await ctx.idempotency.complete(principal.subject, key, response)
         outcome = "ok"
         return response
     finally:
@@ -100,16 +122,30 @@ def parse_if_match(value: str | None) -> int | None:
 
 
 async def cancel_order(
-    ctx: AppContext, order_id: int, body: CancelOrderIn, meta: Metadata, if_match: str | None
+    ctx: AppContext,
+    principal: Principal,
+    *,
+    order_id: int,
+    body: CancelOrderIn,
+    meta: Metadata,
+    if_match: str | None,
 ) -> tuple[str, int]:
-    """Cancel; returns (status, version). Repeating a cancel of a cancelled order changes nothing."""
+    """Cancel; returns (status, version). Repeating a cancel of a cancelled order changes nothing.
+    Another subject's order is "not found" unless the caller may cancel any (the decider checks)."""
     expected = parse_if_match(if_match)
     set_order_id(order_id)
     started = time.perf_counter()
     outcome = "error"
     try:
-        command = CancelOrder(order_id=order_id, reason=body.reason, at=utcnow())
-        done = await ctx.repository(ORDER).execute(order_id, command, meta, expected_version=expected)
+        owner = access.cancel_owner(principal)
+        command = CancelOrder(order_id=order_id, reason=body.reason, at=utcnow(), owner=owner)
+        try:
+            done = await ctx.repository(ORDER).execute(order_id, command, meta, expected_version=expected)
+        except VersionMismatch:  # checked before the decider's owner check: must not disclose an order
+            known = await reads.owner_of(ctx, order_id)
+            if known is None or (owner is not None and known != owner):
+                raise access.not_found(order_id) from None
+            raise
         outcome = "ok" if done.events else "noop"
         assert isinstance(done.state, Order)
         return str(done.state.status), done.position.version

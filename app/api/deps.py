@@ -1,7 +1,8 @@
 """Shared clients of the API process (``AppContext`` on ``app.state.ctx``) and their FastAPI dependency.
 
 Routes take ``ctx: Ctx`` and use ``ctx.nc``, ``ctx.store``, ``ctx.snapshots``, ``ctx.pool``,
-``ctx.settings``, ``ctx.schema`` and ``ctx.repository(decider)`` (a ``Repository`` on these stores).
+``ctx.settings``, ``ctx.schema``, ``ctx.repository(decider)`` (a ``Repository`` on these stores),
+``ctx.auth`` (the request authenticator) and ``ctx.products`` (catalog states, for prices).
 Everything is created in the app's lifespan (``app.api.main``), nothing at import time.
 """
 
@@ -18,12 +19,15 @@ from nats.aio.client import Client as NATS
 from app.api.idempotency import IdempotencyStore
 from app.api.ids import OrderIds
 from app.api.metrics import ApiMetrics
+from app.auth.authenticator import Authenticator
+from app.domain.catalog import ProductState
 from app.domain.common import Decider
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.readmodel.notify import OrderNotifications
 from app.service.repository import Repository
+from app.service.statecache import StateCache
 from app.settings import Settings
 from app.telemetry import set_order_id, traces_exported
 
@@ -41,6 +45,8 @@ class AppContext:
     notifications: OrderNotifications
     idempotency: IdempotencyStore
     metrics: ApiMetrics
+    auth: Authenticator
+    products: StateCache[ProductState]
 
     @property
     def schema(self) -> str:

@@ -2,9 +2,11 @@
 
 ``Problem`` is raised by our code; handlers map FastAPI's own errors (404/405 routing, 422 validation),
 domain errors (``InvalidValue`` 422, ``NotFound`` 404, ``InvalidTransition``/``AlreadyExists`` 409),
-concurrency (409; ``VersionMismatch`` from a stale ``If-Match`` 412), unavailable dependencies (503)
-and anything unexpected (500, logged server-side, generic body). Problem ``type`` URIs are
-``https://eda.dev/problems/<slug>`` (documented in docs/api.md); plain HTTP errors use ``about:blank``.
+concurrency (409; ``VersionMismatch`` from a stale ``If-Match`` 412), authentication (``AuthError``:
+401 / 403 ``insufficient_scope`` with their RFC 6750 ``WWW-Authenticate``, 503 without the issuer's
+keys), unavailable dependencies (503) and anything unexpected (500, logged server-side, generic
+body). Problem ``type`` URIs are ``https://eda.dev/problems/<slug>`` (documented in docs/api.md);
+plain HTTP errors use ``about:blank``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from nats.errors import Error as NatsError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from app.auth.errors import AuthError, InsufficientScope
+from app.domain.catalog import AmountMismatch
 from app.domain.common import AlreadyExists, DomainError, InvalidTransition, InvalidValue, NotFound
 from app.eventstore.ports import ConcurrencyError, EventStoreError
 from app.service.repository import VersionMismatch
@@ -75,17 +79,47 @@ def problem_response(problem: Problem, instance: str | None = None) -> Response:
     )
 
 
+_AUTH_SLUGS = {401: ("unauthenticated", "Unauthorized"), 503: ("issuer-unavailable", "Service unavailable")}
+
+
+def _auth_problem(exc: AuthError) -> Problem:
+    """401 / 403 with their RFC 6750 challenge; 503 when the issuer's keys cannot be had."""
+    if isinstance(exc, InsufficientScope):
+        return Problem(
+            403,
+            "insufficient-scope",
+            "Forbidden",
+            exc.description,
+            headers={"WWW-Authenticate": exc.challenge()},
+            scope=" ".join(exc.scopes),
+        )
+    slug, title = _AUTH_SLUGS.get(exc.status, ("unauthenticated", "Unauthorized"))
+    headers = {"WWW-Authenticate": exc.challenge()} if exc.status == 401 else {"Retry-After": "5"}
+    return Problem(exc.status, slug, title, exc.description, headers=headers)
+
+
 def to_problem(exc: Exception) -> Problem:
     """Map an exception to the problem the client should see."""
     match exc:
         case Problem():
             return exc
+        case AuthError():
+            return _auth_problem(exc)
         case VersionMismatch():
             return Problem(
                 412, "stale-version", "Precondition failed", f"the order is at version {exc.expected.version}"
             )
         case ConcurrencyError():
             return Problem(409, "concurrency-conflict", "Conflict", "the order changed concurrently; retry")
+        case AmountMismatch():  # names the total the catalog says, so a client can show it
+            return Problem(
+                422,
+                exc.code,
+                "Amount does not match",
+                exc.message,
+                total=float(exc.total),
+                currency=exc.currency,
+            )
         case DomainError():
             for cls, status in _DOMAIN_STATUS:
                 if isinstance(exc, cls):
@@ -141,13 +175,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_any(request: Request, exc: Exception) -> Response:
         problem = to_problem(exc)
-        if problem.status >= 500:
+        if problem.status >= 500 and not isinstance(exc, AuthError):
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return problem_response(problem, request.url.path)
 
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Problem, on_any)
+    app.add_exception_handler(AuthError, on_any)
     app.add_exception_handler(DomainError, on_any)
     app.add_exception_handler(ConcurrencyError, on_any)
     app.add_exception_handler(EventStoreError, on_any)

@@ -1,9 +1,12 @@
 """``Idempotency-Key`` for ``POST /api/v1/orders``, persisted in PostgreSQL (``eda.idempotency_keys``).
 
+Keys are scoped per caller (the authenticated subject): two callers' equal keys are two keys, so
+nobody can replay, or block, another caller's request by guessing its key.
+
 Flow (``claim`` then ``complete``):
-1. In one transaction, insert ``(key, fingerprint, 'pending')``; a concurrent request with the same key
-   blocks on the unique index until the first commits. The inserter allocates the order id INSIDE that
-   transaction and stores it, so the key and its id become visible together.
+1. In one transaction, insert ``(caller, key, fingerprint, 'pending')``; a concurrent request with the
+   same key blocks on the unique index until the first commits. The inserter allocates the order id
+   INSIDE that transaction and stores it, so the key and its id become visible together.
 2. Existing key, other fingerprint (method + path + canonical body) → 422. ``completed`` → the stored
    response is replayed byte for byte. ``pending`` (the first attempt crashed, or is still running) →
    the stored order id is reused: creating the same order again is a no-op in the decider, so a retry
@@ -55,29 +58,37 @@ class IdempotencyStore:
         self._pool = pool
         self._ttl = float(ttl_s)
 
-    async def claim(self, key: str, print_: str, allocate: Callable[[], Awaitable[int]]) -> Claim:
+    async def claim(
+        self, caller: str, key: str, print_: str, allocate: Callable[[], Awaitable[int]]
+    ) -> Claim:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "DELETE FROM eda.idempotency_keys "
-                "WHERE key = $1 AND created_at < now() - make_interval(secs => $2)",
+                "WHERE caller = $1 AND key = $2 AND created_at < now() - make_interval(secs => $3)",
+                caller,
                 key,
                 self._ttl,
             )
             inserted = await conn.fetchval(
-                "INSERT INTO eda.idempotency_keys (key, fingerprint, state) VALUES ($1, $2, 'pending') "
-                "ON CONFLICT (key) DO NOTHING RETURNING true",
+                "INSERT INTO eda.idempotency_keys (caller, key, fingerprint, state) "
+                "VALUES ($1, $2, $3, 'pending') ON CONFLICT (caller, key) DO NOTHING RETURNING true",
+                caller,
                 key,
                 print_,
             )
             if inserted:
                 order_id = await allocate()
                 await conn.execute(
-                    "UPDATE eda.idempotency_keys SET order_id = $2 WHERE key = $1", key, order_id
+                    "UPDATE eda.idempotency_keys SET order_id = $3 WHERE caller = $1 AND key = $2",
+                    caller,
+                    key,
+                    order_id,
                 )
                 return Claim(order_id)
             row = await conn.fetchrow(
                 "SELECT fingerprint, state, order_id, response_status, response_body, response_headers "
-                "FROM eda.idempotency_keys WHERE key = $1 FOR UPDATE",
+                "FROM eda.idempotency_keys WHERE caller = $1 AND key = $2 FOR UPDATE",
+                caller,
                 key,
             )
             if row is None:  # expired and purged between our statements: extremely unlikely
@@ -96,14 +107,19 @@ class IdempotencyStore:
             if order_id is None:
                 order_id = await allocate()
                 await conn.execute(
-                    "UPDATE eda.idempotency_keys SET order_id = $2 WHERE key = $1", key, order_id
+                    "UPDATE eda.idempotency_keys SET order_id = $3 WHERE caller = $1 AND key = $2",
+                    caller,
+                    key,
+                    order_id,
                 )
             return Claim(order_id)
 
-    async def complete(self, key: str, response: StoredResponse) -> None:
+    async def complete(self, caller: str, key: str, response: StoredResponse) -> None:
         await self._pool.execute(
-            "UPDATE eda.idempotency_keys SET state = 'completed', response_status = $2, response_body = $3, "
-            "response_headers = $4, completed_at = now() WHERE key = $1 AND state = 'pending'",
+            "UPDATE eda.idempotency_keys SET state = 'completed', response_status = $3, "
+            "response_body = $4, response_headers = $5, completed_at = now() "
+            "WHERE caller = $1 AND key = $2 AND state = 'pending'",
+            caller,
             key,
             response.status,
             response.body,

@@ -1,7 +1,9 @@
 """The FastAPI application: ``create_app(settings)``; clients live in its lifespan, nothing at import time.
 
 Lifespan: connect NATS, open the event store, snapshot store and id counter, run migrations, open the
-asyncpg pool and the LISTEN connection, start the idempotency-key purge; all closed on shutdown.
+asyncpg pool and the LISTEN connection, start the idempotency-key purge, open the HTTP client of the
+issuer's keys; all closed on shutdown. ``create_app`` refuses settings that cannot authenticate anyone
+(``oidc`` without an issuer); ``anonymous_dev`` is for ``eda dev`` alone (``dev_app_from_env``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -22,6 +25,9 @@ from app.api.ids import OrderIds
 from app.api.metrics import ApiMetrics
 from app.api.middleware import BodyLimit, JsonBodies
 from app.api.routes import ROUTERS
+from app.api.security import InternalEndpoints
+from app.auth.authenticator import AuthConfigError, build_authenticator, config_error
+from app.domain.catalog import PRODUCT
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
@@ -31,6 +37,8 @@ from app.process.gctune import tune_gc
 from app.readmodel.db import create_pool
 from app.readmodel.migrations import migrate_dsn
 from app.readmodel.notify import OrderNotifications
+from app.service.repository import Repository
+from app.service.statecache import StateCache
 from app.settings import Settings
 from app.telemetry import instrument_fastapi
 
@@ -54,10 +62,15 @@ async def _purge_loop(store: IdempotencyStore) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
+async def open_context(settings: Settings, *, anonymous_dev: bool = False) -> AsyncIterator[AppContext]:
     """Every client of the API, opened in order and closed in reverse."""
     dsn = settings.database_url.get_secret_value()
+    if settings.auth_mode == "disabled":
+        log.warning("EDA_AUTH_MODE=disabled: the API authenticates nobody; every caller has every scope")
     async with contextlib.AsyncExitStack() as stack:
+        http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
+        stack.push_async_callback(http.aclose)
+        auth = build_authenticator(settings, http, anonymous_dev=anonymous_dev)
         nc = await connect_nats(settings, name="eda-api")
         stack.push_async_callback(nc.close)
         store = await JetStreamEventStore.open(
@@ -85,6 +98,8 @@ async def open_context(settings: Settings) -> AsyncIterator[AppContext]:
             notifications=notifications,
             idempotency=idempotency,
             metrics=ApiMetrics(),
+            auth=auth,
+            products=StateCache(store, Repository(store, PRODUCT), size=10_000),
         )
 
 
@@ -126,12 +141,16 @@ def _problem_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The API application for ``settings``; connects on startup (lifespan)."""
+def create_app(settings: Settings, *, anonymous_dev: bool = False) -> FastAPI:
+    """The API application for ``settings``; connects on startup (lifespan). ``anonymous_dev``: requests
+    without a token from loopback act with every scope (``eda dev`` only)."""
+    problem = config_error(settings)
+    if problem is not None:
+        raise AuthConfigError(problem)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_context(settings) as ctx:
+        async with open_context(settings, anonymous_dev=anonymous_dev) as ctx:
             app.state.ctx = ctx
             tune_gc(settings.gc_gen0_threshold)
             yield
@@ -149,7 +168,8 @@ def create_app(settings: Settings) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(JsonBodies)  # outermost: a non-JSON body is refused before it is read
+    app.add_middleware(JsonBodies)  # a non-JSON body is refused before it is read
+    app.add_middleware(InternalEndpoints, open_endpoints=settings.open_endpoints())
     _problem_openapi(app)
     instrument_fastapi(app)  # server spans; /livez, /readyz, /metrics excluded
     return app
@@ -158,3 +178,9 @@ def create_app(settings: Settings) -> FastAPI:
 def app_from_env() -> FastAPI:
     """uvicorn factory (``app.api.main:app_from_env``): the app configured from the ``EDA_*`` environment."""
     return create_app(Settings())
+
+
+def dev_app_from_env() -> FastAPI:
+    """``eda dev``'s uvicorn factory: as ``app_from_env``, plus the anonymous loopback dev principal.
+    Not reachable from ``eda api``, the image's entry points or the chart."""
+    return create_app(Settings(), anonymous_dev=True)

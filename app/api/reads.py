@@ -15,18 +15,15 @@ import asyncio
 import contextlib
 from datetime import datetime
 
+from app.api.access import ensure_visible, not_found, reads_all
 from app.api.deps import AppContext
-from app.api.errors import Problem
-from app.domain.order import ORDER
-from app.readmodel.queries import OrderRecord, get_order, record_from_events
+from app.auth.scopes import Principal
+from app.domain.order import ORDER, Order
+from app.readmodel.queries import OrderRecord, get_order, order_owner, record_from_events
 
 READ_MODEL = "read-model"
 EVENT_STORE = "event-store"
 POLL_S = 0.25
-
-
-def not_found(order_id: int) -> Problem:
-    return Problem(404, "order-not-found", "Order not found", f"order {order_id} does not exist")
 
 
 async def _from_store(ctx: AppContext, order_id: int, as_of: datetime | None = None) -> OrderRecord | None:
@@ -50,10 +47,38 @@ async def _wait_for_version(ctx: AppContext, order_id: int, version: int) -> Ord
                 await asyncio.wait_for(reached.wait(), min(remaining, POLL_S))
 
 
+async def owner_of(ctx: AppContext, order_id: int) -> str | None:
+    """Who an order belongs to (read model, else the event store; ``None``: no such order)."""
+    owner = await order_owner(ctx.pool, ctx.schema, order_id)
+    if owner is not None:
+        return owner
+    state = (await ctx.repository(ORDER).load(order_id)).state
+    return state.owner if isinstance(state, Order) else None
+
+
+async def ensure_may_read(ctx: AppContext, principal: Principal, order_id: int) -> None:
+    """404 unless the order exists and ``principal`` may see it (no lookup for ``orders:read:all``)."""
+    if not reads_all(principal):
+        ensure_visible(principal, order_id, await owner_of(ctx, order_id))
+
+
 async def read_order(
+    ctx: AppContext,
+    principal: Principal,
+    order_id: int,
+    *,
+    min_version: int | None,
+    as_of: datetime | None,
+) -> tuple[OrderRecord, str]:
+    """The order (404 if it does not exist, did not exist yet at ``as_of``, or is not the caller's)."""
+    record, source = await _read_order(ctx, order_id, min_version=min_version, as_of=as_of)
+    ensure_visible(principal, order_id, record.owner)
+    return record, source
+
+
+async def _read_order(
     ctx: AppContext, order_id: int, *, min_version: int | None, as_of: datetime | None
 ) -> tuple[OrderRecord, str]:
-    """The order (``Problem`` 404 if it does not exist, or did not exist yet at ``as_of``)."""
     if as_of is not None:
         record = await _from_store(ctx, order_id, as_of)
         if record is None:

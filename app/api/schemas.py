@@ -32,15 +32,22 @@ class OrderItemIn(_Strict):
 
 
 class CreateOrderIn(_Strict):
-    """``POST /api/v1/orders``; the seed's ``{"user_id": 123, "amount": 99.99}`` is valid."""
+    """``POST /api/v1/orders``; the seed's ``{"user_id": 123, "amount": 99.99}`` is valid (for a caller
+    with ``orders:write:any``: only a trusted backend sets the amount of an order without items)."""
 
-    user_id: Id = Field(description="The customer (positive integer).")
-    amount: float = Field(
+    user_id: Id | None = Field(
+        default=None,
+        description="The customer (positive integer). A customer's token may omit it (its subject is its "
+        "customer number); another customer's needs orders:write:any.",
+    )
+    amount: float | None = Field(
+        default=None,
         strict=True,
         ge=0,
         le=MAX_AMOUNT,
         allow_inf_nan=False,
-        description="Total, ≥ 0, at most two decimals.",
+        description="Optional check of the total (≥ 0, two decimals): the server computes it from the "
+        "catalog and answers 422 naming the total if it differs. Required for an order without items.",
         json_schema_extra={"multipleOf": 0.01},
     )
     items: list[OrderItemIn] = Field(default_factory=list, max_length=100, description="Order lines.")
@@ -48,7 +55,9 @@ class CreateOrderIn(_Strict):
 
     @field_validator("amount")
     @classmethod
-    def _two_decimals(cls, value: float) -> float:
+    def _two_decimals(cls, value: float | None) -> float | None:
+        if value is None:
+            return None
         exact = Decimal(str(value))
         if exact != exact.quantize(Decimal("0.01")):
             raise ValueError("amount must have at most two decimals")

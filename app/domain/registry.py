@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.domain.catalog import PRODUCT
 from app.domain.common import Decider
 from app.domain.inventory import RESERVATION, STOCK
 from app.domain.order import ORDER
@@ -11,7 +12,15 @@ from app.domain.payment import PAYMENT
 from app.domain.saga import SAGA
 from app.domain.shipping import SHIPPING
 
-DECIDERS: tuple[Decider[Any, Any, Any], ...] = (ORDER, STOCK, RESERVATION, PAYMENT, SHIPPING, SAGA)
+DECIDERS: tuple[Decider[Any, Any, Any], ...] = (
+    ORDER,
+    STOCK,
+    RESERVATION,
+    PAYMENT,
+    SHIPPING,
+    SAGA,
+    PRODUCT,
+)
 
 
 def all_event_types() -> tuple[type[Any], ...]:

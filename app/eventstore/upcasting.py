@@ -52,4 +52,10 @@ def default_upcasters() -> UpcasterRegistry:
         data.setdefault("items", [])
         return data
 
+    @registry.register("OrderCreated", 2)
+    def order_created_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+        # v2 predates authentication: an order belonged to the customer it was placed for.
+        data.setdefault("owner", str(data["user_id"]))
+        return data
+
     return registry

@@ -69,6 +69,7 @@ ORDER_COLUMNS = (
     "tracking_number",
     "cancel_reason",
     "last_sequence",
+    "owner",
 )
 _ORDER_TYPES = (
     "bigint",
@@ -84,6 +85,7 @@ _ORDER_TYPES = (
     "text",
     "text",
     "bigint",
+    "text",
 )
 TIMELINE_COLUMNS = (
     "order_id",
@@ -159,8 +161,8 @@ def fold_views(views: dict[int, OrderView], events: Iterable[RecordedEvent]) -> 
     return applied
 
 
-# indexes into a BulkFold accumulator: the Order fields in declaration order, then version and sequence
-_UPDATED, _PAYMENT, _TRACKING, _CANCEL, _STATUS, _VERSION, _SEQUENCE = 7, 8, 9, 10, 5, 11, 12
+# indexes into a BulkFold accumulator: the Order fields in declaration order, version, sequence, owner
+_UPDATED, _PAYMENT, _TRACKING, _CANCEL, _STATUS, _VERSION, _SEQUENCE, _OWNER = 7, 8, 9, 10, 5, 11, 12, 13
 
 
 class BulkFold:
@@ -192,7 +194,7 @@ class BulkFold:
             if kind is OrderCreated:
                 accs[order_id] = [
                     ev.order_id, ev.user_id, ev.items, ev.amount, ev.currency, OrderStatus.CREATED,
-                    ev.at, ev.at, None, None, None, version, event.sequence,
+                    ev.at, ev.at, None, None, None, version, event.sequence, ev.owner,
                 ]  # fmt: skip
             elif acc is None or not self._direct(acc, kind, ev):
                 before = None if acc is None else _view_of(acc)
@@ -242,6 +244,7 @@ def _view_of(acc: list[Any]) -> OrderView:
         payment_id=acc[8],
         tracking_number=acc[9],
         cancel_reason=acc[10],
+        owner=acc[_OWNER],
     )
     return OrderView(state, acc[_VERSION], acc[_SEQUENCE])
 
@@ -250,7 +253,7 @@ def _acc_of(view: OrderView) -> list[Any]:
     s = view.state
     return [
         s.order_id, s.user_id, s.items, s.amount, s.currency, s.status, s.created_at, s.updated_at,
-        s.payment_id, s.tracking_number, s.cancel_reason, view.version, view.last_sequence,
+        s.payment_id, s.tracking_number, s.cancel_reason, view.version, view.last_sequence, s.owner,
     ]  # fmt: skip
 
 
@@ -272,6 +275,7 @@ def order_row(view: OrderView) -> tuple[Any, ...]:
         s.tracking_number,
         s.cancel_reason,
         view.last_sequence,
+        s.owner,
     )
 
 
@@ -304,6 +308,7 @@ def view_from_record(rec: asyncpg.Record) -> OrderView:
         payment_id=rec["payment_id"],
         tracking_number=rec["tracking_number"],
         cancel_reason=rec["cancel_reason"],
+        owner=rec["owner"],
     )
     return OrderView(state, rec["version"], rec["last_sequence"])
 

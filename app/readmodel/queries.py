@@ -20,7 +20,7 @@ from app.readmodel.db import quote_ident
 
 _FIELDS = (
     "order_id, user_id, items, amount, currency, status, version, created_at, updated_at, "
-    "payment_id, tracking_number, cancel_reason"
+    "payment_id, tracking_number, cancel_reason, owner"
 )
 
 
@@ -50,6 +50,7 @@ class OrderRecord:
     tracking_number: str | None = None
     cancel_reason: str | None = None
     events: list[TimelineEntry] | None = None
+    owner: str = ""
 
 
 def _record(row: asyncpg.Record, events: list[TimelineEntry] | None) -> OrderRecord:
@@ -67,6 +68,7 @@ def _record(row: asyncpg.Record, events: list[TimelineEntry] | None) -> OrderRec
         tracking_number=row["tracking_number"],
         cancel_reason=row["cancel_reason"],
         events=events,
+        owner=row["owner"],
     )
 
 
@@ -92,6 +94,14 @@ async def get_order(
     return _record(row, timeline)
 
 
+async def order_owner(conn: asyncpg.Pool | asyncpg.Connection, schema: str, order_id: int) -> str | None:
+    """The owner of an order the read model has (``None``: it has not, or not yet)."""
+    value = await conn.fetchval(
+        f"SELECT owner FROM {quote_ident(schema)}.orders WHERE order_id = $1", order_id
+    )
+    return None if value is None else str(value)
+
+
 async def list_orders(
     conn: asyncpg.Pool | asyncpg.Connection,
     schema: str,
@@ -100,10 +110,15 @@ async def list_orders(
     status: str | None = None,
     after: int = 0,
     limit: int = 50,
+    owner: str | None = None,
 ) -> list[OrderRecord]:
-    """Up to ``limit`` orders with ``order_id > after`` (keyset pagination), optionally filtered."""
+    """Up to ``limit`` orders with ``order_id > after`` (keyset pagination), optionally filtered (by
+    ``owner``: the orders one subject may see)."""
     conditions = ["order_id > $1"]
     args: list[Any] = [after]
+    if owner is not None:
+        args.append(owner)
+        conditions.append(f"owner = ${len(args)}")
     if user_id is not None:
         args.append(user_id)
         conditions.append(f"user_id = ${len(args)}")
@@ -137,6 +152,7 @@ def record_from_events(events: list[RecordedEvent]) -> OrderRecord | None:
         payment_id=state.payment_id,
         tracking_number=state.tracking_number,
         cancel_reason=state.cancel_reason,
+        owner=state.owner,
         events=[
             TimelineEntry(type=e.envelope.type, timestamp=e.envelope.occurred_at, version=e.version)
             for e in events

@@ -68,6 +68,7 @@ def order_events(order_id: int, version: int, parts: int) -> list[object]:
             amount=amount,
             currency="USD",
             at=T0,
+            owner=str(order_id % 17 + 1),
         ),
         OrderPaid(order_id=order_id, payment_id=f"p-{order_id}", amount=amount, at=T0),
         OrderShipped(order_id=order_id, tracking_number=f"t-{order_id}", at=T0),

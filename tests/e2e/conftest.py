@@ -1,5 +1,6 @@
 """E2E fixtures: the API app (real lifespan: NATS, PostgreSQL) over httpx's ASGI transport, with the
-projector running in the same loop; and helpers to run roles as separate ``eda`` processes."""
+projector running in the same loop, trusting the session's OIDC provider (its client sends a token with
+every scope unless a test sends its own); and helpers to run roles as separate ``eda`` processes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from idp_support import Tokens
 
 from app.api.main import create_app
 from app.runtime.roles import projector_role
@@ -32,13 +34,19 @@ class System:
 
 
 @contextlib.asynccontextmanager
-async def running_system(settings: Settings, *, projector: bool = True) -> AsyncIterator[System]:
+async def running_system(
+    settings: Settings, *, projector: bool = True, token: str | None = None
+) -> AsyncIterator[System]:
+    """The API (and projector); ``token``: the client's default bearer token."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         task = asyncio.create_task(projector_role(settings, health=False)) if projector else None
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver", headers=headers
+            ) as client:
                 yield System(client, app, settings)
         finally:
             if task is not None:
@@ -48,13 +56,13 @@ async def running_system(settings: Settings, *, projector: bool = True) -> Async
 
 
 @pytest.fixture
-def settings(nats_url: str, js_clean: None, fresh_db: str) -> Settings:
-    return Settings(nats_url=nats_url, database_url=fresh_db)  # type: ignore[arg-type]
+def settings(nats_url: str, js_clean: None, fresh_db: str, auth_settings: dict[str, str]) -> Settings:
+    return Settings(nats_url=nats_url, database_url=fresh_db, **auth_settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-async def system(settings: Settings) -> AsyncIterator[System]:
-    async with running_system(settings) as sys_:
+async def system(settings: Settings, tokens: Tokens) -> AsyncIterator[System]:
+    async with running_system(settings, token=tokens.admin()) as sys_:
         yield sys_
 
 

@@ -44,6 +44,7 @@ def created(order_id: int, amount: str = "10.00") -> OrderCreated:
         amount=Decimal(amount),
         currency="USD",
         at=T0,
+        owner=str(1),
     )
 
 

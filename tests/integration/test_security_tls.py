@@ -127,7 +127,13 @@ async def tls_server(short_tmp: Path, pki: Pki) -> AsyncIterator[NatsServer]:
 def _created(order_id: int) -> OrderCreated:
     items = (OrderItem(product_id=1, quantity=1),)
     return OrderCreated(
-        order_id=order_id, user_id=1, items=items, amount=Decimal("10.00"), currency="USD", at=T0
+        order_id=order_id,
+        user_id=1,
+        items=items,
+        amount=Decimal("10.00"),
+        currency="USD",
+        at=T0,
+        owner=str(1),
     )
 
 

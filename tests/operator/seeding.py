@@ -38,6 +38,7 @@ def order_events(order_id: int) -> list[Any]:
             amount=Decimal(order_id % 1000) + Decimal("0.99"),
             currency="USD",
             at=at,
+            owner=str(order_id % 97 + 1),
         ),
         OrderPaid(order_id=order_id, payment_id=f"p{order_id}", amount=Decimal("1.00"), at=at),
     ]

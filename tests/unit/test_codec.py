@@ -26,12 +26,13 @@ def test_envelope_round_trip() -> None:
         amount=Decimal("9.90"),
         currency="EUR",
         at=T0,
+        owner=str(1),
     )
     new = NewEvent(event=event)
     env = codec.envelope(StreamId("order", "7"), 1, new, Metadata(correlation_id="c-1", traceparent="00-x"))
     raw = orjson.loads(codec.encode(env))
     assert raw["type"] == "OrderCreated"
-    assert raw["schema_version"] == 2
+    assert raw["schema_version"] == 3
     assert raw["event_id"] == new.event_id
     assert raw["occurred_at"] == "2026-01-15T10:00:00Z"
     assert raw["data"]["amount"] == "9.90"
@@ -41,7 +42,7 @@ def test_envelope_round_trip() -> None:
     assert recorded.envelope.correlation_id == "c-1"
 
 
-def test_v1_order_created_is_upcast_to_v2() -> None:
+def test_v1_order_created_is_upcast_to_the_current_version() -> None:
     codec = EventCodec(all_event_types())
     v1 = {
         "event_id": "018f0000-0000-7000-8000-000000000001",
@@ -57,9 +58,34 @@ def test_v1_order_created_is_upcast_to_v2() -> None:
         "data": {"order_id": 3, "user_id": 9, "items": [], "amount": "10.00", "at": "2024-05-01T12:00:00Z"},
     }
     recorded = codec.decode(orjson.dumps(v1), sequence=1)
-    assert recorded.envelope.schema_version == 2
+    assert recorded.envelope.schema_version == 3
     assert recorded.event.currency == "USD"
+    assert recorded.event.owner == "9"  # v2 → v3: an order belonged to its customer
     assert isinstance(recorded.event, OrderCreated)
+
+
+def test_v2_order_created_without_owner_belongs_to_its_customer() -> None:
+    """Orders stored before authentication (v2, no owner) load with owner = str(user_id), so the seed's
+    integer customer 123 still owns them (its token's subject is "123")."""
+    codec = EventCodec(all_event_types())
+    data = {"order_id": 4, "user_id": 123, "items": [], "amount": "99.99", "currency": "USD"}
+    v2 = {
+        "event_id": "018f0000-0000-7000-8000-000000000002",
+        "type": "OrderCreated",
+        "schema_version": 2,
+        "aggregate_type": "order",
+        "aggregate_id": "4",
+        "aggregate_version": 1,
+        "occurred_at": "2025-05-01T12:00:00Z",
+        "correlation_id": "c",
+        "causation_id": None,
+        "traceparent": None,
+        "data": data | {"at": "2025-05-01T12:00:00Z"},
+    }
+    recorded = codec.decode(orjson.dumps(v2), sequence=1)
+    assert isinstance(recorded.event, OrderCreated)
+    assert recorded.event.owner == "123"
+    assert recorded.event.user_id == 123
 
 
 def test_unknown_types_decode_to_none_and_gaps_fail_loudly() -> None:

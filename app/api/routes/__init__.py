@@ -17,3 +17,7 @@ ROUTERS += [saga.router, inventory.router]
 from app.api.routes import admin  # noqa: E402  (issue 8: dead letters)
 
 ROUTERS.append(admin.router)
+
+from app.api.routes import catalog  # noqa: E402  (issue 14: product prices)
+
+ROUTERS.append(catalog.router)

@@ -8,9 +8,16 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from app.api.deps import Ctx
+from app.api.security import AUTH_RESPONSES, requires
+from app.auth.scopes import Scope
 from app.readmodel import deadletter
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = APIRouter(
+    prefix="/api/v1/admin",
+    tags=["admin"],
+    dependencies=[requires(Scope.ADMIN_READ)],
+    responses=AUTH_RESPONSES,
+)
 
 
 class DeadLetterOut(BaseModel):

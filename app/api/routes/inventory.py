@@ -1,6 +1,7 @@
 """``/api/v1/inventory/{product_id}``: read and set a product's stock (the inventory worker's aggregate).
 
-A product never set counts as ``EDA_DEFAULT_STOCK`` units (1000 in ``eda dev``, 0 otherwise).
+A product never set counts as ``EDA_DEFAULT_STOCK`` units (1000 in ``eda dev``, 0 otherwise). Reading
+needs any valid token; setting needs ``inventory:write``.
 """
 
 from __future__ import annotations
@@ -8,15 +9,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from app.api.deps import Ctx, Meta
 from app.api.schemas import MAX_ID, ProblemOut
+from app.api.security import AUTH_RESPONSES, caller, requires
+from app.auth.scopes import Scope
 from app.domain.inventory import STOCK, SetStock, current
 from app.domain.inventory.decider import MAX_STOCK
 
-router = APIRouter(prefix="/api/v1/inventory", tags=["inventory"])
+router = APIRouter(
+    prefix="/api/v1/inventory",
+    tags=["inventory"],
+    dependencies=[Depends(caller)],
+    responses=AUTH_RESPONSES,
+)
 ProductId = Annotated[int, Path(ge=1, le=MAX_ID, description="The product id.")]
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ProblemOut, "content": {"application/problem+json": {}}} for code in (409, 422)
@@ -52,7 +60,13 @@ async def get_stock(product_id: ProductId, ctx: Ctx) -> StockOut:
     return await _read(ctx, product_id)
 
 
-@router.put("/{product_id}", response_model=StockOut, responses=_ERRORS, summary="Set a product's stock")
+@router.put(
+    "/{product_id}",
+    response_model=StockOut,
+    responses={**_ERRORS, 413: _ERRORS[409], 415: _ERRORS[409]},
+    summary="Set a product's stock (scope inventory:write)",
+    dependencies=[requires(Scope.INVENTORY_WRITE)],
+)
 async def put_stock(product_id: ProductId, body: StockIn, ctx: Ctx, meta: Meta) -> StockOut:
     command = SetStock(product_id=product_id, stock=body.stock, at=datetime.now(UTC))
     await ctx.repository(STOCK).execute(product_id, command, meta, retries=5)

@@ -1,6 +1,8 @@
 """``/api/v1/orders``: create, get (read-your-writes, as-of), list (keyset), history, cancel.
 
 Thin: parse, call one function of ``app.api.commands`` / ``app.api.reads`` / the queries, render.
+Every route needs a bearer token (the router's ``caller`` dependency) and the scopes ``requires`` names;
+who sees which order is ``app.api.access``'s.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import Response
 
-from app.api import commands, reads
+from app.api import access, commands, reads
 from app.api.deps import Ctx, Meta, tag_order_span
 from app.api.errors import Problem
 from app.api.schemas import (
@@ -29,11 +31,21 @@ from app.api.schemas import (
     render_order,
     rfc3339,
 )
-from app.domain.order import ORDER, OrderStatus
+from app.api.security import AUTH_RESPONSES, Caller, caller, requires
+from app.auth.scopes import Scope
+from app.domain.order import ORDER, Order, OrderStatus
 from app.readmodel.queries import list_orders
 
 PREFIX = "/api/v1/orders"
-router = APIRouter(prefix=PREFIX, tags=["orders"], dependencies=[Depends(tag_order_span)])
+router = APIRouter(
+    prefix=PREFIX,
+    tags=["orders"],
+    dependencies=[Depends(tag_order_span), Depends(caller)],
+    responses=AUTH_RESPONSES,
+)
+WRITE = requires(Scope.ORDERS_WRITE, Scope.ORDERS_WRITE_ANY)
+READ = requires(Scope.ORDERS_READ, Scope.ORDERS_READ_ALL)
+CANCEL = requires(Scope.ORDERS_WRITE, Scope.ORDERS_CANCEL_ANY)
 
 OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="The order id.")]
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -70,13 +82,21 @@ def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
     "",
     status_code=201,
     response_model=CommandOut,
-    responses={201: {"links": _CREATED_LINKS}, **_ERRORS, 409: _ERRORS[404], 413: _ERRORS[404]},
-    summary="Create an order",
+    responses={
+        201: {"links": _CREATED_LINKS},
+        **_ERRORS,
+        409: _ERRORS[404],
+        413: _ERRORS[404],
+        415: _ERRORS[404],
+    },
+    summary="Create an order (scope orders:write; for another customer orders:write:any)",
+    dependencies=[WRITE],
 )
-async def create_order(
+async def create_order(  # noqa: PLR0917 - FastAPI passes parameters by keyword
     body: CreateOrderIn,
     request: Request,
     ctx: Ctx,
+    principal: Caller,
     meta: Meta,
     idempotency_key: Annotated[
         str | None,
@@ -88,7 +108,9 @@ async def create_order(
         ),
     ] = None,
 ) -> Response:
-    stored = await commands.create_order(ctx, body, meta, idempotency_key, request.url.path)
+    stored = await commands.create_order(
+        ctx, principal, body=body, meta=meta, key=idempotency_key, path=request.url.path
+    )
     return Response(
         stored.body, status_code=stored.status, media_type="application/json", headers=stored.headers
     )
@@ -99,10 +121,12 @@ async def create_order(
     response_model=OrderOut,
     responses=_ERRORS,
     summary="Get an order (read model; ?min_version= waits for it, ?as_of= from the event store)",
+    dependencies=[READ],
 )
 async def get_order(
     order_id: OrderId,
     ctx: Ctx,
+    principal: Caller,
     min_version: Annotated[
         int | None,
         Query(ge=1, le=2**31 - 1, description="Wait (bounded) until the order reached this version."),
@@ -111,7 +135,7 @@ async def get_order(
         AwareDatetime | None, Query(description="RFC 3339 time with offset: the order as it was then.")
     ] = None,
 ) -> Response:
-    record, source = await reads.read_order(ctx, order_id, min_version=min_version, as_of=as_of)
+    record, source = await reads.read_order(ctx, principal, order_id, min_version=min_version, as_of=as_of)
     headers = {"ETag": f'"{record.version}"', "Eda-Consistency": source}
     return _json(render_order(record), headers=headers)
 
@@ -132,10 +156,17 @@ def _decode_cursor(cursor: str) -> int:
     )
 
 
-@router.get("", response_model=OrderPageOut, responses=_ERRORS, summary="List orders (keyset pagination)")
+@router.get(
+    "",
+    response_model=OrderPageOut,
+    responses=_ERRORS,
+    summary="List orders (keyset pagination; the caller's own unless orders:read:all)",
+    dependencies=[READ],
+)
 async def list_orders_route(  # noqa: PLR0917 - FastAPI passes query parameters by keyword
     request: Request,
     ctx: Ctx,
+    principal: Caller,
     user_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     status: Annotated[OrderStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -151,6 +182,7 @@ async def list_orders_route(  # noqa: PLR0917 - FastAPI passes query parameters 
         status=str(status) if status else None,
         after=after,
         limit=limit,
+        owner=access.visible_owner(principal),
     )
     next_cursor = _encode_cursor(rows[-1].order_id) if len(rows) == limit else None
     headers = {}
@@ -160,11 +192,17 @@ async def list_orders_route(  # noqa: PLR0917 - FastAPI passes query parameters 
     return _json({"items": [render_order(r) for r in rows], "next_cursor": next_cursor}, headers=headers)
 
 
-@router.get("/{order_id}/events", response_model=OrderHistoryOut, responses=_ERRORS, summary="Audit trail")
-async def order_events(order_id: OrderId, ctx: Ctx) -> Response:
+@router.get(
+    "/{order_id}/events",
+    response_model=OrderHistoryOut,
+    responses=_ERRORS,
+    summary="Audit trail",
+    dependencies=[READ],
+)
+async def order_events(order_id: OrderId, ctx: Ctx, principal: Caller) -> Response:
     history = await ctx.repository(ORDER).history(order_id)
-    if not history:
-        raise reads.not_found(order_id)
+    state = ORDER.fold([e.event for e in history if e.event is not None])
+    access.ensure_visible(principal, order_id, state.owner if isinstance(state, Order) else None)
     events = [
         {
             "event_id": e.envelope.event_id,
@@ -186,17 +224,22 @@ async def order_events(order_id: OrderId, ctx: Ctx) -> Response:
 @router.post(
     "/{order_id}/cancel",
     response_model=CommandOut,
-    responses={**_ERRORS, 409: _ERRORS[404], 412: _ERRORS[404], 413: _ERRORS[404]},
-    summary="Cancel an order (If-Match: the version you saw, as its ETag)",
+    responses={**_ERRORS, 409: _ERRORS[404], 412: _ERRORS[404], 413: _ERRORS[404], 415: _ERRORS[404]},
+    summary="Cancel an order (If-Match: the version you saw, as its ETag; own orders unless "
+    "orders:cancel:any)",
+    dependencies=[CANCEL],
 )
-async def cancel_order(
+async def cancel_order(  # noqa: PLR0917 - FastAPI passes parameters by keyword
     order_id: OrderId,
     ctx: Ctx,
+    principal: Caller,
     meta: Meta,
     body: CancelOrderIn | None = None,
     if_match: Annotated[str | None, Header(alias="If-Match", max_length=64)] = None,
 ) -> Response:
-    status, version = await commands.cancel_order(ctx, order_id, body or CancelOrderIn(), meta, if_match)
+    status, version = await commands.cancel_order(
+        ctx, principal, order_id=order_id, body=body or CancelOrderIn(), meta=meta, if_match=if_match
+    )
     return _json(
         {"order_id": order_id, "status": status, "version": version}, headers={"ETag": f'"{version}"'}
     )

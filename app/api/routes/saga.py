@@ -8,12 +8,20 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel
 
+from app.api import reads
 from app.api.deps import Ctx, tag_order_span
 from app.api.errors import Problem
 from app.api.schemas import MAX_ID, ProblemOut, rfc3339
+from app.api.security import AUTH_RESPONSES, Caller, caller, requires
+from app.auth.scopes import Scope
 from app.domain.saga import SAGA, Saga
 
-router = APIRouter(prefix="/api/v1/orders", tags=["saga"], dependencies=[Depends(tag_order_span)])
+router = APIRouter(
+    prefix="/api/v1/orders",
+    tags=["saga"],
+    dependencies=[Depends(tag_order_span), Depends(caller)],
+    responses=AUTH_RESPONSES,
+)
 
 
 class SagaStepOut(BaseModel):
@@ -45,10 +53,14 @@ def _time(at: datetime | None) -> str | None:
     response_model=SagaOut,
     responses={404: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
     summary="The order's fulfilment saga: state and each step with timestamps and outcome",
+    dependencies=[requires(Scope.ORDERS_READ, Scope.ORDERS_READ_ALL)],
 )
 async def get_saga(
-    order_id: Annotated[int, Path(ge=1, le=MAX_ID, description="The order id.")], ctx: Ctx
+    order_id: Annotated[int, Path(ge=1, le=MAX_ID, description="The order id.")],
+    ctx: Ctx,
+    principal: Caller,
 ) -> SagaOut:
+    await reads.ensure_may_read(ctx, principal, order_id)
     loaded = await ctx.repository(SAGA).load(order_id, use_snapshot=False)
     saga = loaded.state
     if not isinstance(saga, Saga):

@@ -11,7 +11,8 @@ from app.domain.order.events import OrderItem
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CreateOrder:
-    """Place an order; ``items`` may be empty (the seed's ``{"user_id": 123, "amount": 99.99}``)."""
+    """Place an order; ``items`` may be empty (the seed's ``{"user_id": 123, "amount": 99.99}``).
+    ``owner``: the authenticated subject it belongs to; ``None`` means the customer ``user_id`` itself."""
 
     order_id: int
     user_id: int
@@ -19,6 +20,7 @@ class CreateOrder:
     amount: Decimal
     at: datetime
     currency: str = "USD"
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,11 +51,13 @@ class CompleteOrder:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelOrder:
-    """Cancel an order that has not shipped yet."""
+    """Cancel an order that has not shipped yet. With ``owner`` set, only if the order belongs to that
+    subject: another's order is "not found" (its existence is not disclosed)."""
 
     order_id: int
     reason: str
     at: datetime
+    owner: str | None = None
 
 
 type OrderCommand = CreateOrder | MarkOrderPaid | ShipOrder | CompleteOrder | CancelOrder

@@ -41,6 +41,7 @@ from app.domain.order.state import INITIAL, NoOrder, Order, OrderState, OrderSta
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_ITEMS = 100
 MAX_TEXT = 500
+MAX_OWNER = 255
 
 
 def _validate_create(cmd: CreateOrder) -> OrderCreated:
@@ -55,6 +56,9 @@ def _validate_create(cmd: CreateOrder) -> OrderCreated:
         raise InvalidValue("each product may appear only once in items")
     if not _CURRENCY.match(cmd.currency):
         raise InvalidValue(f"currency must be an ISO 4217 code like 'USD', got {cmd.currency!r}")
+    owner = str(cmd.user_id) if cmd.owner is None else cmd.owner
+    if not owner or len(owner) > MAX_OWNER:
+        raise InvalidValue(f"owner must be 1..{MAX_OWNER} characters")
     return OrderCreated(
         order_id=cmd.order_id,
         user_id=cmd.user_id,
@@ -62,6 +66,7 @@ def _validate_create(cmd: CreateOrder) -> OrderCreated:
         amount=money(cmd.amount),
         currency=cmd.currency,
         at=cmd.at,
+        owner=owner,
     )
 
 
@@ -71,10 +76,12 @@ def _text(value: str, field: str) -> str:
     return value
 
 
-def _existing(state: OrderState, order_id: int) -> Order:
+def _existing(state: OrderState, order_id: int, owner: str | None = None) -> Order:
     match state:
-        case Order():
+        case Order() if owner is None or state.owner == owner:
             return state
+        case Order():  # another subject's order: the same answer as a missing one (no existence leak)
+            raise NotFound(f"order {order_id} does not exist")
         case NoOrder():
             raise NotFound(f"order {order_id} does not exist")
         case _:
@@ -82,11 +89,12 @@ def _existing(state: OrderState, order_id: int) -> Order:
 
 
 def _same_order(order: Order, created: OrderCreated) -> bool:
-    return (order.user_id, order.items, order.amount, order.currency) == (
+    return (order.user_id, order.items, order.amount, order.currency, order.owner) == (
         created.user_id,
         created.items,
         created.amount,
         created.currency,
+        created.owner,
     )
 
 
@@ -136,7 +144,7 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
             raise InvalidTransition(f"order {order.order_id} is {order.status}, it cannot be completed")
         case CancelOrder():
             _text(command.reason, "reason")
-            order = _existing(state, command.order_id)
+            order = _existing(state, command.order_id, command.owner)
             if order.status in (OrderStatus.CREATED, OrderStatus.PAID):
                 return [OrderCancelled(order_id=order.order_id, reason=command.reason, at=command.at)]
             if order.status is OrderStatus.CANCELLED:
@@ -163,6 +171,7 @@ def evolve(state: OrderState, event: OrderEvent) -> OrderState:
                 status=OrderStatus.CREATED,
                 created_at=event.at,
                 updated_at=event.at,
+                owner=event.owner,
             )
         case OrderPaid(), Order():
             return _set(state, event, status=OrderStatus.PAID, payment_id=event.payment_id)
@@ -183,6 +192,7 @@ ORDER: Decider[OrderCommand, OrderEvent, OrderState] = Decider(
     initial=INITIAL,
     event_types=ORDER_EVENTS,
     state_types=(NoOrder, Order),
+    snapshot_schema=2,  # 2: Order.owner (a v1 snapshot would lack it and hide an order from its owner)
 )
 
 __all__ = ["ORDER", "OrderItem", "decide", "evolve"]

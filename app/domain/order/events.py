@@ -18,16 +18,19 @@ class OrderItem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderCreated:
-    """An order was placed. v1 had no ``currency``; v2 adds it (upcaster: v1 → ``"USD"``)."""
+    """An order was placed. v1 had no ``currency``; v2 adds it (upcaster: v1 → ``"USD"``). v3 adds
+    ``owner``, the authenticated subject the order belongs to (upcaster: v2 → ``str(user_id)``, the
+    customer it was placed for). ``amount`` is the server's total (catalog prices; issue 14)."""
 
     TYPE: ClassVar[str] = "OrderCreated"
-    VERSION: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 3
     order_id: int
     user_id: int
     items: tuple[OrderItem, ...]
     amount: Decimal
     currency: str
     at: datetime
+    owner: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -37,6 +37,7 @@ class Order:
     status: OrderStatus
     created_at: datetime
     updated_at: datetime
+    owner: str = ""  # the subject it belongs to (OrderCreated v3; str(user_id) for older orders)
     payment_id: str | None = None
     tracking_number: str | None = None
     cancel_reason: str | None = None

@@ -1,0 +1,232 @@
+"""The development identity provider: a real OpenID Connect provider (NanoIDP, from the ``nanoidp``
+wheel of the ``embedded`` extra) that ``eda dev`` and the tests run beside NATS and PostgreSQL.
+
+It issues RFC 9068-style JWT access tokens (``iss``, ``sub``, ``aud``, ``exp``, ``scope``, ``client_id``)
+signed with RS256 keys it keeps in ``<data_dir>/idp/keys`` (rotatable, old keys stay in its JWKS), and
+serves discovery and JWKS; the API verifies its tokens like any issuer's and does not know it is a dev
+one. Owned here: its configuration (JSON is YAML), its secrets, the process, and ``DevIssuer``, the
+client that mints tokens from it (``eda token``, the ``eda dev`` banner, the tests).
+
+Layout under ``<data_dir>/idp``: ``settings.yaml``, ``users.yaml``, ``keys/``, ``nanoidp.log`` and
+``dev-issuer.json`` (0600: issuer URL, the CLI client's secret, the management secret, the console
+login's users and passwords) — what ``eda token`` reads to find the running dev issuer.
+Clients: ``eda-cli`` (confidential; password grant for minting) and ``eda-console`` (public, PKCE, the
+console's login). Minting for a subject creates it as a runtime user with a fresh password, then asks
+for a token with the password grant: every token comes from the provider's token endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import secrets
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.auth.scopes import ALL_SCOPES
+from app.dev.stack import HOST, DevstackError, Popen, _http_ok, _log_tail, _spawn, _terminate, free_port
+
+AUDIENCE = "eda-api"
+CLI_CLIENT = "eda-cli"
+CONSOLE_CLIENT = "eda-console"
+CONSOLE_SCOPE = "openid admin:read orders:read:all"
+OPERATOR = "operator"
+CUSTOMER = "123"
+TOKEN_MINUTES = 480  # a working day: the banner's tokens outlive a demo session
+_OIDC_SCOPES = ["openid", "profile", "email"]
+
+
+class DevIssuerError(RuntimeError):
+    """The dev issuer is not running, or refused a request."""
+
+
+@dataclass(frozen=True)
+class DevIssuer:
+    """A running dev issuer, as ``dev-issuer.json`` describes it; mints tokens (sync: CLI and tests)."""
+
+    issuer: str
+    client_secret: str
+    management_secret: str
+    users: dict[str, str]
+
+    @classmethod
+    def load(cls, data_dir: Path) -> DevIssuer:
+        path = data_dir / "idp" / "dev-issuer.json"
+        try:
+            raw = json.loads(path.read_text())
+            return cls(raw["issuer"], raw["client_secret"], raw["management_secret"], raw["users"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise DevIssuerError(f"no dev issuer in {data_dir} (is `eda dev` running there?)") from exc
+
+    def _post(self, client: httpx.Client, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return client.post(self.issuer + path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise DevIssuerError(f"the dev issuer at {self.issuer} does not answer ({exc})") from exc
+
+    def _user(self, client: httpx.Client, subject: str, roles: list[str]) -> str:
+        """(Re)create ``subject`` as a runtime user with a fresh password; returns the password."""
+        headers = {"X-Management-Secret": self.management_secret}
+        password = secrets.token_urlsafe(18)
+        body = {"username": subject, "password": password, "roles": roles, "email": "dev@eda.invalid"}
+        created = self._post(client, "/api/runtime/users", json=body, headers=headers)
+        if created.status_code == 409:  # exists: replace it (its password is not ours to know)
+            client.delete(f"{self.issuer}/api/runtime/users/{subject}", headers=headers)
+            created = self._post(client, "/api/runtime/users", json=body, headers=headers)
+        if created.status_code >= 300:
+            raise DevIssuerError(f"the dev issuer refused user {subject!r}: {created.text[:200]}")
+        return password
+
+    def mint(self, subject: str, scope: str, *, roles: list[str] | None = None) -> str:
+        """An access token for ``subject`` with ``scope`` (space-separated), from the token endpoint."""
+        with httpx.Client(timeout=10.0) as client:
+            password = self.users.get(subject) or self._user(client, subject, roles or [])
+            form = {"grant_type": "password", "username": subject, "password": password, "scope": scope}
+            answer = self._post(client, "/token", data=form, auth=(CLI_CLIENT, self.client_secret))
+        if answer.status_code != 200:
+            raise DevIssuerError(f"the dev issuer refused a token: {answer.text[:300]}")
+        token: str = answer.json()["access_token"]
+        return token
+
+    def rotate_keys(self) -> str:
+        """Rotate the signing key (the old one stays in the JWKS); returns the new ``kid``."""
+        with httpx.Client(timeout=10.0) as client:
+            headers = {"X-Management-Secret": self.management_secret}
+            answer = self._post(client, "/api/keys/rotate", headers=headers)
+        if answer.status_code != 200:
+            raise DevIssuerError(f"key rotation refused: {answer.text[:200]}")
+        kid: str = answer.json()["new_kid"]
+        return kid
+
+
+def _secrets(path: Path, issuer: str) -> dict[str, Any]:
+    """The dev issuer's secrets, made once and kept (tokens and console logins survive restarts)."""
+    try:
+        known: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    known.setdefault("client_secret", secrets.token_urlsafe(24))
+    known.setdefault("management_secret", secrets.token_urlsafe(24))
+    known.setdefault("session_secret", secrets.token_urlsafe(32))
+    known.setdefault("users", {OPERATOR: secrets.token_urlsafe(9), CUSTOMER: secrets.token_urlsafe(9)})
+    known["issuer"] = issuer
+    path.write_text(json.dumps(known, indent=2))
+    path.chmod(0o600)
+    return known
+
+
+@dataclass
+class DevIdentityProvider:
+    """One NanoIDP process on 127.0.0.1. ``console_origins``: where the console's login may return;
+    ``issuer_aliases``: also answer as ``http://localhost:<port>`` with that issuer (tests of a token
+    from another issuer)."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    console_origins: tuple[str, ...] = ()
+    issuer_aliases: bool = False
+    _proc: Popen | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir = self.data_dir.resolve()
+
+    @property
+    def home(self) -> Path:
+        return self.data_dir / "idp"
+
+    @property
+    def issuer(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "nanoidp.log"
+
+    def client(self) -> DevIssuer:
+        return DevIssuer.load(self.data_dir)
+
+    def _settings(self, known: dict[str, Any]) -> dict[str, Any]:
+        ours = sorted(ALL_SCOPES)
+        oauth: dict[str, Any] = {
+            "issuer": self.issuer,
+            "audience": AUDIENCE,
+            "token_expiry_minutes": TOKEN_MINUTES,
+            "scopes_supported": _OIDC_SCOPES + ours,
+            "clients": [
+                {"client_id": CLI_CLIENT, "client_secret": known["client_secret"], "description": "eda CLI"},
+                {
+                    "client_id": CONSOLE_CLIENT,
+                    "token_endpoint_auth_method": "none",
+                    "description": "eda web console",
+                    "redirect_uris": [f"{origin}/ui/" for origin in self.console_origins],
+                    "allowed_scopes": _OIDC_SCOPES + ours,
+                },
+            ],
+        }
+        if self.issuer_aliases:
+            alias = f"http://localhost:{self.port}"
+            oauth |= {"issuer_from_request": True, "issuer_allowlist": [self.issuer, alias]}
+        return {
+            "config_version": 1,
+            "server": {"host": HOST, "port": self.port},
+            "oauth": oauth,
+            "jwt": {"keys_dir": str(self.home / "keys"), "max_previous_keys": 2},
+            "session": {
+                "secret_key": known["session_secret"],
+                "management_secret": known["management_secret"],
+            },
+            "logging": {"level": "WARNING", "log_token_requests": False, "verbose_logging": False},
+        }
+
+    def _write_config(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        known = _secrets(self.home / "dev-issuer.json", self.issuer)
+        users = {
+            name: {"password": password, "email": f"{name}@eda.invalid"}
+            for name, password in known["users"].items()
+        }
+        for name, content in (
+            ("settings.yaml", self._settings(known)),  # JSON is YAML
+            ("users.yaml", {"config_version": 1, "users": users}),
+        ):
+            target = self.home / name
+            target.write_text(json.dumps(content, indent=2))
+            target.chmod(0o600)
+
+    async def start(self, timeout: float = 60.0) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        await asyncio.to_thread(self._write_config)
+        args = [sys.executable, "-m", "nanoidp", "--config", str(self.home)]
+        args += ["--host", HOST, "--port", str(self.port)]
+        self._proc = await asyncio.to_thread(_spawn, args, self.log_path, self.home)
+        url = f"{self.issuer}/.well-known/openid-configuration"
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if self._proc.poll() is not None:
+                break
+            if await asyncio.to_thread(_http_ok, url):
+                return
+            await asyncio.sleep(0.1)
+        await self.stop()
+        raise DevstackError(f"nanoidp did not start on {self.issuer}; log tail:\n{_log_tail(self.log_path)}")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self._proc is not None:
+            await _terminate(self._proc, signal.SIGTERM, timeout)
+            self._proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+
+def nanoidp_installed() -> bool:
+    """Whether the ``nanoidp`` package (extra ``embedded``) is there to be started."""
+    return importlib.util.find_spec("nanoidp") is not None
