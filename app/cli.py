@@ -202,6 +202,24 @@ def api(
 
 
 @cli.command()
+def token(
+    sub: Annotated[str, typer.Option("--sub", help="The subject (customer number, or any user name).")],
+    scope: Annotated[
+        str, typer.Option("--scope", help="Space-separated scopes, e.g. 'orders:write orders:read'.")
+    ] = "orders:write orders:read",
+    data_dir: DataDir = Path(".eda-data"),
+) -> None:
+    """Mint an access token from the identity provider of the `eda dev` running on --data-dir."""
+    from app.dev.idp import DevIssuer, DevIssuerError
+
+    try:
+        print(DevIssuer.load(data_dir).mint(sub, scope))
+    except DevIssuerError as exc:
+        typer.echo(f"eda token: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@cli.command()
 def projector() -> None:
     """The read-model projector alone; health on EDA_HEALTH_PORT (one active replica, others standby)."""
     from app.runtime.roles import projector_role

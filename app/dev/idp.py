@@ -18,18 +18,20 @@ for a token with the password grant: every token comes from the provider's token
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import secrets
 import signal
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from app.auth.scopes import ALL_SCOPES
+from app.auth.scopes import ALL_SCOPES, CUSTOMER_SCOPES, OPERATOR_SCOPES
 from app.dev.stack import HOST, DevstackError, Popen, _http_ok, _log_tail, _spawn, _terminate, free_port
 
 AUDIENCE = "eda-api"
@@ -230,3 +232,43 @@ class DevIdentityProvider:
 def nanoidp_installed() -> bool:
     """Whether the ``nanoidp`` package (extra ``embedded``) is there to be started."""
     return importlib.util.find_spec("nanoidp") is not None
+
+
+@contextlib.asynccontextmanager
+async def dev_identity(
+    data_dir: Path, api_port: int, port: int | None = None
+) -> AsyncIterator[DevIdentityProvider]:
+    """``eda dev``'s provider, started for the block; its console login returns to the API on ``api_port``."""
+    if not nanoidp_installed():
+        raise DevstackError("nanoidp is not installed: install eda-platform[embedded]")
+    origins = (f"http://{HOST}:{api_port}", f"http://localhost:{api_port}")
+    provider = DevIdentityProvider(data_dir, console_origins=origins)
+    provider.port = port or provider.port
+    await provider.start()
+    try:
+        yield provider
+    finally:
+        await provider.stop()
+
+
+def banner(provider: DevIdentityProvider, api_url: str) -> str:
+    """What ``eda dev`` prints about authentication: the issuer, two ready tokens, a curl line."""
+    issuer = provider.client()
+    customer = issuer.mint(CUSTOMER, " ".join(sorted(CUSTOMER_SCOPES)))
+    operator = issuer.mint(OPERATOR, " ".join(sorted(OPERATOR_SCOPES)))
+    body = '{"items": [{"product_id": 1, "quantity": 2}]}'
+    return "\n".join(
+        [
+            f"OIDC issuer (dev, NanoIDP): {provider.issuer}  audience: {AUDIENCE}",
+            f"  console login at {api_url}/ui: {OPERATOR} / {issuer.users[OPERATOR]}",
+            "  without a token, requests from this machine act as the ANONYMOUS DEV PRINCIPAL (every scope);",
+            "  only `eda dev` does that: `eda api` and the Helm chart always require a token.",
+            f"customer {CUSTOMER} ({' '.join(sorted(CUSTOMER_SCOPES))}):",
+            f"  export TOKEN={customer}",
+            f"operator ({' '.join(sorted(OPERATOR_SCOPES))}):",
+            f"  export OPERATOR_TOKEN={operator}",
+            f"  curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n"
+            f"       -d '{body}' {api_url}/api/v1/orders",
+            '  more: eda token --sub 456 --scope "orders:write orders:read"',
+        ]
+    )

@@ -46,12 +46,14 @@ class _Server(uvicorn.Server):
         yield
 
 
-def api_server(settings: Settings, host: str, port: int) -> uvicorn.Server:
+def api_server(settings: Settings, host: str, port: int, *, dev: bool = False) -> uvicorn.Server:
     """The API on uvicorn. The app is built by uvicorn's factory ``app.api.main:app_from_env`` from the
-    ``EDA_*`` environment (``dev`` exports the embedded servers' URLs first)."""
+    ``EDA_*`` environment (``dev`` exports the embedded servers' URLs first, and uses the factory with
+    the anonymous loopback principal; it trusts no ``X-Forwarded-For``: "loopback" is the real peer)."""
     config = uvicorn.Config(
-        "app.api.main:app_from_env",
+        "app.api.main:dev_app_from_env" if dev else "app.api.main:app_from_env",
         factory=True,
+        proxy_headers=not dev,
         host=host,
         port=port,
         http="httptools",
@@ -147,20 +149,27 @@ async def run_until_signal(server: uvicorn.Server, roles: list[Role]) -> None:
 
 
 async def dev(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8082) -> None:
-    """``eda dev``: the whole system in one process on embedded servers."""
+    """``eda dev``: the whole system in one process on embedded servers and the dev OIDC provider."""
+    from app.dev.idp import AUDIENCE, CONSOLE_CLIENT, banner, dev_identity
     from app.dev.stack import embedded_stack
 
     known = _ports(data_dir)
-    async with embedded_stack(data_dir, nats_port=known.get("nats"), pg_port=known.get("postgres")) as (
-        nats,
-        pg,
+    async with (
+        embedded_stack(data_dir, nats_port=known.get("nats"), pg_port=known.get("postgres")) as (nats, pg),
+        dev_identity(data_dir, port, known.get("idp")) as idp,
     ):
-        (data_dir / "ports.json").write_text(json.dumps({"nats": nats.port, "postgres": pg.port}))
+        ports = {"nats": nats.port, "postgres": pg.port, "idp": idp.port}
+        (data_dir / "ports.json").write_text(json.dumps(ports))
         os.environ["EDA_NATS_URL"], os.environ["EDA_DATABASE_URL"] = nats.url, pg.dsn
+        os.environ["EDA_AUTH_ISSUER"], os.environ["EDA_AUTH_AUDIENCE"] = idp.issuer, AUDIENCE
+        os.environ.setdefault("EDA_UI_OIDC_CLIENT_ID", CONSOLE_CLIENT)  # the console logs in at the issuer
         os.environ.setdefault("EDA_DEFAULT_STOCK", "1000")  # never-set products start with 1000 units in dev
+        os.environ.setdefault("EDA_DEFAULT_PRICE", "99.99")  # ... and cost 99.99 (the seed's 2 x 99.99)
         os.environ.setdefault("EDA_UI_ENABLED", "true")  # the web console at /ui is on in dev
         settings = Settings()
+        api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         print(f"EDA_NATS_URL={nats.url}", flush=True)
         print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
+        print(await asyncio.to_thread(banner, idp, api_url), flush=True)
         print(f"API on http://{host}:{port} (docs: /docs, console: /ui) — Ctrl-C stops", flush=True)
-        await run_until_signal(api_server(settings, host, port), background_roles(settings))
+        await run_until_signal(api_server(settings, host, port, dev=True), background_roles(settings))

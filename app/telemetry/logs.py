@@ -70,3 +70,5 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request at INFO (the issuer's JWKS fetches): that is noise, not an event
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))
