@@ -22,6 +22,7 @@ from app.api.errors import Problem
 from app.api.idempotency import StoredResponse, fingerprint
 from app.api.schemas import CancelOrderIn, CreateOrderIn
 from app.auth.scopes import Principal
+from app.domain.common import NotFound
 from app.domain.order import INITIAL, ORDER, CancelOrder, CreateOrder, Order
 from app.eventstore.envelope import NEW, Metadata, utcnow
 from app.eventstore.ports import ConcurrencyError
@@ -146,6 +147,8 @@ async def cancel_order(
             if known is None or (owner is not None and known != owner):
                 raise access.not_found(order_id) from None
             raise
+        except NotFound:  # missing, or another subject's: the same answer as a GET
+            raise access.not_found(order_id) from None
         outcome = "ok" if done.events else "noop"
         assert isinstance(done.state, Order)
         return str(done.state.status), done.position.version

@@ -83,6 +83,7 @@ class KeySource:
         self._lock = asyncio.Lock()
         self.generation = 0  # bumped whenever the set of keys changes (a cache of verdicts drops them)
         self.fetches = 0
+        self._discovery: dict[str, Any] | None = None
         self._attempts = 0  # completed fetch attempts: callers that waited on the lock reuse the last
         self._retry_s = min(cooldown_s, 2.0)  # with no key at all, try again this soon
 
@@ -142,12 +143,19 @@ class KeySource:
             self.generation += 1
         self._keys, self._fetched_at = keys, self._clock()
 
+    async def discovery(self) -> dict[str, Any]:
+        """The issuer's OpenID discovery document (fetched once; ``JwksError``/``httpx.HTTPError``)."""
+        if self._discovery is None:
+            url = self._issuer.rstrip("/") + "/.well-known/openid-configuration"
+            document = await self._get_json(url)
+            if not isinstance(document, dict) or document.get("issuer") != self._issuer:
+                raise JwksError("the discovery document names another issuer")
+            self._discovery = document
+        return self._discovery
+
     async def _jwks_location(self) -> str:
         if self._jwks_url is None:
-            url = self._issuer.rstrip("/") + "/.well-known/openid-configuration"
-            discovery = await self._get_json(url)
-            if not isinstance(discovery, dict) or discovery.get("issuer") != self._issuer:
-                raise JwksError("the discovery document names another issuer")
+            discovery = await self.discovery()
             jwks_uri = discovery.get("jwks_uri")
             if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
                 raise JwksError("the discovery document has no jwks_uri")

@@ -116,6 +116,10 @@ class TokenVerifier:
         self._cache_size = cache_size
         self._clock = clock
 
+    @property
+    def keys(self) -> KeySource:
+        return self._keys
+
     async def verify(self, token: str) -> Principal:
         """The principal of a valid ``token``; ``Unauthenticated`` (401) or ``IssuerUnavailable`` (503)."""
         cached = self._cache.get(token)

@@ -85,14 +85,31 @@ class DevIssuer:
             raise DevIssuerError(f"the dev issuer refused user {subject!r}: {created.text[:200]}")
         return password
 
-    def mint(self, subject: str, scope: str, *, roles: list[str] | None = None) -> str:
-        """An access token for ``subject`` with ``scope`` (space-separated), from the token endpoint."""
+    def mint(
+        self, subject: str, scope: str, *, roles: list[str] | None = None, audience: str | None = None
+    ) -> str:
+        """An access token for ``subject`` with ``scope`` (space-separated), from the token endpoint;
+        ``audience``: for another resource (RFC 8707) than the API's."""
         with httpx.Client(timeout=10.0) as client:
             password = self.users.get(subject) or self._user(client, subject, roles or [])
             form = {"grant_type": "password", "username": subject, "password": password, "scope": scope}
+            if audience is not None:
+                form["resource"] = audience
             answer = self._post(client, "/token", data=form, auth=(CLI_CLIENT, self.client_secret))
         if answer.status_code != 200:
             raise DevIssuerError(f"the dev issuer refused a token: {answer.text[:300]}")
+        token: str = answer.json()["access_token"]
+        return token
+
+    def expired(self, subject: str = OPERATOR) -> str:
+        """A token of a declared user that expired five minutes ago (the provider's management API)."""
+        with httpx.Client(timeout=10.0) as client:
+            headers = {"X-Management-Secret": self.management_secret}
+            answer = self._post(
+                client, f"/api/users/{subject}/token", json={"exp_minutes": -5}, headers=headers
+            )
+        if answer.status_code != 200:
+            raise DevIssuerError(f"the dev issuer refused an expired token: {answer.text[:200]}")
         token: str = answer.json()["access_token"]
         return token
 

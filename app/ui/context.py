@@ -17,8 +17,10 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from nats.aio.client import Client as NATS
 
+from app.auth.authenticator import Authenticator
 from app.eventstore.ports import EventStore
 from app.settings import Settings
+from app.ui import access
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -58,6 +60,9 @@ class UiContext(Protocol):
     @property
     def settings(self) -> Settings: ...
 
+    @property
+    def auth(self) -> Authenticator: ...
+
 
 class ConsoleUnavailable(LookupError):
     """The console is disabled, or the API has no context (yet)."""
@@ -79,6 +84,14 @@ def enabled(request: Request) -> bool:
         return False
 
 
+def security_headers(settings: Settings | None, extra_connect: str | None = None) -> dict[str, str]:
+    """The headers of every console response; ``extra_connect``: an origin the page may also fetch."""
+    if extra_connect is None:
+        return SECURITY_HEADERS
+    csp = CONTENT_SECURITY_POLICY.replace("connect-src 'self'", f"connect-src 'self' {extra_connect}")
+    return SECURITY_HEADERS | {"Content-Security-Policy": csp}
+
+
 def problem(status: int, title: str, detail: str) -> JSONResponse:
     """An RFC 9457 problem document."""
     return JSONResponse(
@@ -94,7 +107,8 @@ def not_found(detail: str = "Not Found") -> JSONResponse:
 
 
 class UiRoute(APIRoute):
-    """A console route: 404 unless the console is enabled; security headers on every response."""
+    """A console route: 404 unless the console is enabled; a token for its data (``app.ui.access``);
+    security headers on every response."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -102,8 +116,12 @@ class UiRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             if not enabled(request):
                 return not_found("The web console is disabled (set EDA_UI_ENABLED=true).")
+            ctx = ui_context(request)
+            if access.needs_token(request.url.path):
+                await access.admit(request, ctx)
             response = await handler(request)
-            for name, value in SECURITY_HEADERS.items():
+            headers = security_headers(ctx.settings, access.issuer_origin(ctx.settings))
+            for name, value in headers.items():
                 response.headers.setdefault(name, value)
             return response
 

@@ -14,6 +14,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from app.ui.access import login_config
 from app.ui.context import UiContext, UiRoute, not_found, ui_context
 from app.ui.health import LagHistory, health_snapshot
 from app.ui.live import Feed, event_source
@@ -67,6 +68,12 @@ async def static(name: str) -> Response:
     if body is None or suffix not in _TYPES:
         return not_found()
     return Response(body, media_type=_TYPES[suffix], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/auth")
+async def auth(ctx: Ctx) -> Response:
+    """How the page signs in (public: no data)."""
+    return _json(await login_config(ctx))
 
 
 @router.get("/api/orders")

@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ from fastapi import FastAPI
 from idp_support import Tokens
 
 from app.api.main import create_app
+from app.dev.idp import AUDIENCE, DevIdentityProvider
+from app.dev.stack import embedded_nats, free_port
 from app.runtime.roles import projector_role
 from app.settings import Settings
 
@@ -93,3 +97,69 @@ def eda_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[sub
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@dataclass
+class LiveApi:
+    """``eda api`` + ``eda projector`` as processes, trusting the session's provider (console on)."""
+
+    url: str
+    idp: DevIdentityProvider
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+@pytest.fixture(scope="session")
+async def live_api(
+    database_url: str, idp: DevIdentityProvider, session_data_dir: Path
+) -> AsyncIterator[LiveApi]:
+    """One API process and one projector process for the session (schemathesis, the auth matrix), on
+    a nats-server of their own: other tests empty the shared one (``js_clean``) whenever they like."""
+    async with embedded_nats(session_data_dir / "live-api-nats") as nats_server:
+        async for live in _live_api(nats_server.url, database_url, idp, session_data_dir):
+            yield live
+
+
+async def _live_api(
+    nats_url: str, database_url: str, idp: DevIdentityProvider, data_dir: Path
+) -> AsyncIterator[LiveApi]:
+    port = free_port()
+    env = dict(os.environ) | {
+        "EDA_NATS_URL": nats_url,
+        "EDA_DATABASE_URL": database_url,
+        "EDA_READMODEL_SCHEMA": "rm_live_api",
+        "EDA_HEALTH_PORT": "0",
+        "EDA_LOG_LEVEL": "WARNING",
+        "EDA_MIN_VERSION_WAIT_S": "0.2",
+        "EDA_AUTH_ISSUER": idp.issuer,
+        "EDA_AUTH_AUDIENCE": AUDIENCE,
+        "EDA_AUTH_JWKS_COOLDOWN_S": "0.5",
+        "EDA_DEFAULT_PRICE": "99.99",
+        "EDA_UI_ENABLED": "true",
+    }
+    log = data_dir / "live-api.log"
+    procs = []
+    with log.open("ab") as out:
+        for args in (["api", "--host", "127.0.0.1", "--port", str(port)], ["projector"]):
+            procs.append(subprocess.Popen([EDA, *args], env=env, stdout=out, stderr=subprocess.STDOUT))  # noqa: ASYNC220
+    try:
+        await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}/readyz")
+        yield LiveApi(f"http://127.0.0.1:{port}", idp)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            await asyncio.to_thread(proc.wait, 10)
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text, text[-3000:]
