@@ -113,6 +113,20 @@ class DevIssuer:
         token: str = answer.json()["access_token"]
         return token
 
+    def add_public_client(self, client_id: str, redirect_uri: str) -> None:
+        """Register a public (PKCE) client, e.g. a console on another port (runtime, not persisted)."""
+        body = {
+            "client_id": client_id,
+            "token_endpoint_auth_method": "none",
+            "redirect_uris": [redirect_uri],
+            "allowed_scopes": [*_OIDC_SCOPES, *sorted(ALL_SCOPES)],
+        }
+        with httpx.Client(timeout=10.0) as client:
+            headers = {"X-Management-Secret": self.management_secret}
+            answer = self._post(client, "/api/runtime/clients", json=body, headers=headers)
+        if answer.status_code >= 300:
+            raise DevIssuerError(f"the dev issuer refused client {client_id!r}: {answer.text[:200]}")
+
     def rotate_keys(self) -> str:
         """Rotate the signing key (the old one stays in the JWKS); returns the new ``kid``."""
         with httpx.Client(timeout=10.0) as client:

@@ -1,6 +1,8 @@
 """Fixtures of the browser tests: the whole system in this event loop — the API (uvicorn on a free port,
-console enabled), the projector, and on demand the saga with its three workers — on the session's real
-nats-server and a fresh PostgreSQL database; plus headless Chromium driven by Playwright.
+console enabled, trusting the session's OIDC provider), the projector, and on demand the saga with its
+three workers — on the session's real nats-server and a fresh PostgreSQL database; plus headless
+Chromium driven by Playwright. The ``page`` sends an operator's token on every request, as an auth
+proxy in front of the console would (test_console_login.py signs in at the provider instead).
 
 Chromium comes from Debian (``apt-get install chromium``); tests skip with the reason if it is missing.
 """
@@ -17,6 +19,7 @@ import nats
 import pytest
 import uvicorn
 from console_harness import CHROMIUM, CHROMIUM_ARGS, JAEGER, Console, free_port
+from idp_support import Tokens
 
 from app.api.main import create_app
 from app.process.role import open_store
@@ -33,7 +36,9 @@ class QuietServer(uvicorn.Server):
 
 
 @pytest.fixture
-async def console(nats_url: str, fresh_db: str, js_clean: None) -> AsyncIterator[Console]:
+async def console(
+    nats_url: str, fresh_db: str, js_clean: None, auth_settings: dict[str, str], tokens: Tokens
+) -> AsyncIterator[Console]:
     """API with the console on + projector running; the saga is started by the test (``start_saga``)."""
     settings = Settings(
         nats_url=nats_url,
@@ -46,6 +51,7 @@ async def console(nats_url: str, fresh_db: str, js_clean: None) -> AsyncIterator
         shipping_fail_user_ids="666",
         saga_step_timeout_s=10.0,
         log_level="WARNING",
+        **auth_settings,  # type: ignore[arg-type]
     )
     port = free_port()
     config = uvicorn.Config(
@@ -68,7 +74,8 @@ async def console(nats_url: str, fresh_db: str, js_clean: None) -> AsyncIterator
     store, _ = await open_store(nc, settings)
     projector = asyncio.create_task(Projector(nc, store.codec, fresh_db, settings.readmodel_schema).run())
     url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
+    headers = {"Authorization": f"Bearer {tokens.admin()}"}
+    async with httpx.AsyncClient(base_url=url, timeout=10.0, headers=headers) as client:
         system = Console(settings=settings, url=url, client=client)
         try:
             yield system
@@ -99,9 +106,11 @@ async def browser() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def page(browser: Any) -> AsyncIterator[Any]:
-    """A fresh page (1280 x 900); console errors and CSP violations fail the test."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+async def page(browser: Any, tokens: Tokens) -> AsyncIterator[Any]:
+    """A fresh page (1280 x 900) whose requests carry an operator's token, as an auth proxy forwards
+    it; console errors and CSP violations fail the test."""
+    proxy = {"Authorization": f"Bearer {tokens('operator', 'admin:read orders:read:all')}"}
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, extra_http_headers=proxy)
     page = await context.new_page()
     problems: list[str] = []
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)

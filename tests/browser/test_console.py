@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from console_harness import DOCS_IMG, JAEGER, Console, screenshot_path
+from idp_support import Tokens
 from rich.console import Console as RichConsole
 
 from app.readmodel import db, runs
@@ -99,9 +100,7 @@ async def test_cancelled_order_shows_compensation(console: Console, page: Any) -
     expect = _expect()
     await console.start_saga()
     # user 666's shipments fail (EDA_SHIPPING_FAIL_USER_IDS): refund + release, then cancelled
-    order_id = await console.create_order(
-        {"user_id": 666, "items": [{"product_id": 7, "quantity": 1}], "amount": 42.50}
-    )
+    order_id = await console.create_order({"user_id": 666, "items": [{"product_id": 7, "quantity": 1}]})
     await page.goto(f"{console.url}/ui/orders/{order_id}")
     await expect(page.locator("#saga .saga-status")).to_contain_text("cancelled", timeout=LIVE_TIMEOUT_MS)
     await expect(page.locator(".detail-head .badge")).to_have_text("cancelled", timeout=LIVE_TIMEOUT_MS)
@@ -192,10 +191,11 @@ async def test_health_page_lists_rebuild_and_snapshot_runs(console: Console, pag
     await page.screenshot(path=screenshot_path("ui-health-runs.png"), full_page=True)
 
 
-async def test_narrow_screen_layout(console: Console, browser: Any) -> None:
+async def test_narrow_screen_layout(console: Console, browser: Any, tokens: Tokens) -> None:
     expect = _expect()
     order_id = await console.create_order({"user_id": 9, "amount": 1})
-    context = await browser.new_context(viewport={"width": 390, "height": 844})
+    proxy = {"Authorization": f"Bearer {tokens('operator', 'admin:read orders:read:all')}"}
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, extra_http_headers=proxy)
     page = await context.new_page()
     try:
         await page.goto(f"{console.url}/ui/orders/{order_id}")

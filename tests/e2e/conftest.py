@@ -77,7 +77,11 @@ def role_env(settings: Settings, **extra: str) -> dict[str, str]:
         "EDA_DATABASE_URL": settings.database_url.get_secret_value(),
         "EDA_HEALTH_PORT": "0",
         "EDA_LOG_LEVEL": "WARNING",
+        "EDA_AUTH_MODE": settings.auth_mode,
+        "EDA_AUTH_AUDIENCE": settings.auth_audience,
     }
+    env |= {"EDA_AUTH_ISSUER": settings.auth_issuer} if settings.auth_issuer else {}
+    env |= {"EDA_DEFAULT_PRICE": settings.default_price} if settings.default_price else {}
     env |= extra
     return env
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import nats
 import orjson
+from idp_support import Tokens
 
 from app.dev.stack import free_port
 from app.settings import Settings
@@ -44,7 +45,7 @@ async def _trace_id_of(settings: Settings, order_id: int) -> str | None:
     return traceparent.split("-")[1] if traceparent else None
 
 
-async def test_seed_flow_across_processes(settings: Settings, short_tmp: Path) -> None:
+async def test_seed_flow_across_processes(settings: Settings, short_tmp: Path, tokens: Tokens) -> None:
     api_port, health_port = free_port(), free_port()
     env = role_env(settings, EDA_HEALTH_PORT=str(health_port))
     log = short_tmp / "roles.log"
@@ -53,7 +54,9 @@ async def test_seed_flow_across_processes(settings: Settings, short_tmp: Path) -
         eda_process(["projector"], env, log),
     ):
         base = f"http://127.0.0.1:{api_port}"
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(
+            timeout=10, headers=tokens.header("backend", "orders:write:any orders:read:all")
+        ) as client:
             await _ready(client, f"{base}/readyz")
             created = await client.post(f"{base}/api/v1/orders", json=SEED)
             assert created.status_code == 201

@@ -67,6 +67,8 @@ async def test_poison_events_are_dead_lettered_and_projection_continues(
         projector_max_deliver=3,
         projector_backoff="0.05,0.2",
         projector_batch=50,
+        auth_mode="disabled",  # poison events are the subject here, not tokens
+        default_price="5.00",
     )
     before = dead_letter_count()
     nc = await nats.connect(nats_url)

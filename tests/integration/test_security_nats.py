@@ -50,6 +50,8 @@ def role_settings(server: NatsServer, passwords: dict[str, str], role: str, dsn:
         nats_password=passwords[role],  # type: ignore[arg-type]
         database_url=dsn,  # type: ignore[arg-type]
         health_port=0,
+        auth_mode="disabled",  # NATS permissions are the subject here, not tokens
+        default_price="5.00",
     )
 
 

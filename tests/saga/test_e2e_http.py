@@ -5,23 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from idp_support import Tokens
 
+from app.eventstore.envelope import StreamId
 from app.settings import Settings
 from tests.e2e.conftest import System, running_system
 from tests.saga.conftest import StartSystem
 
 
+@dataclass(frozen=True)
+class Auth:
+    """The session provider's settings and a token with every scope."""
+
+    settings: dict[str, str]
+    token: str
+
+
+@pytest.fixture
+def auth(auth_settings: dict[str, str], tokens: Tokens) -> Auth:
+    return Auth(auth_settings, tokens.admin())
+
+
 @contextlib.asynccontextmanager
 async def whole_system(
-    nats_url: str, database_url: str, start_system: StartSystem, **overrides: Any
+    nats_url: str, database_url: str, start_system: StartSystem, auth: Auth, **overrides: Any
 ) -> AsyncIterator[System]:
     values: dict[str, Any] = {"nats_url": nats_url, "database_url": database_url, "default_stock": 1000}
-    values.update(overrides)
+    values |= auth.settings | overrides
     await start_system(**values)
-    async with running_system(Settings(**values)) as system:
+    async with running_system(Settings(**values), token=auth.token) as system:
         yield system
 
 
@@ -62,9 +78,9 @@ async def _create(system: System, body: dict[str, Any]) -> int:
 
 
 async def test_seed_order_completes_within_seconds(
-    nats_url: str, fresh_db: str, start_system: StartSystem
+    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system) as system:
+    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
         started = asyncio.get_running_loop().time()
         order_id = await _create(system, {"user_id": 123, "amount": 99.99})
         assert order_id == 1
@@ -83,14 +99,12 @@ async def test_seed_order_completes_within_seconds(
 
 
 async def test_order_with_items_completes_and_takes_stock(
-    nats_url: str, fresh_db: str, start_system: StartSystem
+    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system) as system:
+    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
         put = await system.client.put("/api/v1/inventory/1", json={"stock": 10})
         assert put.json() == {"product_id": 1, "stock": 10, "reserved": 0, "available": 10, "version": 1}
-        order_id = await _create(
-            system, {"user_id": 1, "items": [{"product_id": 1, "quantity": 2}], "amount": 5}
-        )
+        order_id = await _create(system, {"user_id": 1, "items": [{"product_id": 1, "quantity": 2}]})
         await _until(system, order_id, "completed")
         saga = await _saga(system, order_id, "completed")
         assert saga["steps"][0]["name"] == "reserve_inventory"
@@ -104,13 +118,33 @@ async def test_order_with_items_completes_and_takes_stock(
         assert (await system.client.get("/api/v1/inventory/2")).json()["stock"] == 1000  # default stock
 
 
-async def test_declined_payment_cancels_and_restores_stock(
-    nats_url: str, fresh_db: str, start_system: StartSystem
+async def test_the_saga_charges_the_catalog_total(
+    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system, payment_decline_above=100.0) as system:
+    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
+        assert (await system.client.put("/api/v1/catalog/9", json={"price": 12.34})).status_code == 200
+        items = [{"product_id": 9, "quantity": 3}, {"product_id": 10, "quantity": 1}]  # 10: default 99.99
+        refused = await system.client.post("/api/v1/orders", json={"user_id": 1, "items": items, "amount": 1})
+        assert refused.status_code == 422
+        order_id = await _create(system, {"user_id": 1, "items": items})
+        await _until(system, order_id, "completed")
+        store = system.app.state.ctx.store
+        charged = [e.event for e in (await store.load(StreamId("payment", str(order_id)))).events]
+        assert [type(e).__name__ for e in charged] == ["PaymentCharged"]
+        assert str(charged[0].amount) == "137.01"  # 3 x 12.34 + 99.99: the server's total
+
+
+async def test_declined_payment_cancels_and_restores_stock(
+    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
+) -> None:
+    async with whole_system(nats_url, fresh_db, start_system, auth, payment_decline_above=100.0) as system:
         await system.client.put("/api/v1/inventory/5", json={"stock": 10})
         order_id = await _create(
-            system, {"user_id": 1, "items": [{"product_id": 5, "quantity": 3}], "amount": 500}
+            system,
+            {
+                "user_id": 1,
+                "items": [{"product_id": 5, "quantity": 3}],
+            },  # 3 x the default 99.99: above the limit
         )
         await _until(system, order_id, "cancelled")
         saga = await _saga(system, order_id, "cancelled")
@@ -122,13 +156,11 @@ async def test_declined_payment_cancels_and_restores_stock(
 
 
 async def test_insufficient_stock_cancels_without_charge(
-    nats_url: str, fresh_db: str, start_system: StartSystem
+    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system) as system:
+    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
         await system.client.put("/api/v1/inventory/6", json={"stock": 1})
-        order_id = await _create(
-            system, {"user_id": 1, "items": [{"product_id": 6, "quantity": 2}], "amount": 5}
-        )
+        order_id = await _create(system, {"user_id": 1, "items": [{"product_id": 6, "quantity": 2}]})
         await _until(system, order_id, "cancelled")
         saga = await _saga(system, order_id, "cancelled")
         assert [s["name"] for s in saga["steps"]] == ["reserve_inventory"]
@@ -138,15 +170,13 @@ async def test_insufficient_stock_cancels_without_charge(
 
 
 async def test_payment_timeout_compensates_and_cancels(
-    nats_url: str, fresh_db: str, start_system: StartSystem
+    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
 ) -> None:
     async with whole_system(
-        nats_url, fresh_db, start_system, saga_step_timeout_s=1.0, payment_fault_delay_s=3.0
+        nats_url, fresh_db, start_system, auth, saga_step_timeout_s=1.0, payment_fault_delay_s=3.0
     ) as system:
         await system.client.put("/api/v1/inventory/7", json={"stock": 4})
-        order_id = await _create(
-            system, {"user_id": 1, "items": [{"product_id": 7, "quantity": 4}], "amount": 5}
-        )
+        order_id = await _create(system, {"user_id": 1, "items": [{"product_id": 7, "quantity": 4}]})
         await _until(system, order_id, "cancelled", timeout=6.0)
         saga = await _saga(system, order_id, "cancelled", timeout=10.0)
         names = {s["name"]: s for s in saga["steps"]}
@@ -157,13 +187,11 @@ async def test_payment_timeout_compensates_and_cancels(
 
 
 async def test_user_cancel_during_saga_compensates(
-    nats_url: str, fresh_db: str, start_system: StartSystem
+    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system, payment_fault_delay_s=1.0) as system:
+    async with whole_system(nats_url, fresh_db, start_system, auth, payment_fault_delay_s=1.0) as system:
         await system.client.put("/api/v1/inventory/8", json={"stock": 3})
-        order_id = await _create(
-            system, {"user_id": 1, "items": [{"product_id": 8, "quantity": 3}], "amount": 5}
-        )
+        order_id = await _create(system, {"user_id": 1, "items": [{"product_id": 8, "quantity": 3}]})
         # cancel while the (slow) charge is in flight: the reservation and the charge both compensate
         await _saga(system, order_id, "running", step="charge_payment")
         resp = await system.client.post(
@@ -183,9 +211,9 @@ async def test_user_cancel_during_saga_compensates(
 
 @pytest.mark.parametrize("body", [{"stock": -1}, {"stock": "x"}, {}])
 async def test_put_inventory_rejects_bad_input(
-    nats_url: str, fresh_db: str, start_system: StartSystem, body: dict[str, Any]
+    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth, body: dict[str, Any]
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system) as system:
+    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
         resp = await system.client.put("/api/v1/inventory/1", json=body)
         assert resp.status_code == 422
         assert resp.headers["content-type"].startswith("application/problem+json")

@@ -48,7 +48,11 @@ class Traced:
     client: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=10))
 
     async def create(self, amount: float, user_id: int = 7) -> int:
-        body = {"user_id": user_id, "items": [{"product_id": 1, "quantity": 1}], "amount": amount}
+        """An order of one unit of a product priced ``amount`` (prices come from the catalog)."""
+        product = 1000 + round(amount * 100)
+        priced = await self.client.put(f"{self.api}/api/v1/catalog/{product}", json={"price": amount})
+        assert priced.status_code == 200, priced.text
+        body = {"user_id": user_id, "items": [{"product_id": product, "quantity": 1}], "amount": amount}
         resp = await self.client.post(f"{self.api}/api/v1/orders", json=body)
         assert resp.status_code == 201, resp.text
         order_id: int = resp.json()["order_id"]
@@ -131,6 +135,7 @@ async def traced(nats_url: str, postgres: Postgres, module_tmp: Path) -> AsyncIt
             "EDA_LOG_LEVEL": "INFO",
             "EDA_DEFAULT_STOCK": "100000",
             "EDA_PAYMENT_DECLINE_ABOVE": str(DECLINE_ABOVE),
+            "EDA_AUTH_MODE": "disabled",  # traces and metrics are the subject here, not tokens
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
             "OTEL_BSP_SCHEDULE_DELAY": "200",

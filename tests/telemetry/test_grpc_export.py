@@ -20,7 +20,7 @@ from telemetry.receiver import otlp_grpc_receiver
 async def test_spans_are_exported_over_grpc(
     nats_url: str, js_clean: None, fresh_db: str, short_tmp: Path
 ) -> None:
-    settings = Settings(nats_url=nats_url, database_url=fresh_db)  # type: ignore[arg-type]
+    settings = Settings(nats_url=nats_url, database_url=fresh_db, auth_mode="disabled")  # type: ignore[arg-type]
     port = free_port()
     async with otlp_grpc_receiver() as receiver:
         env = role_env(

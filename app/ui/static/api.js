@@ -1,4 +1,7 @@
-// Fetching JSON from the console API and following its Server-Sent Events feed.
+// Fetching JSON from the console API and following its Server-Sent Events feed, with the page's token
+// (auth.js) when it holds one. The feed is read with fetch: EventSource cannot send a header.
+
+import { authHeaders } from "./auth.js";
 
 export class HttpError extends Error {
   constructor(status, detail) {
@@ -8,7 +11,9 @@ export class HttpError extends Error {
 }
 
 export async function getJSON(url, { signal } = {}) {
-  const response = await fetch(url, { headers: { Accept: "application/json" }, signal, credentials: "same-origin" });
+  const headers = { Accept: "application/json", ...authHeaders() };
+  const response = await fetch(url, { headers, signal, credentials: "same-origin" });
+  if (response.status === 401 || response.status === 403) document.dispatchEvent(new CustomEvent("eda:unauthorized"));
   if (!response.ok) {
     let detail = "";
     try { detail = (await response.json()).detail || ""; } catch { /* not JSON */ }
@@ -24,26 +29,67 @@ export function setIndicator(state, text) {
   el.querySelector(".live-text").textContent = text;
 }
 
+// Parse one SSE message block ("id: 1\nevent: x\ndata: {...}") into {id, event, data}.
+function parseMessage(block) {
+  const message = { id: null, event: "message", data: "" };
+  for (const line of block.split("\n")) {
+    const at = line.indexOf(":");
+    if (at <= 0) continue;
+    const field = line.slice(0, at);
+    const value = line.slice(at + 1).replace(/^ /, "");
+    if (field === "id") message.id = value;
+    else if (field === "event") message.event = value;
+    else if (field === "data") message.data += value;
+  }
+  return message;
+}
+
 // Follow /ui/api/stream; onEvent(summary) for each stored event, onResync() when events were dropped.
-// Returns a function that closes the feed.
+// Reconnects (resuming after the last id seen) until the returned function is called.
 export function follow(params, { onEvent, onResync }) {
   const query = new URLSearchParams(params).toString();
-  const source = new EventSource(`/ui/api/stream${query ? `?${query}` : ""}`);
-  setIndicator("connecting", "Connecting…");
-  source.addEventListener("hello", () => setIndicator("live", "Live"));
-  source.addEventListener("event", (message) => {
-    setIndicator("live", "Live");
-    onEvent(JSON.parse(message.data));
-  });
-  source.addEventListener("resync", () => onResync && onResync());
-  source.addEventListener("error", () => {
-    setIndicator(source.readyState === EventSource.CLOSED ? "off" : "connecting",
-      source.readyState === EventSource.CLOSED ? "Offline" : "Reconnecting…");
-  });
-  return () => {
-    source.close();
+  const url = `/ui/api/stream${query ? `?${query}` : ""}`;
+  const stop = new AbortController();
+  let lastId = null;
+  const handle = (message) => {
+    if (message.id) lastId = message.id;
+    if (message.event === "hello") setIndicator("live", "Live");
+    else if (message.event === "event") {
+      setIndicator("live", "Live");
+      onEvent(JSON.parse(message.data));
+    } else if (message.event === "resync" && onResync) onResync();
+  };
+  const run = async () => {
+    while (!stop.signal.aborted) {
+      setIndicator("connecting", "Connecting…");
+      try {
+        const headers = { Accept: "text/event-stream", ...authHeaders(), ...(lastId ? { "Last-Event-ID": lastId } : {}) };
+        const response = await fetch(url, { headers, signal: stop.signal, credentials: "same-origin", cache: "no-store" });
+        if (response.status === 401 || response.status === 403) {
+          document.dispatchEvent(new CustomEvent("eda:unauthorized"));
+          break;
+        }
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value.replace(/\r\n/g, "\n");
+          let cut;
+          while ((cut = buffer.indexOf("\n\n")) >= 0) {
+            handle(parseMessage(buffer.slice(0, cut)));
+            buffer = buffer.slice(cut + 2);
+          }
+        }
+      } catch { /* aborted or dropped: reconnect below */ }
+      if (stop.signal.aborted) break;
+      setIndicator("connecting", "Reconnecting…");
+      await new Promise((resolve) => window.setTimeout(resolve, 2000));
+    }
     setIndicator("off", "Offline");
   };
+  run();
+  return () => stop.abort();
 }
 
 // Run fn at most once per `wait` ms, always with the latest call honoured.

@@ -1,5 +1,6 @@
 // Entry point: a tiny client-side router over /ui/orders, /ui/orders/{id} and /ui/health.
 
+import { completeLogin, loginConfig, login, logout, subject } from "./auth.js";
 import { renderDetail } from "./detail.js";
 import { renderHealth } from "./health.js";
 import { renderOrders } from "./orders.js";
@@ -56,6 +57,36 @@ document.addEventListener("submit", (event) => {
   navigate(`/ui/orders${params.toString() ? `?${params}` : ""}`);
 });
 
+// The sign-in area of the header: who is signed in, or a button to sign in at the issuer.
+async function renderSession(unauthorized = false) {
+  const area = document.getElementById("session");
+  if (!area) return;
+  const cfg = await loginConfig();
+  area.replaceChildren();
+  const who = subject();
+  const text = document.createElement("span");
+  const button = document.createElement("button");
+  button.type = "button";
+  if (who) {
+    text.textContent = `Signed in as ${who}`;
+    button.textContent = "Sign out";
+    button.addEventListener("click", logout);
+  } else if (cfg.mode === "login") {
+    text.textContent = unauthorized ? "Sign in to see this console" : "";
+    button.textContent = "Sign in";
+    button.addEventListener("click", login);
+  } else {
+    text.textContent = unauthorized ? "Not authorized: sign in through your auth proxy" : "";
+    area.append(text);
+    return;
+  }
+  area.append(text, button);
+}
+
+document.addEventListener("eda:unauthorized", () => renderSession(true));
 window.addEventListener("popstate", route);
 window.addEventListener("pagehide", () => stopCurrent && stopCurrent());
-route();
+completeLogin().finally(() => {
+  renderSession();
+  route();
+});
