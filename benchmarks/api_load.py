@@ -14,17 +14,26 @@ order was already visible before the client got its acknowledgement). Both clock
 ``--api-replicas N`` starts N ``eda api`` processes and spreads the clients over them, as a Service
 spreads connections over pods (on 2 cores one replica does best: the second only adds contention).
 
-Run: ``.venv/bin/python benchmarks/api_load.py [--clients 64] [--seconds 20]``; prints a table and
-writes ``benchmarks/results/api_load.json``. Note: on a 2-core machine the servers, both roles and the
-generator share the CPUs; other work on the machine skews the numbers.
+Authentication (``--auth``): ``oidc`` (the default, as in production) runs the dev OIDC provider
+(``app.devidp``) beside the servers and every client sends a trusted backend's bearer token (verified
+once, then from the verified-token cache; JWKS cached); ``disabled`` runs with ``EDA_AUTH_MODE=disabled``;
+``compare`` runs both, one after the other on fresh servers, and prints oidc/disabled. Products cost
+``EDA_DEFAULT_PRICE=99.99`` (the orders are 2 x product 1 = 199.98, priced by the server).
+
+Run: ``.venv/bin/python benchmarks/api_load.py [--clients 64] [--seconds 20] [--auth compare]``; prints
+a table and writes ``benchmarks/results/api_load.json``. Note: on a 2-core machine the servers, both
+roles and the generator share the CPUs; other work on the machine skews the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -32,17 +41,45 @@ import asyncpg
 import uvloop
 from harness import pct, running_system, wait_ready
 
+from app.devidp import AUDIENCE, DevIdentityProvider
+
 TARGETS = {"creates_per_s": 800, "p99_ms": 100, "lag_p50_ms": 10, "lag_p99_ms": 50}
+PRICED = {"EDA_DEFAULT_PRICE": "99.99"}
 
 
-async def run(clients: int, seconds: float, warmup: float, api_replicas: int) -> dict[str, float]:
-    async with running_system([["projector"]], api_replicas=api_replicas) as system:
-        result = await drive(system.base_urls, system.dsn, clients, seconds, warmup)
-        return {"api_replicas": api_replicas, **result}
+@contextlib.asynccontextmanager
+async def auth_env(mode: str) -> AsyncIterator[tuple[dict[str, str], dict[str, str]]]:
+    """The API's auth settings and the clients' headers for ``mode`` (oidc: a provider runs)."""
+    if mode == "disabled":
+        yield {"EDA_AUTH_MODE": "disabled"}, {}
+        return
+    with tempfile.TemporaryDirectory(prefix="eda-bench-idp-") as tmp:
+        idp = DevIdentityProvider(Path(tmp))
+        await idp.start()
+        try:
+            token = await asyncio.to_thread(idp.client().mint, "checkout-backend", "orders:write:any")
+            env = {"EDA_AUTH_ISSUER": idp.issuer, "EDA_AUTH_AUDIENCE": AUDIENCE}
+            yield env, {"Authorization": f"Bearer {token}"}
+        finally:
+            await idp.stop()
+
+
+async def run(clients: int, seconds: float, warmup: float, api_replicas: int, auth: str) -> dict[str, float]:
+    async with (
+        auth_env(auth) as (env, headers),
+        running_system([["projector"]], PRICED | env, api_replicas=api_replicas) as system,
+    ):
+        result = await drive(system.base_urls, system.dsn, clients, seconds, warmup, headers)
+        return {"auth": auth, "api_replicas": api_replicas, **result}  # type: ignore[dict-item]
 
 
 async def drive(
-    bases: tuple[str, ...], dsn: str, clients: int, seconds: float, warmup: float
+    bases: tuple[str, ...],
+    dsn: str,
+    clients: int,
+    seconds: float,
+    warmup: float,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     visible: dict[int, float] = {}
 
@@ -58,7 +95,7 @@ async def drive(
     connector = aiohttp.TCPConnector(limit=clients, force_close=False)
     timing: list[tuple[int, float, float]] = []  # (order_id, request start, ack)
     errors = 0
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=headers or {}) as session:
         for base in bases:
             await wait_ready(session, f"{base}/readyz")
         loop = asyncio.get_running_loop()
@@ -110,12 +147,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--api-replicas", type=int, default=1, help="`eda api` processes (clients spread)")
+    parser.add_argument(
+        "--auth",
+        choices=["oidc", "disabled", "compare"],
+        default="oidc",
+        help="bearer tokens of the dev OIDC provider, no authentication, or both one after the other",
+    )
     args = parser.parse_args()
-    result = uvloop.run(run(args.clients, args.seconds, args.warmup, args.api_replicas))
+    modes = ["disabled", "oidc"] if args.auth == "compare" else [args.auth]
+    results = [uvloop.run(run(args.clients, args.seconds, args.warmup, args.api_replicas, m)) for m in modes]
+    result = results[-1]
+    if len(results) == 2:
+        result = {f"{r['auth']}_{k}": v for r in results for k, v in r.items() if k != "auth"}
+        result["oidc_vs_disabled_creates"] = result["oidc_creates_per_s"] / result["disabled_creates_per_s"]
     width = max(len(k) for k in result)
     for key, value in result.items():
-        target = TARGETS.get(key)
-        note = f"  (target {'≥' if key == 'creates_per_s' else '≤'} {target})" if target else ""
+        target = TARGETS.get(key.removeprefix("oidc_").removeprefix("disabled_"))
+        more = key.endswith("creates_per_s")
+        note = f"  (target {'≥' if more else '≤'} {target})" if target else ""
         print(
             f"{key:<{width}}  {value:10.2f}{note}" if isinstance(value, float) else f"{key:<{width}}  {value}"
         )
