@@ -68,6 +68,7 @@ log "installing the chart"
 "${HELM[@]}" upgrade --install "$RELEASE" "$ROOT/helm/eda" -n "$NAMESPACE" \
   --set image.repository="${IMAGE%%:*}" --set image.tag="${IMAGE#*:}" --set image.pullPolicy=Never \
   --set jaeger.enabled=true \
+  --set auth.mode=disabled \
   --set ingress.enabled=true --set ingress.className=nginx \
   --set "ingress.hosts[0].host=${HOST}" --set "ingress.hosts[0].paths[0].path=/" \
   --set "ingress.hosts[0].paths[0].pathType=Prefix" \

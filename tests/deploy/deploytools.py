@@ -40,7 +40,9 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def helm_install(values: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    """`helm install` into a fresh emulator, in a subprocess started with HELM_DRIVER=memory."""
+    """`helm install` into a fresh emulator, in a subprocess started with HELM_DRIVER=memory. Values
+    without an ``auth`` section get an issuer (the chart refuses to render without one)."""
+    values = values if "auth" in values else deep_merge(ISSUER, values)
     tmp.mkdir(parents=True, exist_ok=True)
     values_file, out_file = tmp / "values.json", tmp / "out.json"
     values_file.write_text(json.dumps(values))
@@ -86,10 +88,13 @@ class Installed:
         return specs
 
 
+ISSUER = {"auth": {"issuer": "https://login.example.com/realms/eda"}}  # the chart needs one (oidc)
+
 PROFILES: dict[str, Callable[[], dict[str, Any]]] = {
     "default": dict,
     "production": lambda: load_yaml(PRODUCTION_VALUES),
     "full": lambda: {
+        "config": {"uiEnabled": True},
         "jaeger": {"enabled": True},
         "ingress": {"enabled": True},
         "httpRoute": {"enabled": True, "parentRefs": [{"name": "gateway"}], "hostnames": ["eda.local"]},

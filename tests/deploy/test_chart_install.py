@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -287,6 +288,57 @@ def test_helm_test_hook_creates_an_order_and_waits_for_completed(default_release
     assert '{"user_id": 123, "amount": 99.99}' in script
     assert '"completed"' in script
     assert env_of(container)["API"] == "http://eda-api:8082"
+
+
+def test_the_api_gets_the_auth_settings_and_only_it(default_release: Installed) -> None:
+    api = env_of(main_container(default_release.get("Deployment", "eda-api")))
+    assert api["EDA_AUTH_MODE"] == "oidc"
+    assert api["EDA_AUTH_ISSUER"] == "https://login.example.com/realms/eda"
+    assert api["EDA_AUTH_AUDIENCE"] == "eda-api"
+    assert api["EDA_AUTH_SUBJECT_CLAIM"] == "sub"
+    assert api["EDA_AUTH_OPEN_ENDPOINTS"] == "metrics"
+    projector = env_of(main_container(default_release.get("Deployment", "eda-projector")))
+    assert not [k for k in projector if k.startswith("EDA_AUTH_")]
+
+
+def test_production_claim_mapping_and_ingress_paths(production_release: Installed) -> None:
+    api = env_of(main_container(production_release.get("Deployment", "eda-api")))
+    assert api["EDA_AUTH_ROLES_CLAIM"] == "realm_access.roles"
+    assert "orders:read:all" in json.loads(api["EDA_AUTH_ROLE_SCOPES"])["eda-operator"]
+    (ingress,) = production_release.kind("Ingress")
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == ["/api/v1"]  # /metrics, /docs, /openapi.json stay inside the cluster
+
+
+def test_the_console_path_joins_the_ingress_when_it_is_enabled(full_release: Installed) -> None:
+    (ingress,) = full_release.kind("Ingress")
+    paths = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == ["/"]  # a host routing "/" already serves /ui: nothing added
+
+
+@pytest.mark.parametrize(
+    ("auth", "renders"),
+    [({"issuer": ""}, False), ({"mode": "disabled"}, True), ({"mode": "oidc", "issuer": "https://i"}, True)],
+)
+def test_no_issuer_no_release(
+    install_chart: Callable[[dict[str, Any]], dict[str, Any]], auth: dict[str, Any], renders: bool
+) -> None:
+    result = install_chart(
+        {
+            "auth": auth,
+            "config": {"uiEnabled": True},
+            "ingress": {
+                "enabled": True,
+                "hosts": [{"host": "x", "paths": [{"path": "/api/v1", "pathType": "Prefix"}]}],
+            },
+        }
+    )
+    assert result["ok"] is renders, result.get("error")
+    if renders:
+        (ingress,) = Installed(result).kind("Ingress")
+        assert [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/api/v1", "/ui"]
+    else:
+        assert "auth.issuer is required" in str(result.get("error")), result
 
 
 def test_notes_tell_how_to_reach_the_api(default_release: Installed, full_release: Installed) -> None:

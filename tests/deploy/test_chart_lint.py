@@ -1,4 +1,5 @@
-"""`helm lint` with the real Helm engine (helm-sdkpy): no errors or warnings, default and production."""
+"""`helm lint` with the real Helm engine (helm-sdkpy): no errors or warnings, default values plus an
+issuer, with auth disabled, and production."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploytools import CHART, PRODUCTION_VALUES, deep_merge, load_yaml
+from deploytools import CHART, ISSUER, PRODUCTION_VALUES, deep_merge, load_yaml
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -27,20 +28,31 @@ def problems(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in result.get("Messages") or [] if m.get("Severity", 0) >= WARNING]
 
 
-def test_lint_default_values() -> None:
-    result = lint(CHART)
+def lint_with(tmp_path: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """helm-sdkpy's Lint takes no values: lint a copy of the chart whose values.yaml is the merge."""
+    chart = tmp_path / "eda"
+    shutil.copytree(CHART, chart)
+    merged = deep_merge(load_yaml(CHART / "values.yaml"), values)
+    (chart / "values.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    return lint(chart)
+
+
+def test_lint_default_values_with_an_issuer(tmp_path: Path) -> None:
+    result = lint_with(tmp_path, ISSUER)
     assert result["TotalChartsLinted"] == 1
     assert not problems(result), result
     assert not result.get("Errors"), result
 
 
+def test_lint_with_auth_disabled(tmp_path: Path) -> None:
+    """(Without an issuer `helm install` fails: test_chart_install.py::test_no_issuer_no_release;
+    helm lint only reports a template's fail() as information.)"""
+    disabled = lint_with(tmp_path, {"auth": {"mode": "disabled"}})
+    assert not problems(disabled), disabled
+
+
 def test_lint_production_values(tmp_path: Path) -> None:
-    # helm-sdkpy's Lint takes no values: lint a copy of the chart whose values.yaml is the merge.
-    chart = tmp_path / "eda"
-    shutil.copytree(CHART, chart)
-    merged = deep_merge(load_yaml(CHART / "values.yaml"), load_yaml(PRODUCTION_VALUES))
-    (chart / "values.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
-    result = lint(chart)
+    result = lint_with(tmp_path, load_yaml(PRODUCTION_VALUES))
     assert not problems(result), result
     assert not result.get("Errors"), result
 

@@ -163,6 +163,9 @@ http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.ot
   value: {{ $v.config.uiEnabled | quote }}
 - name: EDA_HEALTH_PORT
   value: {{ $v.healthPort | quote }}
+{{- if eq .role "api" }}
+{{ include "eda.authEnv" .ctx }}
+{{- end }}
 {{- with $v.jaeger.uiUrl }}
 - name: EDA_JAEGER_UI_URL
   value: {{ . | quote }}
@@ -457,4 +460,43 @@ spec:
           type: Utilization
           averageUtilization: {{ .autoscaling.targetCPUUtilizationPercentage }}
 {{- end }}
+{{- end }}
+
+{{/* The API's authentication (docs/security.md): EDA_AUTH_*; rendering fails without an issuer unless
+auth.mode=disabled, so no release serves the API unauthenticated by omission. */}}
+{{- define "eda.authEnv" -}}
+{{- $a := .Values.auth }}
+{{- if and (eq $a.mode "oidc") (not $a.issuer) }}
+{{- fail "auth.issuer is required: the API accepts only bearer tokens of an OIDC issuer (set auth.issuer, or auth.mode=disabled to run without authentication)" }}
+{{- end -}}
+- name: EDA_AUTH_MODE
+  value: {{ $a.mode | quote }}
+{{- if eq $a.mode "oidc" }}
+- name: EDA_AUTH_ISSUER
+  value: {{ $a.issuer | quote }}
+- name: EDA_AUTH_AUDIENCE
+  value: {{ $a.audience | quote }}
+{{- with $a.jwksUrl }}
+- name: EDA_AUTH_JWKS_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: EDA_AUTH_SUBJECT_CLAIM
+  value: {{ $a.claims.subject | quote }}
+- name: EDA_AUTH_SCOPE_CLAIM
+  value: {{ $a.claims.scope | quote }}
+{{- with $a.claims.roles }}
+- name: EDA_AUTH_ROLES_CLAIM
+  value: {{ . | quote }}
+{{- end }}
+{{- with $a.roleScopes }}
+- name: EDA_AUTH_ROLE_SCOPES
+  value: {{ toJson . | quote }}
+{{- end }}
+{{- with $a.consoleClientId }}
+- name: EDA_UI_OIDC_CLIENT_ID
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+- name: EDA_AUTH_OPEN_ENDPOINTS
+  value: {{ join "," $a.openEndpoints | quote }}
 {{- end }}
