@@ -221,6 +221,9 @@ def test_app_roles_may_reach_nats_postgres_and_dns_only(default_release: Install
     client_rule = next(r for r in nats["spec"]["ingress"] if r["ports"][0]["port"] == "client")
     allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in client_rule["from"]}
     assert allowed == set(APP_ROLES)
+    api = default_release.get("NetworkPolicy", "eda-api")
+    issuer = [r for r in api["spec"]["egress"] if any("ipBlock" in p for p in r["to"])]
+    assert [p["port"] for p in issuer[0]["ports"]] == [443, 8080, 8443]  # discovery + JWKS of the issuer
 
 
 def test_bundled_nats_is_a_three_node_jetstream_cluster(default_release: Installed) -> None:
