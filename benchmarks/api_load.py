@@ -15,7 +15,7 @@ order was already visible before the client got its acknowledgement). Both clock
 spreads connections over pods (on 2 cores one replica does best: the second only adds contention).
 
 Authentication (``--auth``): ``oidc`` (the default, as in production) runs the dev OIDC provider
-(``app.devidp``) beside the servers and every client sends a trusted backend's bearer token (verified
+(``app.dev.idp``) beside the servers and every client sends a trusted backend's bearer token (verified
 once, then from the verified-token cache; JWKS cached); ``disabled`` runs with ``EDA_AUTH_MODE=disabled``;
 ``compare`` runs both, one after the other on fresh servers, and prints oidc/disabled. Products cost
 ``EDA_DEFAULT_PRICE=99.99`` (the orders are 2 x product 1 = 199.98, priced by the server).
@@ -41,7 +41,7 @@ import asyncpg
 import uvloop
 from harness import pct, running_system, wait_ready
 
-from app.devidp import AUDIENCE, DevIdentityProvider
+from app.dev.idp import AUDIENCE, DevIdentityProvider
 
 TARGETS = {"creates_per_s": 800, "p99_ms": 100, "lag_p50_ms": 10, "lag_p99_ms": 50}
 PRICED = {"EDA_DEFAULT_PRICE": "99.99"}
