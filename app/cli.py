@@ -210,7 +210,7 @@ def token(
     data_dir: DataDir = Path(".eda-data"),
 ) -> None:
     """Mint an access token from the identity provider of the `eda dev` running on --data-dir."""
-    from app.dev.idp import DevIssuer, DevIssuerError
+    from app.dev.issuer import DevIssuer, DevIssuerError
 
     try:
         print(DevIssuer.load(data_dir).mint(sub, scope))

@@ -41,7 +41,8 @@ import asyncpg
 import uvloop
 from harness import pct, running_system, wait_ready
 
-from app.dev.idp import AUDIENCE, DevIdentityProvider
+from app.dev.idp import DevIdentityProvider
+from app.dev.issuer import AUDIENCE
 
 TARGETS = {"creates_per_s": 800, "p99_ms": 100, "lag_p50_ms": 10, "lag_p99_ms": 50}
 PRICED = {"EDA_DEFAULT_PRICE": "99.99"}

@@ -28,7 +28,8 @@ import pytest
 from idp_support import Tokens
 from nats.aio.client import Client as NATS
 
-from app.dev.idp import AUDIENCE, DevIdentityProvider
+from app.dev.idp import DevIdentityProvider
+from app.dev.issuer import AUDIENCE
 from app.dev.stack import NatsServer, Postgres, embedded_nats, embedded_postgres
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.auth.scopes import ALL_SCOPES
-from app.dev.idp import DevIssuer
+from app.dev.issuer import DevIssuer
 
 
 class Tokens:

@@ -4,15 +4,14 @@ wheel of the ``embedded`` extra) that ``eda dev`` and the tests run beside NATS 
 It issues RFC 9068-style JWT access tokens (``iss``, ``sub``, ``aud``, ``exp``, ``scope``, ``client_id``)
 signed with RS256 keys it keeps in ``<data_dir>/idp/keys`` (rotatable, old keys stay in its JWKS), and
 serves discovery and JWKS; the API verifies its tokens like any issuer's and does not know it is a dev
-one. Owned here: its configuration (JSON is YAML), its secrets, the process, and ``DevIssuer``, the
-client that mints tokens from it (``eda token``, the ``eda dev`` banner, the tests).
+one. Owned here: its configuration (JSON is YAML), its secrets, the process and ``eda dev``'s banner;
+``app.dev.issuer.DevIssuer`` is the client that mints tokens from it.
 
 Layout under ``<data_dir>/idp``: ``settings.yaml``, ``users.yaml``, ``keys/``, ``nanoidp.log`` and
 ``dev-issuer.json`` (0600: issuer URL, the CLI client's secret, the management secret, the console
 login's users and passwords) — what ``eda token`` reads to find the running dev issuer.
 Clients: ``eda-cli`` (confidential; password grant for minting) and ``eda-console`` (public, PKCE, the
-console's login). Minting for a subject creates it as a runtime user with a fresh password, then asks
-for a token with the password grant: every token comes from the provider's token endpoint.
+console's login).
 """
 
 from __future__ import annotations
@@ -29,113 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from app.auth.scopes import ALL_SCOPES, CUSTOMER_SCOPES, OPERATOR_SCOPES
+from app.dev.issuer import (
+    AUDIENCE,
+    CLI_CLIENT,
+    CONSOLE_CLIENT,
+    CUSTOMER,
+    OIDC_SCOPES,
+    OPERATOR,
+    TOKEN_MINUTES,
+    DevIssuer,
+)
 from app.dev.stack import HOST, DevstackError, Popen, _http_ok, _log_tail, _spawn, _terminate, free_port
-
-AUDIENCE = "eda-api"
-CLI_CLIENT = "eda-cli"
-CONSOLE_CLIENT = "eda-console"
-CONSOLE_SCOPE = "openid admin:read orders:read:all"
-OPERATOR = "operator"
-CUSTOMER = "123"
-TOKEN_MINUTES = 480  # a working day: the banner's tokens outlive a demo session
-_OIDC_SCOPES = ["openid", "profile", "email"]
-
-
-class DevIssuerError(RuntimeError):
-    """The dev issuer is not running, or refused a request."""
-
-
-@dataclass(frozen=True)
-class DevIssuer:
-    """A running dev issuer, as ``dev-issuer.json`` describes it; mints tokens (sync: CLI and tests)."""
-
-    issuer: str
-    client_secret: str
-    management_secret: str
-    users: dict[str, str]
-
-    @classmethod
-    def load(cls, data_dir: Path) -> DevIssuer:
-        path = data_dir / "idp" / "dev-issuer.json"
-        try:
-            raw = json.loads(path.read_text())
-            return cls(raw["issuer"], raw["client_secret"], raw["management_secret"], raw["users"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise DevIssuerError(f"no dev issuer in {data_dir} (is `eda dev` running there?)") from exc
-
-    def _post(self, client: httpx.Client, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return client.post(self.issuer + path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise DevIssuerError(f"the dev issuer at {self.issuer} does not answer ({exc})") from exc
-
-    def _user(self, client: httpx.Client, subject: str, roles: list[str]) -> str:
-        """(Re)create ``subject`` as a runtime user with a fresh password; returns the password."""
-        headers = {"X-Management-Secret": self.management_secret}
-        password = secrets.token_urlsafe(18)
-        body = {"username": subject, "password": password, "roles": roles, "email": "dev@eda.invalid"}
-        created = self._post(client, "/api/runtime/users", json=body, headers=headers)
-        if created.status_code == 409:  # exists: replace it (its password is not ours to know)
-            client.delete(f"{self.issuer}/api/runtime/users/{subject}", headers=headers)
-            created = self._post(client, "/api/runtime/users", json=body, headers=headers)
-        if created.status_code >= 300:
-            raise DevIssuerError(f"the dev issuer refused user {subject!r}: {created.text[:200]}")
-        return password
-
-    def mint(
-        self, subject: str, scope: str, *, roles: list[str] | None = None, audience: str | None = None
-    ) -> str:
-        """An access token for ``subject`` with ``scope`` (space-separated), from the token endpoint;
-        ``audience``: for another resource (RFC 8707) than the API's."""
-        with httpx.Client(timeout=10.0) as client:
-            password = self.users.get(subject) or self._user(client, subject, roles or [])
-            form = {"grant_type": "password", "username": subject, "password": password, "scope": scope}
-            if audience is not None:
-                form["resource"] = audience
-            answer = self._post(client, "/token", data=form, auth=(CLI_CLIENT, self.client_secret))
-        if answer.status_code != 200:
-            raise DevIssuerError(f"the dev issuer refused a token: {answer.text[:300]}")
-        token: str = answer.json()["access_token"]
-        return token
-
-    def expired(self, subject: str = OPERATOR) -> str:
-        """A token of a declared user that expired five minutes ago (the provider's management API)."""
-        with httpx.Client(timeout=10.0) as client:
-            headers = {"X-Management-Secret": self.management_secret}
-            answer = self._post(
-                client, f"/api/users/{subject}/token", json={"exp_minutes": -5}, headers=headers
-            )
-        if answer.status_code != 200:
-            raise DevIssuerError(f"the dev issuer refused an expired token: {answer.text[:200]}")
-        token: str = answer.json()["access_token"]
-        return token
-
-    def add_public_client(self, client_id: str, redirect_uri: str) -> None:
-        """Register a public (PKCE) client, e.g. a console on another port (runtime, not persisted)."""
-        body = {
-            "client_id": client_id,
-            "token_endpoint_auth_method": "none",
-            "redirect_uris": [redirect_uri],
-            "allowed_scopes": [*_OIDC_SCOPES, *sorted(ALL_SCOPES)],
-        }
-        with httpx.Client(timeout=10.0) as client:
-            headers = {"X-Management-Secret": self.management_secret}
-            answer = self._post(client, "/api/runtime/clients", json=body, headers=headers)
-        if answer.status_code >= 300:
-            raise DevIssuerError(f"the dev issuer refused client {client_id!r}: {answer.text[:200]}")
-
-    def rotate_keys(self) -> str:
-        """Rotate the signing key (the old one stays in the JWKS); returns the new ``kid``."""
-        with httpx.Client(timeout=10.0) as client:
-            headers = {"X-Management-Secret": self.management_secret}
-            answer = self._post(client, "/api/keys/rotate", headers=headers)
-        if answer.status_code != 200:
-            raise DevIssuerError(f"key rotation refused: {answer.text[:200]}")
-        kid: str = answer.json()["new_kid"]
-        return kid
 
 
 def _secrets(path: Path, issuer: str) -> dict[str, Any]:
@@ -190,7 +94,7 @@ class DevIdentityProvider:
             "issuer": self.issuer,
             "audience": AUDIENCE,
             "token_expiry_minutes": TOKEN_MINUTES,
-            "scopes_supported": _OIDC_SCOPES + ours,
+            "scopes_supported": OIDC_SCOPES + ours,
             "clients": [
                 {"client_id": CLI_CLIENT, "client_secret": known["client_secret"], "description": "eda CLI"},
                 {
@@ -198,7 +102,7 @@ class DevIdentityProvider:
                     "token_endpoint_auth_method": "none",
                     "description": "eda web console",
                     "redirect_uris": [f"{origin}/ui/" for origin in self.console_origins],
-                    "allowed_scopes": _OIDC_SCOPES + ours,
+                    "allowed_scopes": OIDC_SCOPES + ours,
                 },
             ],
         }

@@ -150,7 +150,8 @@ async def run_until_signal(server: uvicorn.Server, roles: list[Role]) -> None:
 
 async def dev(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8082) -> None:
     """``eda dev``: the whole system in one process on embedded servers and the dev OIDC provider."""
-    from app.dev.idp import AUDIENCE, CONSOLE_CLIENT, banner, dev_identity
+    from app.dev.idp import banner, dev_identity
+    from app.dev.issuer import AUDIENCE, CONSOLE_CLIENT
     from app.dev.stack import embedded_stack
 
     known = _ports(data_dir)

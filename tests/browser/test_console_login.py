@@ -12,7 +12,7 @@ import pytest
 from console_harness import Console, screenshot_path
 from idp_support import Tokens
 
-from app.dev.idp import OPERATOR
+from app.dev.issuer import OPERATOR
 
 
 async def test_sign_in_at_the_provider_with_pkce(console: Console, browser: Any, tokens: Tokens) -> None:

@@ -346,6 +346,8 @@ def test_no_issuer_no_release(
 
 def test_notes_tell_how_to_reach_the_api(default_release: Installed, full_release: Installed) -> None:
     assert "port-forward svc/eda-api 8082:8082" in default_release.notes
+    assert "bearer token of https://login.example.com/realms/eda" in default_release.notes
+    assert "Authorization: Bearer $TOKEN" in default_release.notes
     assert "http://eda.localtest.me/docs" in full_release.notes
     assert "port-forward svc/eda-jaeger 16686:16686" in full_release.notes
 

@@ -22,7 +22,8 @@ from fastapi import FastAPI
 from idp_support import Tokens
 
 from app.api.main import create_app
-from app.dev.idp import AUDIENCE, DevIdentityProvider
+from app.dev.idp import DevIdentityProvider
+from app.dev.issuer import AUDIENCE
 from app.dev.stack import embedded_nats, free_port
 from app.runtime.roles import projector_role
 from app.settings import Settings

@@ -26,7 +26,7 @@ from idp_support import Tokens
 from app.auth.errors import IssuerUnavailable, Unauthenticated
 from app.auth.jwks import KeySource
 from app.auth.scopes import CUSTOMER_SCOPES, OPERATOR_SCOPES
-from app.dev.idp import AUDIENCE
+from app.dev.issuer import AUDIENCE
 from app.dev.stack import free_port
 from e2e.conftest import LiveApi, running_system
 from e2e.helpers import assert_problem

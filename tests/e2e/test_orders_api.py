@@ -258,6 +258,10 @@ async def test_health_and_metrics(system: System) -> None:
     assert "eda_projection_lag_events" in metrics
     docs = await c.get("/openapi.json")
     assert "/api/v1/orders/{order_id}/cancel" in docs.json()["paths"]
+    scheme = docs.json()["components"]["securitySchemes"]["bearer"]  # /docs can authorize
+    assert scheme == scheme | {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert docs.json()["paths"]["/api/v1/orders"]["post"]["security"] == [{"bearer": []}]
+    assert (await c.get("/openapi.json", headers={"Authorization": ""})).status_code == 401
     assert (await c.get("/docs")).status_code == 200
 
 

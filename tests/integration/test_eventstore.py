@@ -133,7 +133,7 @@ def ShipOrderEvent(order_id: int) -> OrderShipped:
     return OrderShipped(order_id=order_id, tracking_number="t", at=T0)
 
 
-async def test_v1_event_appended_raw_loads_as_v2(nc: NATS, store: JetStreamEventStore) -> None:
+async def test_v1_event_appended_raw_loads_as_current(nc: NATS, store: JetStreamEventStore) -> None:
     v1 = {
         "event_id": "018f0000-0000-7000-8000-00000000abcd",
         "type": "OrderCreated",
@@ -152,8 +152,9 @@ async def test_v1_event_appended_raw_loads_as_v2(nc: NATS, store: JetStreamEvent
     loaded = await repo.load(5)
     assert isinstance(loaded.state, Order)
     assert loaded.state.currency == "USD"
+    assert loaded.state.owner == "9"  # v2 -> v3: the customer it was placed for
     [event] = (await store.load(StreamId("order", "5"))).events
-    assert event.envelope.schema_version == 2
+    assert event.envelope.schema_version == 3
     assert event.event.currency == "USD"
 
 

@@ -119,7 +119,7 @@ async def test_api_reads_orders_and_writes_idempotency_keys_only(logins: Logins)
     async with connected(logins.admin) as admin:
         await admin.execute(
             f"INSERT INTO {SCHEMA}.orders VALUES "
-            "(1, 7, '[]', 10, 'USD', 'created', 1, now(), now(), NULL, NULL, NULL, 1)"
+            "(1, 7, '[]', 10, 'USD', 'created', 1, now(), now(), NULL, NULL, NULL, 1, '7')"
         )
     async with connected(logins.api) as conn:
         assert await migrate(conn, SCHEMA) == []
