@@ -264,6 +264,18 @@ def test_seed_flow_with_tokens(client: httpx.Client, tokens: Tokens) -> None:
     assert got.json()["amount"] == 99.99
 
 
+def test_idempotency_keys_are_per_caller(client: httpx.Client, tokens: Tokens) -> None:
+    body = {"items": [{"product_id": 2, "quantity": 1}]}
+    key = {"Idempotency-Key": "same-key-for-two-callers"}
+    first = client.post("/api/v1/orders", json=body, headers=tokens.header("801", CUSTOMER) | key)
+    second = client.post("/api/v1/orders", json=body, headers=tokens.header("802", CUSTOMER) | key)
+    again = client.post("/api/v1/orders", json=body, headers=tokens.header("801", CUSTOMER) | key)
+    assert first.status_code == second.status_code == again.status_code == 201
+    assert first.json()["order_id"] != second.json()["order_id"]  # not a replay of the other's
+    assert again.json()["order_id"] == first.json()["order_id"]
+    assert again.headers["idempotent-replayed"] == "true"
+
+
 GARBAGE = st.binary(max_size=300).map(lambda b: bytes(c for c in b if c >= 0x20 and c != 0x7F))
 
 
