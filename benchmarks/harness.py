@@ -11,7 +11,8 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,21 +49,23 @@ def report(result: dict[str, float], targets: dict[str, float], name: str) -> No
     (out / name).write_text(json.dumps(result, indent=2))
 
 
-def _ticks(pid: int) -> int:
+def _ticks(pid: int, reaped: bool = False) -> int:
+    """User + system CPU ticks of ``pid``; ``reaped`` adds those of its children that have exited."""
     with contextlib.suppress(OSError, IndexError):
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
+        return sum(int(v) for v in fields[11 : 15 if reaped else 13])
     return 0
 
 
 def _postgres_ticks() -> int:
-    """All PostgreSQL processes (the postmaster and its backends)."""
+    """All PostgreSQL processes (the postmaster and its backends), with the backends that exited (their
+    time stays in the postmaster's children's time), so a connection closed mid-window costs nothing."""
     total = 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 if Path(entry, "comm").read_text().startswith("postgres"):
-                    total += _ticks(int(entry.name))
+                    total += _ticks(int(entry.name), reaped=True)
     return total
 
 
@@ -98,6 +101,55 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def open_loop(
+    rate: float,
+    seconds: float,
+    warmup: float,
+    fire: Callable[[bool], Awaitable[None]],
+    drain: float = 30.0,
+) -> tuple[float, float]:
+    """Call ``fire(measured)`` ``rate`` times a second for ``warmup + seconds``, each call in its own task
+    and on schedule whatever the system answers (an open loop: a slow system faces a growing backlog, as
+    with real clients); ``measured`` is true for calls started in the last ``seconds``. Returns that
+    window as ``time.perf_counter()`` values once every call has returned, or ``drain`` seconds after
+    the window (the calls still running are cancelled)."""
+    tasks: set[asyncio.Task[None]] = set()
+    begin = time.perf_counter()
+    window = (begin + warmup, begin + warmup + seconds)
+    sent = 0
+    while (now := time.perf_counter()) < window[1]:
+        due = int((now - begin) * rate)
+        while sent < due:
+            task = asyncio.create_task(fire(now >= window[0]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+        await asyncio.sleep(0.002)
+    if tasks:
+        _, late = await asyncio.wait(tasks, timeout=drain)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+    return window
+
+
+def completion_stats(
+    started: dict[int, float], completed: dict[int, float], window: tuple[float, float]
+) -> dict[str, float]:
+    """Throughput = completions (of any order) inside ``window`` / its length; latency = completion minus
+    start of each order in ``started`` (those started in the window), as percentiles in ms."""
+    in_window = sum(1 for t in completed.values() if window[0] <= t < window[1])
+    latencies = [(completed[oid] - t) * 1000 for oid, t in started.items() if oid in completed]
+    return {
+        "completed_per_s": in_window / (window[1] - window[0]),
+        "p50_ms": pct(latencies, 0.50),
+        "p95_ms": pct(latencies, 0.95),
+        "p99_ms": pct(latencies, 0.99),
+        "max_ms": max(latencies, default=float("nan")),
+        "never_completed": sum(1 for oid in started if oid not in completed),
+    }
 
 
 async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:

@@ -31,7 +31,7 @@ import asyncpg
 import nats
 import nats.aio.msg
 import uvloop
-from harness import cpu_usage, pct, report, running_system, wait_ready
+from harness import completion_stats, cpu_usage, open_loop, pct, report, running_system, wait_ready
 
 TARGETS = {"completed_per_s": 200, "p99_ms": 500}
 ROLES = [["projector"], ["saga"], ["worker", "inventory"], ["worker", "payment"], ["worker", "shipping"]]
@@ -101,20 +101,7 @@ async def drive(
                 started[json.loads(payload)["order_id"]] = t
                 posts.append((time.perf_counter() - t) * 1000)
 
-        tasks: set[asyncio.Task[None]] = set()
-        begin = time.perf_counter()
-        window_start = begin + warmup
-        window_end = window_start + seconds
-        sent = 0
-        while (now := time.perf_counter()) < window_end:
-            due = int((now - begin) * rate)
-            while sent < due:
-                task = asyncio.create_task(post(now >= window_start))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                sent += 1
-            await asyncio.sleep(0.002)
-        await asyncio.gather(*tasks)
+        window = await open_loop(rate, seconds, warmup, post)
         deadline = time.perf_counter() + 30
         while time.perf_counter() < deadline and not all(oid in completed for oid in started):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
@@ -122,24 +109,16 @@ async def drive(
     if nc is not None:
         await nc.close()
     stored_latencies = [(stored[oid] - t) * 1000 for oid, t in started.items() if oid in stored]
-    in_window = sum(1 for t in completed.values() if window_start <= t < window_end)
-    latencies = [(completed[oid] - t) * 1000 for oid, t in started.items() if oid in completed]
-    return {
-        "rate": rate,
-        "items": items,
-        "seconds": seconds,
-        "posted": len(started),
-        "errors": errors,
-        "completed_per_s": in_window / seconds,
-        "p50_ms": pct(latencies, 0.50),
-        "p99_ms": pct(latencies, 0.99),
-        "max_ms": max(latencies, default=float("nan")),
-        "post_p50_ms": pct(posts, 0.50),
-        "post_p99_ms": pct(posts, 0.99),
-        "stored_p50_ms": pct(stored_latencies, 0.50),
-        "stored_p99_ms": pct(stored_latencies, 0.99),
-        "never_completed": sum(1 for oid in started if oid not in completed),
-    }
+    return (
+        {"rate": rate, "items": items, "seconds": seconds, "posted": len(started), "errors": errors}
+        | completion_stats(started, completed, window)
+        | {
+            "post_p50_ms": pct(posts, 0.50),
+            "post_p99_ms": pct(posts, 0.99),
+            "stored_p50_ms": pct(stored_latencies, 0.50),
+            "stored_p99_ms": pct(stored_latencies, 0.99),
+        }
+    )
 
 
 def load_args(doc: str | None) -> argparse.ArgumentParser:
