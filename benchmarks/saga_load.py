@@ -12,9 +12,14 @@ start. Throughput = orders completed during the measured window / its length.
 ``--tap`` also subscribes to ``events.order.*`` to report when ``OrderCompleted`` was stored
 (``stored_*``): a diagnostic that adds a subscriber to every order event, so it is off by default.
 
-Run: ``.venv/bin/python benchmarks/saga_load.py [--rate 200] [--seconds 20] [--items 1] [--tap]``; prints a
-table and writes ``benchmarks/results/saga_load.json``. On a 2-core machine the servers, six roles and
-the generator share the CPUs; other work on the machine skews the numbers.
+``--auth oidc`` (the default, as in production; ``api_load.auth_env``) runs the dev OIDC provider and
+POSTs with a backend's bearer token (``orders:write:any``: a seed order brings its amount); ``disabled``
+runs with ``EDA_AUTH_MODE=disabled``. Every product costs ``EDA_DEFAULT_PRICE`` = 19.99 (orders with
+items are priced by the server), so seed orders and orders with items cost the same as before.
+
+Run: ``.venv/bin/python benchmarks/saga_load.py [--rate 200] [--seconds 20] [--items 1] [--tap]
+[--auth oidc]``; prints a table and writes ``benchmarks/results/saga_load.json``. On a 2-core machine
+the servers, six roles and the generator share the CPUs; other work on the machine skews the numbers.
 """
 
 from __future__ import annotations
@@ -31,18 +36,25 @@ import asyncpg
 import nats
 import nats.aio.msg
 import uvloop
+from api_load import auth_env
 from harness import completion_stats, cpu_usage, open_loop, pct, report, running_system, wait_ready
 
 TARGETS = {"completed_per_s": 200, "p99_ms": 500}
+PRICE = "19.99"  # EDA_DEFAULT_PRICE: every product's price, and a seed order's amount
 ROLES = [["projector"], ["saga"], ["worker", "inventory"], ["worker", "payment"], ["worker", "shipping"]]
 
 
-async def run(rate: float, seconds: float, warmup: float, items: int, tap: bool) -> dict[str, float]:
-    async with running_system(ROLES, {"EDA_DEFAULT_STOCK": "100000000"}) as system:
+async def run(
+    rate: float, seconds: float, warmup: float, items: int, tap: bool, auth: str = "oidc"
+) -> dict[str, float]:
+    async with (
+        auth_env(auth) as (env, headers),
+        running_system(ROLES, {"EDA_DEFAULT_STOCK": "100000000", "EDA_DEFAULT_PRICE": PRICE} | env) as system,
+    ):
         nats_url = system.nats_url if tap else None
         measure = asyncio.create_task(cpu_usage(system.pids | {"generator": os.getpid()}, warmup, seconds))
-        result = await drive(system.base_url, system.dsn, nats_url, rate, seconds, warmup, items)
-        return with_cpu(result, await measure)
+        result = await drive(system.base_url, system.dsn, nats_url, rate, seconds, warmup, items, headers)
+        return with_cpu(result, await measure) | {"auth": auth}  # type: ignore[dict-item]
 
 
 def with_cpu(result: dict[str, float], usage: dict[str, float]) -> dict[str, float]:
@@ -52,7 +64,14 @@ def with_cpu(result: dict[str, float], usage: dict[str, float]) -> dict[str, flo
 
 
 async def drive(
-    base: str, dsn: str, nats_url: str | None, rate: float, seconds: float, warmup: float, items: int
+    base: str,
+    dsn: str,
+    nats_url: str | None,
+    rate: float,
+    seconds: float,
+    warmup: float,
+    items: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     completed: dict[int, float] = {}
 
@@ -79,14 +98,17 @@ async def drive(
     posts: list[float] = []
     errors = 0
     rng = random.Random(1)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+    connector = aiohttp.TCPConnector(limit=512)
+    async with aiohttp.ClientSession(connector=connector, headers=headers or {}) as session:
         await wait_ready(session, f"{base}/readyz")
         await asyncio.sleep(2.0)  # let the saga and workers create their consumers
 
         async def post(measured: bool) -> None:
             nonlocal errors
             lines = [{"product_id": p, "quantity": 1} for p in rng.sample(range(1, 101), items)]
-            body = {"user_id": rng.randint(1, 1000), "items": lines, "amount": 19.99}
+            body = {"user_id": rng.randint(1, 1000), "items": lines}
+            if not items:  # an order without items brings its amount; the server prices the others
+                body["amount"] = float(PRICE)
             t = time.perf_counter()
             try:
                 async with session.post(f"{base}/api/v1/orders", json=body) as resp:
@@ -130,12 +152,23 @@ def load_args(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def auth_arg(parser: argparse.ArgumentParser) -> None:
+    """``--auth`` (shared with ``saga_compare.py``)."""
+    parser.add_argument(
+        "--auth",
+        choices=["oidc", "disabled"],
+        default="oidc",
+        help="bearer tokens of the dev OIDC provider (as in production) or EDA_AUTH_MODE=disabled",
+    )
+
+
 def main() -> None:
     parser = load_args(__doc__)
     parser.add_argument("--items", type=int, default=1, help="product lines per order (0 = seed order)")
     parser.add_argument("--tap", action="store_true", help="also time OrderCompleted stored (NATS tap)")
+    auth_arg(parser)
     args = parser.parse_args()
-    result = uvloop.run(run(args.rate, args.seconds, args.warmup, args.items, args.tap))
+    result = uvloop.run(run(args.rate, args.seconds, args.warmup, args.items, args.tap, args.auth))
     report(result, TARGETS, "saga_load.json" if args.items else "saga_load_no_items.json")
 
 
