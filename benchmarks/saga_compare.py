@@ -2,13 +2,14 @@
 rates, one table side by side with ratios, and a verdict per target of issue 16 computed from this run.
 
 At each rate of ``--rates``, in order, it runs — each on a fresh data dir, each for ``--seconds`` after
-``--warmup`` — the product (``saga_load.run``: every role a separate process), the floor
-(``saga_floor.run``: the same message pattern with bare handlers; seed orders only, so left out when
-``--items`` > 0) and the DBOS peer (``peers/dbos_saga.py`` in a subprocess, in-process by default,
-``--http`` through its FastAPI process; its other options pass through). The three run together at each
-rate so that each rate's trio shares one hour of this host, whose speed swings; its fsync latency is
-measured first (200 appends of 4 KiB, each fsync'd, in the temp dir that holds the data dirs) and
-recorded, with the load average, so runs of different hours can be judged.
+``--warmup`` — the product (``saga_load.run``: every role a separate process; ``--auth``: OIDC bearer
+tokens by default, as in production), the floor (``saga_floor.run``: the same message pattern with bare
+handlers; seed orders only, so left out when ``--items`` > 0) and the DBOS peer (``peers/dbos_saga.py``
+in a subprocess, in-process by default, ``--http`` through its FastAPI process; its other options pass
+through; neither the floor nor the peer authenticates). The three run together at each rate so that
+each rate's trio shares one hour of this host, whose speed swings; its fsync latency is measured first
+(200 appends of 4 KiB, each fsync'd, in the temp dir that holds the data dirs) and recorded, with the
+load average, so runs of different hours can be judged.
 
 Verdicts. A system *sustains* an offered rate when, in that run, it completed at least 95 % of it per
 second over the window with p99 ≤ 500 ms, no order left uncompleted and no error; its *capacity* is the
@@ -19,9 +20,10 @@ highest rate it sustained, its throughput the completed/s of that run. Targets (
 every rate offered is marked as a bound.
 
 Run: ``.venv/bin/python benchmarks/saga_compare.py [--rates 100,150,200,250] [--seconds 20] [--warmup 3]
-[--items 0] [--http] [--sync] [--always-reserve] [--pool-size 20] [--threads 20]`` (the last five go to
-the DBOS peer, which needs ``.venv/bin/pip install -e '.[bench]'``); prints progress, the table and the
-verdicts, and writes ``benchmarks/results/saga_compare.json``. About 40 s per system and rate.
+[--items 0] [--auth oidc] [--http] [--sync] [--always-reserve] [--pool-size 20] [--threads 20]`` (the
+last five go to the DBOS peer, which needs ``.venv/bin/pip install -e '.[bench]'``); prints progress,
+the table and the verdicts, and writes ``benchmarks/results/saga_compare.json``. About 40 s per system
+and rate.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import uvloop
 from harness import pct
 from peers.dbos_saga import peer_args, require_dbos, result_file
 from saga_floor import run as run_floor
+from saga_load import auth_arg
 from saga_load import run as run_product
 
 RESULTS = Path(__file__).parent / "results"
@@ -85,7 +88,8 @@ def measure(rate: float, args: argparse.Namespace) -> dict[str, Run | None]:
     for system in SYSTEMS:
         print(f"  {rate:g}/s {system} ...", end="", flush=True)
         if system == "product":
-            runs[system] = uvloop.run(run_product(rate, args.seconds, args.warmup, args.items, False))
+            product = run_product(rate, args.seconds, args.warmup, args.items, False, args.auth)
+            runs[system] = uvloop.run(product)
         elif system == "floor":
             runs[system] = None if args.items else uvloop.run(run_floor(rate, args.seconds, args.warmup))
         else:
@@ -196,6 +200,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--items", type=int, default=0, help="product lines per order (0 = seed order)")
+    auth_arg(parser)
     peer_args(parser)
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
