@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from app.runtime.backup_cli import register as _register_backup
+
 if TYPE_CHECKING:
     from app.settings import Settings
 
@@ -239,6 +241,9 @@ def migrate() -> None:
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
 
     _run(go())
+
+
+_register_backup(cli)
 
 
 def main() -> None:

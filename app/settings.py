@@ -161,6 +161,21 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=64, ge=1, le=4096, description="In-flight commands per worker.")
     saga_concurrency: int = Field(default=256, ge=1, le=8192, description="In-flight saga reactions.")
 
+    # -- backup and disaster recovery (issue 18) --
+    backup_dir: str = Field(
+        default="/var/lib/eda/backups",
+        description="Root directory of the operator's backups (each Backup object writes below it).",
+    )
+    mirror_url: str | None = Field(
+        default=None,
+        description="NATS URL of the disaster-recovery mirror's cluster (backups check its lag).",
+    )
+    mirror_creds: str | None = Field(default=None, description="NATS .creds file for the mirror's cluster.")
+    mirror_stream: str = Field(default="EVENTS", description="Name of the mirror stream on the mirror side.")
+    mirror_max_lag_s: float | None = Field(
+        default=None, ge=0, description="A backup fails when the mirror is further behind (seconds)."
+    )
+
     def shipping_failing_users(self) -> frozenset[int]:
         """``EDA_SHIPPING_FAIL_USER_IDS`` as a set of user ids."""
         return frozenset(int(u) for u in self.shipping_fail_user_ids.split(",") if u.strip())

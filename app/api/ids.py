@@ -20,29 +20,16 @@ from collections import deque
 
 import orjson
 from nats.aio.client import Client as NATS
-from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
+from app.eventstore.counters import ORDER_ID_SUBJECT, STREAM, counters_stream_config
 from app.eventstore.jetstream import ensure_stream
 
-STREAM = "COUNTERS"
-ORDER_ID_SUBJECT = "counters.order_id"
+__all__ = ["ORDER_ID_SUBJECT", "STREAM", "IdAllocationError", "OrderIds", "counters_stream_config"]
 
 
 class IdAllocationError(RuntimeError):
     """The counter did not answer with a value."""
-
-
-def counters_stream_config(replicas: int) -> StreamConfig:
-    return StreamConfig(
-        name=STREAM,
-        subjects=["counters.>"],
-        storage=StorageType.FILE,
-        num_replicas=replicas,
-        allow_msg_counter=True,
-        max_msgs_per_subject=1,
-        allow_direct=True,
-    )
 
 
 class OrderIds:

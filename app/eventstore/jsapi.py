@@ -17,6 +17,7 @@ API = "$JS.API"
 CLUSTER_UNAVAILABLE = 10008  # no JetStream meta leader / cluster not available
 INSUFFICIENT_RESOURCES = 10023  # e.g. not enough peers online for an R3 placement
 STREAM_NAME_IN_USE = 10058  # create of a stream that exists
+STREAM_NOT_FOUND = 10059  # info (or any request) of a stream that does not exist
 WRONG_LAST_SEQUENCE = 10071  # optimistic concurrency: Nats-Expected-Last-Subject-Sequence mismatch
 STREAM_OFFLINE = 10118  # stream has no leader (during an election)
 CONSUMER_EXISTS = 10148  # create of a durable consumer that exists with another config
@@ -47,6 +48,16 @@ def stream_msg_get_subject(stream: str) -> str:
 
 def stream_info_subject(stream: str) -> str:
     return f"{API}.STREAM.INFO.{stream}"
+
+
+def stream_snapshot_subject(stream: str) -> str:
+    """Snapshot of a stream, streamed to a deliver subject (backups: ``app.backup.snapshotapi``)."""
+    return f"{API}.STREAM.SNAPSHOT.{stream}"
+
+
+def stream_restore_subject(stream: str) -> str:
+    """Restore of a stream that does not exist from a snapshot's archive."""
+    return f"{API}.STREAM.RESTORE.{stream}"
 
 
 def pull_request(batch: int, expires_s: float, idle_heartbeat_s: float | None = None) -> bytes:
