@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -91,7 +92,7 @@ async def _from_mirror(mirror: MirrorSource, work: Path, replicas: int, progress
     if mirrored is None:
         raise RestoreRefused(f"the mirror side has no stream {mirror.stream!r}")
     config = events_stream_config(replicas).as_dict()
-    return replace(mirrored, name=CUT, config=config, consumers=[])
+    return msgspec.structs.replace(mirrored, name=CUT, config=config, consumers=[])
 
 
 async def _sources(
