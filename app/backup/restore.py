@@ -60,6 +60,7 @@ class RestoreRequest:
     force: bool = False
     replicas: int = 1
     mirror: MirrorSource | None = None
+    skip_ids: int = 0  # order ids left unused above the highest restored one (handed out after the cut)
 
 
 @dataclass(slots=True)
@@ -152,19 +153,29 @@ async def _restore_stream(
     nc: NATS, root: Path, stream: StreamBackup, replicas: int, progress: Progress
 ) -> dict[str, Any]:
     progress.begin(stream.name, stream.stored_bytes)
-    pieces = read_chunks(root, stream.chunks, snapshotapi.RESTORE_PIECE_BYTES)
+    piece = snapshotapi.restore_piece_bytes(stream.stored_bytes, stream.messages)
+    pieces = read_chunks(root, stream.chunks, piece)
     config = restore_config(stream.config, replicas)
     info = await snapshotapi.restore(nc, config, stream.state, pieces, sent=progress.advance)
     state: dict[str, Any] = info.get("state", {})
-    if int(state.get("messages", -1)) != stream.messages or int(state.get("last_seq", -1)) != (
-        stream.last_sequence
-    ):
-        raise snapshotapi.SnapshotError(
-            f"{stream.name}: restored {state.get('messages')} messages up to {state.get('last_seq')}, "
-            f"the backup has {stream.messages} up to {stream.last_sequence}"
-        )
+    _check_restored(stream, state)
     progress.end(f"{stream.messages:,} messages, sequences {stream.first_sequence}..{stream.last_sequence}")
     return state
+
+
+def _check_restored(stream: StreamBackup, state: dict[str, Any]) -> None:
+    """The server's state after a restore must match the backup's. A work-queue or interest stream may
+    hold fewer messages: those its consumers acknowledged while the snapshot was written are dropped."""
+    messages, last = int(state.get("messages", -1)), int(state.get("last_seq", -1))
+    retained = stream.config.get("retention", "limits") != "limits"
+    if last == stream.last_sequence and (
+        messages == stream.messages or (retained and messages < stream.messages)
+    ):
+        return
+    raise snapshotapi.SnapshotError(
+        f"{stream.name}: restored {messages} messages up to {last}, "
+        f"the backup has {stream.messages} up to {stream.last_sequence}"
+    )
 
 
 async def _recreate_consumers(nc: NATS, manifest: Manifest) -> list[str]:
@@ -230,6 +241,7 @@ class _Run:
             await _rollback(self.nc, created)
             raise
         floor = max(max(orders, default=0), await postgres.highest_key_order_id(self.conn))
+        floor += self.request.skip_ids
         self.report.counter = await continuity.raise_counter(self.nc, floor, replicas=self.request.replicas)
         cut = (int(state.get("last_seq", 0)) for name, state in self.report.streams if name == CUT)
         self.report.cut_sequence = next(cut, 0)

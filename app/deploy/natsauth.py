@@ -120,8 +120,10 @@ def role_permissions() -> dict[str, RolePermissions]:
             )
         ),
         "operator": RolePermissions(
-            publish=(f"{API}.>", "$KV.snapshots.>"),
-            deny_publish=(f"{API}.STREAM.DELETE.>", f"{API}.STREAM.PURGE.>"),
+            # backups acknowledge each snapshot chunk on $JS.SNAPSHOT.ACK (flow control); restores are
+            # for a provisioning identity (docs/operations.md), not the operator
+            publish=(f"{API}.>", "$KV.snapshots.>", "$JS.SNAPSHOT.ACK.>"),
+            deny_publish=(f"{API}.STREAM.DELETE.>", f"{API}.STREAM.PURGE.>", f"{API}.STREAM.RESTORE.>"),
         ),
     }
     for worker, aggregates in WORKERS.items():

@@ -154,6 +154,7 @@ class NatsServer:
     server_name: str = "eda"
     extra_config: str = ""
     tls: TlsFiles | None = None
+    jetstream_domain: str | None = None  # e.g. a disaster-recovery server joined by a leafnode
     _proc: Popen | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -184,11 +185,12 @@ class NatsServer:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def config(self) -> str:
+        domain = f"  domain: {self.jetstream_domain}\n" if self.jetstream_domain else ""
         return (
             f'server_name: "{self.server_name}"\n'
             f"listen: {HOST}:{self.port}\n"
             f"http: {HOST}:{self.monitor_port}\n"
-            f"jetstream {{\n  store_dir: {_quote(self.store_dir)}\n  sync_interval: always\n}}\n"
+            f"jetstream {{\n  store_dir: {_quote(self.store_dir)}\n  sync_interval: always\n{domain}}}\n"
             f"{self.tls.config() if self.tls is not None else ''}"
             f"{self.extra_config}\n"
         )

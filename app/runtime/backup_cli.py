@@ -100,6 +100,14 @@ def restore(
     from_mirror: Annotated[
         bool, typer.Option("--from-mirror", help="Take EVENTS from the disaster-recovery mirror.")
     ] = False,
+    skip_ids: Annotated[
+        int,
+        typer.Option(
+            "--skip-ids",
+            min=0,
+            help="Leave N order ids unused above the highest restored one (ids handed out after the backup).",
+        ),
+    ] = 0,
     mirror_url: MirrorUrl = None,
     mirror_stream: MirrorStream = None,
 ) -> None:
@@ -116,7 +124,14 @@ def restore(
         return
     settings = _settings(mirror_url, mirror_stream)
     coro = run_restore(
-        settings, source, console, force=force, replicas=replicas, from_mirror=from_mirror, rebuild=rebuild
+        settings,
+        source,
+        console,
+        force=force,
+        replicas=replicas,
+        from_mirror=from_mirror,
+        rebuild=rebuild,
+        skip_ids=skip_ids,
     )
     _run(coro, console)
 

@@ -119,6 +119,7 @@ async def run_restore(
     replicas: int | None = None,
     from_mirror: bool = False,
     rebuild: bool = True,
+    skip_ids: int = 0,
 ) -> RestoreReport:
     """Restore (from a backup, the mirror, or both), then rebuild the read model with the engine behind
     ``eda rebuild``."""
@@ -127,7 +128,7 @@ async def run_restore(
     async with _nats(settings, "eda-restore") as nc, _mirror(settings if from_mirror else None) as mnc:
         mirror = MirrorSource(mnc, settings.mirror_stream) if mnc is not None else None
         request = RestoreRequest(
-            source, settings.readmodel_schema, force, replicas or settings.stream_replicas, mirror
+            source, settings.readmodel_schema, force, replicas or settings.stream_replicas, mirror, skip_ids
         )
         with RichProgress(console, "restoring") as progress:
             report = await restore(nc, settings.database_url.get_secret_value(), request, progress)
@@ -158,7 +159,7 @@ def _print_restore(report: RestoreReport, console: Console) -> None:
         console.print(f"re-created consumers from the backup's positions: {', '.join(report.consumers)}")
     if report.counter is not None:
         c = report.counter
-        console.print(f"order-id counter: {c.before} -> {c.after} (highest restored order id {c.floor})")
+        console.print(f"order-id counter: {c.before} -> {c.after} (next order id {c.after + 1})")
 
 
 async def run_mirror_create(

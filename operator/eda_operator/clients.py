@@ -10,6 +10,7 @@ import contextlib
 import asyncpg
 from nats.aio.client import Client as NATS
 
+from app.backup.mirror import connect_mirror
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
@@ -30,6 +31,7 @@ class Clients:
         self._store: JetStreamEventStore | None = None
         self._snapshots: SnapshotStore | None = None
         self._pool: asyncpg.Pool | None = None
+        self._mirror: NATS | None = None
 
     async def nats(self) -> NATS:
         async with self._lock:
@@ -74,6 +76,21 @@ class Clients:
                     raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
             return self._pool
 
+    async def mirror(self) -> NATS | None:
+        """The disaster-recovery mirror's cluster (``EDA_MIRROR_URL``), ``None`` when none is configured."""
+        if not self.settings.mirror_url:
+            return None
+        async with self._lock:
+            if self._mirror is None:
+                try:
+                    self._mirror = await asyncio.wait_for(
+                        connect_mirror(self.settings, self.settings.mirror_url, self.settings.mirror_creds),
+                        10,
+                    )
+                except Exception as exc:
+                    raise NatsUnavailable(f"cannot connect to the mirror: {exc}") from exc
+            return self._mirror
+
     @property
     def nats_connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
@@ -84,10 +101,11 @@ class Clients:
             if self._store is not None:
                 with contextlib.suppress(Exception):
                     await self._store.close()
-            if self._nc is not None:
-                with contextlib.suppress(Exception):
-                    await self._nc.close()
+            for nc in (self._nc, self._mirror):
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
             if self._pool is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._pool.close(), 5)
-            self._nc, self._store, self._snapshots, self._pool = None, None, None, None
+            self._nc, self._store, self._snapshots, self._pool, self._mirror = None, None, None, None, None

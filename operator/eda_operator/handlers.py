@@ -1,6 +1,7 @@
 """The kopf handlers, registered on a given registry by ``register(registry)`` (a private one in tests,
 kopf's default one for ``kopf run -m eda_operator.default``). Handlers stay thin: they find the per-object
-``StatusTracker``, call one function of ``rebuilds``/``snapshots``, and map its outcome to kopf.
+``StatusTracker``, call one function of ``rebuilds``/``snapshots``/``backups``, and map its outcome to
+kopf.
 
 - Per object, a **daemon** runs the engine; a **timer** publishes the tracker into ``.status`` at most
   once per ``status_interval``; ``on.delete`` drops a left-over shadow schema (the finalizer keeps the
@@ -17,13 +18,14 @@ import kopf
 
 from app.readmodel.runs import RunSource
 from app.settings import Settings
-from eda_operator import rebuilds, snapshots
+from eda_operator import backups, rebuilds, snapshots
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker
 
 GROUP, VERSION = "eda.dev", "v1alpha1"
 PRB = (GROUP, VERSION, "projectionrebuilds")
 SNAP = (GROUP, VERSION, "snapshots")
+BACKUP = (GROUP, VERSION, "backups")
 RETRY_S = 5.0
 FINALIZER = "eda.dev/operator"
 
@@ -116,8 +118,19 @@ def register(registry: kopf.OperatorRegistry, *, status_interval: float = 1.0) -
                 await stopped.wait(delay)
         _flush(_tracker(memo, body.meta, body.status), patch)
 
+    @kopf.daemon(*BACKUP, registry=registry, cancellation_timeout=60.0)
+    async def backup(body: Any, memo: Any, stopped: Any, patch: Any, **_: Any) -> None:
+        notify = _notifier(body)
+        while not stopped:
+            tracker = _tracker(memo, body.meta, body.status)
+            delay = await backups.tick(body.spec, body.meta, tracker, memo.clients, notify)
+            if delay > 0:
+                await stopped.wait(delay)
+        _flush(_tracker(memo, body.meta, body.status), patch)
+
     @kopf.timer(*PRB, registry=registry, interval=status_interval)
     @kopf.timer(*SNAP, registry=registry, interval=status_interval)
+    @kopf.timer(*BACKUP, registry=registry, interval=status_interval)
     def publish_status(memo: Any, patch: Any, **_: Any) -> None:
         tracker: StatusTracker | None = memo.get("tracker")
         if tracker is not None and tracker.dirty:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig
+from rich.console import Console
 
 from app.api.ids import OrderIds
+from app.dev.stack import NatsServer, free_port
 from app.eventstore.directget import RawMessage
 from app.eventstore.jetstream import JetStreamEventStore, ensure_stream
 from app.eventstore.snapshots import SnapshotStore
@@ -51,6 +57,11 @@ async def fill(nc: NATS, store: JetStreamEventStore, dsn: str, orders: int) -> d
     return {"events": events, "allocated": allocated, "halfway": msgs[-1].metadata.sequence.stream}
 
 
+def quiet_console() -> Console:
+    """A rich console whose output is kept in memory (the tests assert on results, not on prints)."""
+    return Console(file=io.StringIO(), width=120)
+
+
 async def raw_events(store: JetStreamEventStore) -> list[RawMessage]:
     """Every message of ``EVENTS`` with its sequence, subject, headers (stored time included), data."""
     return await store.read_raw(1, limit=2**62)
@@ -62,3 +73,22 @@ async def stream_states(nc: NATS) -> dict[str, tuple[int, int, int]]:
         i.config.name: (i.state.first_seq, i.state.last_seq, i.state.messages)
         for i in await nc.jetstream().streams_info()
     }
+
+
+@contextlib.asynccontextmanager
+async def primary_and_dr(root: Path) -> AsyncIterator[tuple[NatsServer, NatsServer]]:
+    """A primary nats-server (JetStream domain ``primary``, a leafnode port) and a disaster-recovery
+    server (domain ``dr``) linked to it as a leafnode: the DR side reaches the primary's JetStream API
+    as ``$JS.primary.API`` (what ``eda mirror create --source-domain primary`` mirrors through)."""
+    leaf_port = free_port()
+    listen = f"leafnodes {{ listen: 127.0.0.1:{leaf_port} }}"
+    remote = f'leafnodes {{ remotes: [{{ url: "nats-leaf://127.0.0.1:{leaf_port}" }}] }}'
+    primary = NatsServer(root / "primary", jetstream_domain="primary", extra_config=listen)
+    dr = NatsServer(root / "dr", jetstream_domain="dr", extra_config=remote)
+    await primary.start()
+    await dr.start()
+    try:
+        yield primary, dr
+    finally:
+        await dr.stop()
+        await primary.stop()

@@ -17,7 +17,6 @@ import asyncpg
 import pytest
 from nats.aio.client import Client as NATS
 from pydantic import SecretStr
-from rich.console import Console
 
 from app.api.ids import OrderIds
 from app.backup.manifest import MANIFEST, read_manifest
@@ -29,14 +28,10 @@ from app.eventstore.snapshots import SnapshotStore
 from app.readmodel.migrations import migrate_dsn
 from app.runtime.backups import BackupOptions, run_backup, run_restore
 from app.settings import Settings
-from tests.backup.helpers import fill, raw_events, stream_states
+from tests.backup.helpers import fill, quiet_console, raw_events, stream_states
 
 EDA = str(Path(sys.executable).parent / "eda")
 ORDERS = 300
-
-
-def _console() -> Console:
-    return Console(file=open("/dev/null", "w"), width=120)
 
 
 async def _wipe(nc: NATS, dsn: str) -> None:
@@ -72,7 +67,7 @@ async def test_round_trip_refusals_and_continuing_ids(
     before_events, before_states = await raw_events(store), await stream_states(nc)
     halfway = (await nc.jetstream().consumer_info("EVENTS", "halfway")).ack_floor.stream_seq
     backup = short_tmp / "b1"
-    manifest = await run_backup(settings, BackupOptions(backup), _console())
+    manifest = await run_backup(settings, BackupOptions(backup), quiet_console())
     assert manifest.cut_sequence == len(before_events) == filled["events"]
     assert [s.name for s in manifest.streams] == [
         "KV_snapshots",
@@ -89,15 +84,15 @@ async def test_round_trip_refusals_and_continuing_ids(
         "maintenance_runs": 0,
     }  # type: ignore[union-attr]
     with pytest.raises(Exception, match="already holds a backup"):
-        await run_backup(settings, BackupOptions(backup), _console())
+        await run_backup(settings, BackupOptions(backup), quiet_console())
 
     # a populated target is refused, and left as it was
     with pytest.raises(RestoreRefused, match=r"EVENTS holds .* messages.*idempotency_keys"):
-        await run_restore(settings, backup, _console(), rebuild=False)
+        await run_restore(settings, backup, quiet_console(), rebuild=False)
     assert await stream_states(nc) == before_states
 
     await _wipe(nc, readmodel_dsn)
-    report = await run_restore(settings, backup, _console(), rebuild=False)
+    report = await run_restore(settings, backup, quiet_console(), rebuild=False)
     after = await stream_states(nc)
     counter = after.pop("COUNTERS")
     assert after == {k: v for k, v in before_states.items() if k != "COUNTERS"}
@@ -118,7 +113,9 @@ async def test_round_trip_refusals_and_continuing_ids(
 
     # --force replaces a populated target
     await nc.jetstream().publish("events.order.9999", b"{}")
-    again = await run_restore(settings, backup, _console(), force=True, rebuild=False)
+    again = await run_restore(settings, backup, quiet_console(), force=True, rebuild=False, skip_ids=100)
+    assert again.counter is not None
+    assert again.counter.after == ORDERS + 50 + 100  # ids possibly handed out after the cut stay unused
     assert set(again.replaced) == {"EVENTS", "KV_snapshots", "COMMANDS", "SAGA_TIMERS", "COUNTERS"}
     assert await raw_events(store) == before_events
 
@@ -128,7 +125,7 @@ async def test_corrupted_chunk_is_detected_and_nothing_is_half_restored(
 ) -> None:
     settings = Settings(nats_url=nc.connected_url.geturl(), database_url=SecretStr(readmodel_dsn))  # type: ignore[union-attr]
     good = short_tmp / "good"
-    await run_backup(settings, BackupOptions(good, verify=False), _console())
+    await run_backup(settings, BackupOptions(good, verify=False), quiet_console())
     manifest = read_manifest(good)
 
     # a flipped byte in the stream restored LAST (COUNTERS): found before anything is touched
@@ -153,7 +150,7 @@ async def test_corrupted_chunk_is_detected_and_nothing_is_half_restored(
     assert "Traceback" not in out.stdout + out.stderr
     await _wipe(nc, readmodel_dsn)
     with pytest.raises(BackupInvalid, match="corrupted"):
-        await run_restore(settings, bad, _console(), rebuild=False)
+        await run_restore(settings, bad, quiet_console(), rebuild=False)
     assert await stream_states(nc) == {}
     assert await _keys(readmodel_dsn) == {}  # untouched
 
@@ -173,7 +170,7 @@ async def test_corrupted_chunk_is_detected_and_nothing_is_half_restored(
     }
     (broken / MANIFEST).write_text(json.dumps(body))
     with pytest.raises(SnapshotError, match="restore of COUNTERS"):
-        await run_restore(settings, broken, _console(), rebuild=False)
+        await run_restore(settings, broken, quiet_console(), rebuild=False)
     assert await stream_states(nc) == {}
     assert await _keys(readmodel_dsn) == {}
 
@@ -185,5 +182,5 @@ async def test_backup_of_an_unmigrated_or_empty_system_is_refused_cleanly(
     await migrate_dsn(readmodel_dsn, "readmodel")
     target = short_tmp / "none"
     with pytest.raises(Exception, match="EVENTS does not exist"):
-        await run_backup(settings, BackupOptions(target), _console())
+        await run_backup(settings, BackupOptions(target), quiet_console())
     assert not target.exists()  # nothing left behind

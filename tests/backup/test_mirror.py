@@ -7,63 +7,21 @@ a fresh server, the saga consumer re-created from the backup's position, the cou
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 from pydantic import SecretStr
-from rich.console import Console
 
 from app.backup import mirror as mirrors
-from app.dev.stack import NatsServer, free_port
+from app.dev.stack import NatsServer
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.jetstream import JetStreamEventStore
 from app.readmodel.migrations import migrate_dsn
 from app.runtime.backups import BackupOptions, run_backup, run_mirror_create, run_mirror_status, run_restore
 from app.settings import Settings
-from tests.backup.helpers import fill, raw_events
+from tests.backup.helpers import fill, primary_and_dr, quiet_console, raw_events
 from tests.operator.seeding import seed_orders
-
-
-@dataclass
-class DomainServer(NatsServer):
-    """A nats-server whose JetStream has a domain (a leafnode link keeps the two APIs apart)."""
-
-    domain: str = ""
-
-    def config(self) -> str:
-        return (
-            super()
-            .config()
-            .replace("  sync_interval: always\n", f"  sync_interval: always\n  domain: {self.domain}\n")
-        )
-
-
-@contextlib.asynccontextmanager
-async def primary_and_dr(root: Path) -> AsyncIterator[tuple[NatsServer, NatsServer]]:
-    leaf_port = free_port()
-    primary = DomainServer(
-        root / "primary", domain="primary", extra_config=f"leafnodes {{ listen: 127.0.0.1:{leaf_port} }}"
-    )
-    dr = DomainServer(
-        root / "dr",
-        domain="dr",
-        extra_config=f'leafnodes {{ remotes: [{{ url: "nats-leaf://127.0.0.1:{leaf_port}" }}] }}',
-    )
-    await primary.start()
-    await dr.start()
-    try:
-        yield primary, dr
-    finally:
-        await dr.stop()
-        await primary.stop()
-
-
-def _console() -> Console:
-    return Console(file=open("/dev/null", "w"), width=120)  # noqa: SIM115, PTH123 - discarded output
 
 
 async def test_mirror_lag_and_restore_from_the_mirror(fresh_db: str, short_tmp: Path) -> None:
@@ -76,15 +34,15 @@ async def test_mirror_lag_and_restore_from_the_mirror(fresh_db: str, short_tmp: 
         mnc = await nats.connect(dr.url)
         store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
         filled = await fill(nc, store, fresh_db, 100)
-        await run_mirror_create(settings, "primary", 1, _console())
+        await run_mirror_create(settings, "primary", 1, quiet_console())
         caught_up = await mirrors.wait_caught_up(nc, mnc, "EVENTS", timeout=30)
         assert caught_up.lag_messages == 0
         assert caught_up.mirror_last_sequence == filled["events"]
-        status = await run_mirror_status(settings, _console())
+        status = await run_mirror_status(settings, quiet_console())
         assert status.error is None
 
         # the backup records the mirror's state; then more orders reach only the primary and the mirror
-        manifest = await run_backup(settings, BackupOptions(short_tmp / "b"), _console())
+        manifest = await run_backup(settings, BackupOptions(short_tmp / "b"), quiet_console())
         assert manifest.mirror is not None
         assert manifest.mirror.mirror_last_sequence <= manifest.mirror.source_last_sequence
         more = await seed_orders(store, 1001, 50)
@@ -101,7 +59,7 @@ async def test_mirror_lag_and_restore_from_the_mirror(fresh_db: str, short_tmp: 
         await fresh.start()
         try:
             target = settings.model_copy(update={"nats_url": fresh.url})
-            report = await run_restore(target, short_tmp / "b", _console(), from_mirror=True, force=True)
+            report = await run_restore(target, short_tmp / "b", quiet_console(), from_mirror=True, force=True)
             nc2 = await nats.connect(fresh.url)
             store2 = await JetStreamEventStore.open(nc2, EventCodec(all_event_types()))
             after = await raw_events(store2)

@@ -179,8 +179,10 @@ def test_operator_is_a_single_recreated_replica_with_least_privilege_rbac(defaul
         ("", "namespaces"): {"list", "watch"},
         ("eda.dev", "projectionrebuilds"): {"get", "list", "watch", "patch"},
         ("eda.dev", "snapshots"): {"get", "list", "watch", "patch"},
+        ("eda.dev", "backups"): {"get", "list", "watch", "patch"},
         ("eda.dev", "projectionrebuilds/status"): {"get", "patch"},
         ("eda.dev", "snapshots/status"): {"get", "patch"},
+        ("eda.dev", "backups/status"): {"get", "patch"},
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
     }
@@ -442,3 +444,36 @@ def test_namespace_manifest_enforces_restricted_pod_security() -> None:
     labels = namespace["metadata"]["labels"]
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+def test_operator_writes_backups_to_a_kept_volume(
+    default_release: Installed, install_chart: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    pvc = default_release.get("PersistentVolumeClaim", "eda-backups")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    spec = default_release.get("Deployment", "eda-operator")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert {"name": "backups", "mountPath": "/var/lib/eda/backups"} in container["volumeMounts"]
+    assert {"name": "backups", "persistentVolumeClaim": {"claimName": "eda-backups"}} in spec["volumes"]
+    assert env_of(container)["EDA_BACKUP_DIR"] == "/var/lib/eda/backups"
+    assert "EDA_MIRROR_URL" not in env_of(container)
+    for role in set(APP_ROLES) - {"operator"}:  # only the operator gets the volume
+        app = default_release.get("Deployment", f"eda-{role}")["spec"]["template"]["spec"]
+        assert all(v["name"] != "backups" for v in app["volumes"]), role
+
+    backups = {
+        "persistence": {"existingClaim": "dr-bucket-sync"},
+        "mirror": {"url": "nats://dr.example:4222", "credsSecret": "dr-creds"},
+    }
+    custom = Installed(install_chart({"operator": {"backups": backups}}))
+    assert not custom.kind("PersistentVolumeClaim")
+    spec = custom.get("Deployment", "eda-operator")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert {"name": "backups", "persistentVolumeClaim": {"claimName": "dr-bucket-sync"}} in spec["volumes"]
+    assert {"name": "mirror-creds", "secret": {"secretName": "dr-creds"}} in spec["volumes"]
+    env = env_of(container)
+    assert (env["EDA_MIRROR_URL"], env["EDA_MIRROR_STREAM"]) == ("nats://dr.example:4222", "EVENTS")
+    assert env["EDA_MIRROR_CREDS"] == "/etc/eda/mirror/creds"
+    off = Installed(install_chart({"operator": {"backups": {"enabled": False}}}))
+    assert not off.kind("PersistentVolumeClaim")

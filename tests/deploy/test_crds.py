@@ -36,7 +36,7 @@ def validate(obj: dict[str, Any]) -> None:
 def test_chart_crds_are_byte_identical_copies_of_k8s_crds() -> None:
     chart_files = sorted((CHART / "crds").glob("*.yaml"))
     assert [p.name for p in chart_files] == [p.name for p in CRD_FILES]
-    assert len(CRD_FILES) == 2
+    assert len(CRD_FILES) == 3
     for source, copy_ in zip(CRD_FILES, chart_files, strict=True):
         assert source.read_bytes() == copy_.read_bytes(), copy_.name
 
@@ -89,6 +89,17 @@ def test_snapshot_crd_shape() -> None:
     assert spec["retain"]["default"] == 3
 
 
+def test_backup_crd_shape() -> None:
+    doc = crd("Backup")
+    assert doc["spec"]["names"]["plural"] == "backups"
+    assert doc["spec"]["names"]["shortNames"] == ["bak"]
+    (version,) = doc["spec"]["versions"]
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Schedule", "Phase", "Events", "Bytes", "Kept", "Last Backup", "Age"]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert (spec["retain"]["default"], spec["verify"]["default"]) == (7, True)
+
+
 @pytest.mark.parametrize("path", sorted((K8S / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_examples_validate_against_their_crd(path: Path) -> None:
     obj = load_yaml(path)
@@ -99,6 +110,7 @@ def test_examples_validate_against_their_crd(path: Path) -> None:
 
 PRB = {"apiVersion": "eda.dev/v1alpha1", "kind": "ProjectionRebuild", "metadata": {"name": "x"}}
 SNAP = {"apiVersion": "eda.dev/v1alpha1", "kind": "Snapshot", "metadata": {"name": "x"}}
+BAK = {"apiVersion": "eda.dev/v1alpha1", "kind": "Backup", "metadata": {"name": "x"}}
 
 
 @pytest.mark.parametrize(
@@ -117,6 +129,12 @@ SNAP = {"apiVersion": "eda.dev/v1alpha1", "kind": "Snapshot", "metadata": {"name
         {**SNAP, "spec": {"aggregateType": "order", "retain": 101}},
         {**SNAP, "spec": {"aggregateType": "order", "ids": "42"}},
         {**SNAP, "spec": {"aggregateType": "order", "minEventsSinceSnapshot": 0}},
+        {**BAK, "spec": {"retain": 0}},
+        {**BAK, "spec": {"directory": "../etc"}},
+        {**BAK, "spec": {"directory": "a/b"}},
+        {**BAK, "spec": {"schedule": ""}},
+        {**BAK, "spec": {"maxMirrorLagSeconds": -1}},
+        {**BAK, "spec": {"verify": "yes"}},
     ],
     ids=lambda o: f"{o['kind']}:{yaml.safe_dump(o.get('spec'), default_flow_style=True).strip()}",
 )

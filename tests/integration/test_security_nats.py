@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import httpx
 import nats
+import orjson
 import pytest
 from nats.aio.client import Client as NATS
 
 from app.api.main import create_app
+from app.backup import snapshotapi
 from app.deploy.natsauth import authorization_block, role_permissions
 from app.dev.stack import NatsServer
 from app.runtime.roles import projector_role
@@ -158,4 +161,37 @@ async def test_roles_cannot_exceed_their_permissions(secured: tuple[NatsServer, 
             assert f'Publish Violation - Subject "{subject}"' in logged, subject
     finally:
         for nc in (admin, api, worker):
+            await nc.close()
+
+
+async def test_operator_user_backs_up_but_cannot_restore(secured: tuple[NatsServer, dict[str, str]]) -> None:
+    """A snapshot acknowledges every chunk (1 KiB chunks, 1 KiB window: one ack per chunk); a restore is
+    for a provisioning identity."""
+    server, passwords = secured
+    admin = await as_user(server, passwords, "admin")
+    operator = await as_user(server, passwords, "operator")
+    try:
+        js = admin.jetstream()
+        await js.add_stream(name="EVENTS", subjects=["events.>"])
+        for i in range(20):
+            await js.publish(f"events.order.{i}", os.urandom(1000))  # incompressible: ~20 chunks
+        received: list[bytes] = []
+
+        async def sink(data: bytes) -> None:
+            received.append(data)
+
+        info = await snapshotapi.snapshot(operator, "EVENTS", sink, chunk_bytes=1024, window_bytes=1024)
+        assert info.state["messages"] == 20
+        assert len(received) > 10
+        config = {"name": "RESTORED", "subjects": ["restored.>"], "storage": "file"}
+        with pytest.raises(DENIED):
+            await operator.request(
+                "$JS.API.STREAM.RESTORE.RESTORED", orjson.dumps({"config": config}), timeout=1
+            )
+        await asyncio.sleep(0.2)
+        logged = violations(server)
+        assert [v for v in logged if "SNAPSHOT" in v] == []
+        assert any('Subject "$JS.API.STREAM.RESTORE.RESTORED"' in v for v in logged)
+    finally:
+        for nc in (admin, operator):
             await nc.close()

@@ -340,6 +340,9 @@ spec:
             {{- toYaml .args | nindent 12 }}
           env:
             {{- include "eda.env" (dict "ctx" $ctx "role" .role) | nindent 12 }}
+            {{- with .extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
           ports:
             - name: {{ .portName }}
               containerPort: {{ .port }}
@@ -371,6 +374,9 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- with .extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
             {{- if $ctx.Values.nats.tls.enabled }}
             - name: nats-tls-ca
               mountPath: /etc/eda/nats-tls
@@ -380,6 +386,9 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: 256Mi
+        {{- with .extraVolumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
         {{- if and .migrate (include "eda.roleUser" (dict "ctx" $ctx "role" .role)) }}
         - name: db-user-sql
           configMap:
