@@ -55,13 +55,6 @@ from tests.operator.seeding import seed_orders  # noqa: E402
 TARGETS = {"backup_events_per_s": 50_000}
 
 
-class _FastSyncServer(NatsServer):
-    """nats-server with its default sync interval (for ``--restore-sync default``)."""
-
-    def config(self) -> str:
-        return super().config().replace("  sync_interval: always\n", "")
-
-
 async def throughput(events: int, restore_sync: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="eda-bench-") as tmp:
         base = Path(tmp)
@@ -81,8 +74,7 @@ async def throughput(events: int, restore_sync: str) -> dict[str, float]:
             started = time.perf_counter()
             checked = await verify(base / "backup")
             verify_s = time.perf_counter() - started
-            cls = _FastSyncServer if restore_sync == "default" else NatsServer
-            target = cls(base / "restored")
+            target = NatsServer(base / "restored", sync_always=restore_sync == "always")
             await target.start()
             try:
                 nc2 = await nats.connect(target.url)

@@ -155,6 +155,7 @@ class NatsServer:
     extra_config: str = ""
     tls: TlsFiles | None = None
     jetstream_domain: str | None = None  # e.g. a disaster-recovery server joined by a leafnode
+    sync_always: bool = True  # False: nats-server's default sync interval (a bulk restore, then restart)
     _proc: Popen | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -186,11 +187,12 @@ class NatsServer:
 
     def config(self) -> str:
         domain = f"  domain: {self.jetstream_domain}\n" if self.jetstream_domain else ""
+        sync = "  sync_interval: always\n" if self.sync_always else ""
         return (
             f'server_name: "{self.server_name}"\n'
             f"listen: {HOST}:{self.port}\n"
             f"http: {HOST}:{self.monitor_port}\n"
-            f"jetstream {{\n  store_dir: {_quote(self.store_dir)}\n  sync_interval: always\n{domain}}}\n"
+            f"jetstream {{\n  store_dir: {_quote(self.store_dir)}\n{sync}{domain}}}\n"
             f"{self.tls.config() if self.tls is not None else ''}"
             f"{self.extra_config}\n"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,13 @@ async def _wipe(nc: NATS, dsn: str) -> None:
         await conn.execute("TRUNCATE eda.idempotency_keys, eda.maintenance_runs")
     finally:
         await conn.close()
+
+
+async def _eda(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The ``eda`` command line as a child process."""
+    return await asyncio.to_thread(
+        subprocess.run, [EDA, *args], env=env, capture_output=True, text=True, check=False
+    )
 
 
 async def _keys(dsn: str) -> dict[str, tuple[str, int | None, int | None]]:
@@ -125,7 +133,10 @@ async def test_corrupted_chunk_is_detected_and_nothing_is_half_restored(
 ) -> None:
     settings = Settings(nats_url=nc.connected_url.geturl(), database_url=SecretStr(readmodel_dsn))  # type: ignore[union-attr]
     good = short_tmp / "good"
-    await run_backup(settings, BackupOptions(good, verify=False), quiet_console())
+    env = {**os.environ, "EDA_NATS_URL": settings.nats_url, "EDA_DATABASE_URL": readmodel_dsn}
+    done = await _eda(["backup", "--to", str(good), "--no-verify"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "backup complete: cut at EVENTS sequence" in done.stdout
     manifest = read_manifest(good)
 
     # a flipped byte in the stream restored LAST (COUNTERS): found before anything is touched
@@ -137,13 +148,7 @@ async def test_corrupted_chunk_is_detected_and_nothing_is_half_restored(
     chunk.write_bytes(bytes(data))
     with pytest.raises(BackupInvalid, match=r"streams/COUNTERS/00000001.s2 is corrupted"):
         await verify(bad)
-    out = await asyncio.to_thread(
-        subprocess.run,
-        [EDA, "restore", "--from", str(bad), "--verify"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = await _eda(["restore", "--from", str(bad), "--verify"], env)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "error:" in out.stdout
     assert "COUNTERS/00000001.s2 is corrupted" in out.stdout
