@@ -125,7 +125,8 @@ async def _preflight(nc: NATS, conn: asyncpg.Connection, manifest: Manifest | No
         for consumer in await nc.jetstream().consumers_info(part.name):
             if consumer.num_waiting or consumer.push_bound:
                 problems.append(
-                    f"consumer {consumer.name} on {part.name} is in use: stop every eda role first"
+                    f"consumer {consumer.name} on {part.name} is in use: stop every eda role first "
+                    "(a stopped role's pull requests expire within 30 s)"
                 )
     if manifest is not None and manifest.postgres is not None:
         try:
