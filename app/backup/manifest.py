@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 
+from app.backup.plan import CUT
+
 FORMAT = "eda-backup/1"
 MANIFEST = "manifest.json"
 
@@ -117,8 +119,7 @@ class Manifest(msgspec.Struct, frozen=True):
 
     @property
     def events(self) -> int:
-        from app.backup.plan import CUT
-
+        """Messages of ``EVENTS`` in the backup (up to the cut)."""
         cut = self.stream(CUT)
         return cut.messages if cut is not None else 0
 
