@@ -475,5 +475,7 @@ def test_operator_writes_backups_to_a_kept_volume(
     env = env_of(container)
     assert (env["EDA_MIRROR_URL"], env["EDA_MIRROR_STREAM"]) == ("nats://dr.example:4222", "EVENTS")
     assert env["EDA_MIRROR_CREDS"] == "/etc/eda/mirror/creds"
+    egress = custom.get("NetworkPolicy", "eda-operator")["spec"]["egress"]
+    assert {"ports": [{"port": 4222, "protocol": "TCP"}]} in egress  # the mirror's port, from its URL
     off = Installed(install_chart({"operator": {"backups": {"enabled": False}}}))
     assert not off.kind("PersistentVolumeClaim")
