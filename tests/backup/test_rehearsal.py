@@ -154,25 +154,30 @@ def _sagas(events: list[Any]) -> dict[int, Saga]:
     return {oid: SAGA.fold(evs) for oid, evs in by_order.items()}
 
 
-async def test_backup_under_load_destroy_restore_and_continue(short_tmp: Path) -> None:
-    primary_dir, backup_dir, restored_dir = (
-        short_tmp / "primary",
-        short_tmp / "backup",
-        short_tmp / "restored",
-    )
-    # -- 1. the system under load; the backup taken while the load goes on ----------------------------
+@dataclass
+class Run:
+    """What the load and the backup left: the cut, the log as it was, the requests made."""
+
+    cut: int
+    original: list[RawMessage]
+    load: Load
+    timings: dict[str, float]
+
+
+async def _under_load(primary_dir: Path, backup_dir: Path) -> Run:
+    """``eda dev`` under load until ``TARGET_EVENTS``; a backup while the load goes on; the whole log."""
     async with eda_dev(primary_dir, EDA_PAYMENT_FAULT_DELAY_S="0.3") as dev:
         nc = await nats.connect(dev.urls["EDA_NATS_URL"])
         load = Load(dev.port)
         clients = [asyncio.create_task(load.client(n)) for n in range(CLIENTS)]
-        loading = time.monotonic()
+        clock = time.monotonic()
         try:
-            async with asyncio.timeout(150):
+            async with asyncio.timeout(180):
                 while await _last_sequence(nc) < TARGET_EVENTS:  # noqa: ASYNC110 - another process
                     await asyncio.sleep(0.25)
-            started = time.monotonic()
+            loaded = time.monotonic() - clock
             manifest = await run_backup(dev.settings, BackupOptions(backup_dir), quiet_console())
-            backup_s = time.monotonic() - started
+            backup_s = time.monotonic() - clock - loaded
             await asyncio.sleep(1.0)  # the load goes on past the cut
         finally:
             load.stop.set()
@@ -181,91 +186,112 @@ async def test_backup_under_load_destroy_restore_and_continue(short_tmp: Path) -
         original = await raw_events(store)
         await store.close()
         await nc.close()
-    cut = manifest.cut_sequence
-    assert cut >= TARGET_EVENTS
-    assert len(original) > cut  # events were stored after the cut
-    timings = {"load": round(started - loading, 1), "backup": round(backup_s, 2)}
+    timings = {"load": round(loaded, 1), "backup": round(backup_s, 2)}
+    return Run(manifest.cut_sequence, original, load, timings)
 
-    # -- 2. disaster: the data directory is gone ----------------------------------------------------------
-    shutil.rmtree(primary_dir)
 
-    # -- 3. fresh servers, restore (the fast way: nats-server without sync_interval: always for the bulk
-    # load, restarted with it by eda dev, see docs/operations.md), then the product starts on them --------
+async def _restore_into_fresh_servers(data_dir: Path, backup_dir: Path, run: Run) -> None:
+    """Fresh servers in ``data_dir``; the restore the fast way (nats-server without ``sync_interval:
+    always`` for the bulk load; ``eda dev`` restarts it with it, see docs/operations.md)."""
     clock = time.monotonic()
-    fresh_nats = NatsServer(restored_dir, sync_always=False)
+    fresh_nats = NatsServer(data_dir, sync_always=False)
     await fresh_nats.start()
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(fresh_nats.stop)
-        pg = await stack.enter_async_context(embedded_postgres(restored_dir))
+        pg = await stack.enter_async_context(embedded_postgres(data_dir))
         fresh = Settings(nats_url=fresh_nats.url, database_url=SecretStr(pg.dsn))
-        timings["fresh servers"] = round(time.monotonic() - clock, 1)
-        print(f"rehearsal timings so far: {timings}", flush=True)
-        clock = time.monotonic()
         report = await run_restore(fresh, backup_dir, quiet_console())
-        timings["restore + rebuild"] = round(time.monotonic() - clock, 1)
-        assert report.cut_sequence == cut
+        assert report.cut_sequence == run.cut
+    run.timings["fresh servers + restore + rebuild"] = round(time.monotonic() - clock, 1)
+
+
+async def _sagas_resolve(dsn: str, store: JetStreamEventStore, orders: set[int]) -> dict[str, Any]:
+    """Every order terminal, then every invariant of the saga suite (bounded)."""
+    conn = await db.connect(dsn)
+    try:
+        async with asyncio.timeout(90):
+            while await conn.fetchval(OPEN_ORDERS):  # noqa: ASYNC110 - another process
+                await asyncio.sleep(1.0)
+            while (result := check(await all_events(store), orders, 1000))["problems"]:  # noqa: ASYNC110
+                await asyncio.sleep(2.0)
+    finally:
+        await conn.close()
+    return result
+
+
+async def _replay_keys(port: int, dsn: str, run: Run, orders: set[int]) -> None:
+    """Replayed keys: before the cut → the original response byte for byte; a key whose order was lost
+    after the cut but is in the dump → created again under its order id; a new order passes every id."""
+    conn = await db.connect(dsn)
+    try:
+        reopened = {
+            r["key"] for r in await conn.fetch("SELECT key FROM eda.idempotency_keys WHERE state = 'pending'")
+        }
+    finally:
+        await conn.close()
+    replayed = 0
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        for key, (body, status, content) in run.load.keyed.items():
+            order_id = int(httpx.Response(status, content=content).json()["order_id"])
+            if order_id in orders and replayed < 20:
+                resp = await http.post("/api/v1/orders", json=body, headers={"Idempotency-Key": key})
+                assert (resp.status_code, resp.content) == (status, content)
+                replayed += 1
+            elif key in reopened:
+                resp = await http.post("/api/v1/orders", json=body, headers={"Idempotency-Key": key})
+                assert (resp.status_code, resp.json()["order_id"]) == (201, order_id)
+        assert replayed == 20
+        resp = await http.post("/api/v1/orders", json={"user_id": 1, "amount": 1.0})
+        assert resp.status_code == 201
+        assert resp.json()["order_id"] > max(orders)
+
+
+async def _read_model_is_the_fold(dsn: str, store: JetStreamEventStore) -> int:
+    """Wait (bounded) until the read model equals the fold of the log; returns the orders in it."""
+    conn = await db.connect(dsn)
+    try:
+        deadline = time.monotonic() + 30
+        while (expected := await folded_rows(store)) != (live := await live_rows(conn, "readmodel")):
+            if time.monotonic() > deadline:
+                differing = [k for k in expected.keys() | live.keys() if expected.get(k) != live.get(k)]
+                shown = {k: (expected.get(k), live.get(k)) for k in sorted(differing)[:3]}
+                raise AssertionError(f"{len(differing)} orders differ from the fold: {shown}")
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+    return len(expected)
+
+
+async def test_backup_under_load_destroy_restore_and_continue(short_tmp: Path) -> None:
+    primary_dir, backup_dir, restored_dir = (
+        short_tmp / "primary",
+        short_tmp / "backup",
+        short_tmp / "restored",
+    )
+    run = await _under_load(primary_dir, backup_dir)
+    assert run.cut >= TARGET_EVENTS
+    assert len(run.original) > run.cut  # events were stored after the cut
+    shutil.rmtree(primary_dir)  # the disaster: the data directory is gone
+    await _restore_into_fresh_servers(restored_dir, backup_dir, run)
     clock = time.monotonic()
     async with eda_dev(restored_dir) as dev:
+        dsn = dev.urls["EDA_DATABASE_URL"]
         nc = await nats.connect(dev.urls["EDA_NATS_URL"])
         store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
         restored = await raw_events(store)
         # every event stored before the cut: exactly once, in order, byte for byte (stored time included)
-        assert [_stored(m) for m in restored[:cut]] == [_stored(m) for m in original[:cut]]
+        assert [_stored(m) for m in restored[: run.cut]] == [_stored(m) for m in run.original[: run.cut]]
         ids = [m.headers.get("Nats-Msg-Id") for m in restored]
         assert len(ids) == len(set(ids))
-        timings["eda dev up"] = round(time.monotonic() - clock, 1)
-        clock = time.monotonic()
-        at_cut = await all_events_upto(store, cut)
+        at_cut = [e for e in await all_events(store) if e.sequence <= run.cut]
         mid_flight = [oid for oid, saga in _sagas(at_cut).items() if not saga.terminal]
         assert mid_flight, "no saga was mid-flight at the cut"
         orders = {int(e.envelope.aggregate_id) for e in at_cut if e.envelope.aggregate_type == "order"}
-
-        # the interrupted sagas finish or compensate; every invariant of the saga suite holds
-        conn = await db.connect(dev.urls["EDA_DATABASE_URL"])
-        try:
-            async with asyncio.timeout(90):
-                while await conn.fetchval(OPEN_ORDERS):  # noqa: ASYNC110 - another process
-                    await asyncio.sleep(1.0)
-                while (result := check(await all_events(store), orders, 1000))["problems"]:  # noqa: ASYNC110
-                    await asyncio.sleep(2.0)
-        finally:
-            await conn.close()
+        result = await _sagas_resolve(dsn, store, orders)  # interrupted sagas finish or compensate
         assert result["outcome"]["cancelled"] > 0  # declined payments compensated
-        timings["sagas resolved"] = round(time.monotonic() - clock, 1)
-        print(f"rehearsal timings so far: {timings}", flush=True)
-
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dev.port}", timeout=30) as http:
-            # a replayed Idempotency-Key gets the original response (keys of orders before the cut)
-            replayed = 0
-            for key, (body, status, content) in load.keyed.items():
-                order_id = int(httpx.Response(status, content=content).json()["order_id"])
-                if order_id in orders and replayed < 20:
-                    resp = await http.post("/api/v1/orders", json=body, headers={"Idempotency-Key": key})
-                    assert (resp.status_code, resp.content) == (status, content)
-                    replayed += 1
-            assert replayed == 20
-            # a new order gets an id above every restored one
-            resp = await http.post("/api/v1/orders", json={"user_id": 1, "amount": 1.0})
-            assert resp.status_code == 201
-            assert resp.json()["order_id"] > max(orders)
-
-        # the read model equals the fold of the log (once the projector has caught up)
-        conn = await db.connect(dev.urls["EDA_DATABASE_URL"])
-        try:
-            deadline = time.monotonic() + 30
-            while (expected := await folded_rows(store)) != (live := await live_rows(conn, "readmodel")):
-                if time.monotonic() > deadline:
-                    differing = [k for k in expected.keys() | live.keys() if expected.get(k) != live.get(k)]
-                    shown = {k: (expected.get(k), live.get(k)) for k in sorted(differing)[:3]}
-                    raise AssertionError(f"{len(differing)} orders differ from the fold: {shown}")
-                await asyncio.sleep(0.5)
-            assert len(expected) == len(orders) + 1
-        finally:
-            await conn.close()
-        print(f"rehearsal timings (s): {timings}; {len(mid_flight)} sagas mid-flight at the cut")
+        run.timings["eda dev up + sagas resolved"] = round(time.monotonic() - clock, 1)
+        await _replay_keys(dev.port, dsn, run, orders)
+        assert await _read_model_is_the_fold(dsn, store) >= len(orders) + 1
+        print(f"rehearsal (s): {run.timings}; cut {run.cut}; {len(mid_flight)} sagas mid-flight at the cut")
         await store.close()
         await nc.close()
-
-
-async def all_events_upto(store: JetStreamEventStore, last: int) -> list[Any]:
-    return [e for e in await all_events(store) if e.sequence <= last]
