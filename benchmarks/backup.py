@@ -122,6 +122,7 @@ async def mirror_lag(clients: int, seconds: float, warmup: float) -> dict[str, f
                 "EDA_DATABASE_URL": pg.dsn,
                 "EDA_HEALTH_PORT": "0",
                 "EDA_LOG_LEVEL": "WARNING",
+                "EDA_AUTH_MODE": "disabled",  # the mirror's lag is measured, not authentication
             }
             port = free_port()
             commands = [["api", "--host", "127.0.0.1", "--port", str(port)], ["projector"]]
