@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 
     from app.settings import Settings
 
+# Ids handed out after a backup's cut belong to orders lost with the data after it: a restore leaves this
+# many unused above the highest restored id (a gap, as a sequence's cache leaves after a crash) unless told
+# otherwise, so no order id is handed out twice.
+DEFAULT_SKIP_IDS = 100_000
+
 MirrorUrl = Annotated[
     str | None, typer.Option("--mirror-url", help="NATS URL of the mirror's cluster (EDA_MIRROR_URL).")
 ]
@@ -105,9 +110,10 @@ def restore(
         typer.Option(
             "--skip-ids",
             min=0,
-            help="Leave N order ids unused above the highest restored one (ids handed out after the backup).",
+            help="Leave N order ids unused above the highest restored one, so ids handed out after the "
+            "backup (lost with the data after the cut) are never handed out again; 0 accepts reuse.",
         ),
-    ] = 0,
+    ] = DEFAULT_SKIP_IDS,
     mirror_url: MirrorUrl = None,
     mirror_stream: MirrorStream = None,
 ) -> None:
