@@ -135,15 +135,15 @@ def worker(
     _run(run_workers(chosen, settings))
 
 
-def _observe(role: str) -> Settings:
-    """Telemetry (``OTEL_*``, service ``eda-<role>``) and JSON logs (``EDA_LOG_LEVEL``) for a role;
-    returns the role's settings."""
+def _observe(role: str, *, per_role: bool = False) -> Settings:
+    """Telemetry (``OTEL_*``, service ``eda-<role>``; ``per_role``: each role of the process under its
+    own name) and JSON logs (``EDA_LOG_LEVEL``) for a role; returns the role's settings."""
     from app.settings import Settings
     from app.telemetry import configure_logging, configure_telemetry
 
     settings = Settings()
     configure_logging(settings.log_level)
-    configure_telemetry(f"eda-{role}")
+    configure_telemetry(f"eda-{role}", per_role=per_role)
     return settings
 
 
@@ -182,7 +182,7 @@ def dev(
         os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_endpoint
         if otlp_endpoint.rstrip("/").endswith(":4317"):
             os.environ.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-    _observe("dev")
+    _observe("dev", per_role=True)  # eda-api, eda-saga, eda-worker-payment... as in the cluster
     _run(run_dev(data_dir, host=host, port=port))
 
 

@@ -32,6 +32,7 @@ from app.readmodel.deadletter import RetryPolicy
 from app.readmodel.migrations import migrate_dsn
 from app.readmodel.projector import Projector, consumer_lag
 from app.settings import Settings
+from app.telemetry import in_role
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,17 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
 
 
 def background_roles(settings: Settings) -> list[Role]:
-    """The non-API roles of ``eda dev`` (the saga and the workers get one line each here)."""
+    """The non-API roles of ``eda dev``, each under its own telemetry name (``eda-saga``, ...); each
+    worker separately, as ``eda worker <name>`` runs in the cluster."""
+    from app.messaging import WORKERS
     from app.saga.runner import saga_role
     from app.workers.runner import workers_role
 
-    return [projector_role(settings, health=False), saga_role(settings), workers_role(settings)]
+    return [
+        in_role("projector", projector_role(settings, health=False)),
+        in_role("saga", saga_role(settings)),
+        *(in_role(f"worker-{name}", workers_role(settings, (name,))) for name in WORKERS),
+    ]
 
 
 def _ports(data_dir: Path) -> dict[str, int]:
@@ -129,7 +136,7 @@ async def run_until_signal(server: uvicorn.Server, roles: list[Role]) -> None:
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    api = asyncio.create_task(server.serve(), name="api")
+    api = asyncio.create_task(in_role("api", server.serve()), name="api")
     tasks = [asyncio.create_task(role) for role in roles]
     stop = asyncio.create_task(stopping.wait())
     try:

@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, override
 
-from opentelemetry import context as otel_context
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -34,14 +33,13 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
+from app.telemetry import roles
+
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    pass
 
 TRACER_NAME = "eda"
 SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# Probes and scrapes would drown the interesting traces (and cost a span each, several times a second).
-DEFAULT_EXCLUDED_URLS = "/livez,/readyz,/metrics"
 _configured: TelemetryHandle | None = None
 
 
@@ -125,18 +123,8 @@ def _metric_exporter() -> Any:
     return Http()
 
 
-def configure_telemetry(default_service_name: str, *, asyncpg: bool = True) -> TelemetryHandle:
-    """Install the global providers once per process (later calls return the first handle) and, unless
-    ``asyncpg=False``, instrument asyncpg."""
-    global _configured  # noqa: PLW0603 - OpenTelemetry's providers are process-global by design
-    if _configured is not None:
-        return _configured
-    # The process environment is left untouched: child processes (tests, `eda dev` helpers) must not
-    # inherit this role's name. An explicit OTEL_SERVICE_NAME wins over the role's default.
-    explicit = os.environ.get("OTEL_SERVICE_NAME")
-    resource = Resource.create({} if explicit else {"service.name": default_service_name})
-    exporting = _exporting("TRACES")
-    if exporting or os.environ.get("OTEL_TRACES_SAMPLER"):
+def _sampler() -> sampling.Sampler:
+    if _exporting("TRACES") or os.environ.get("OTEL_TRACES_SAMPLER"):
         base = sampling._get_from_env_or_default()  # the OTEL_TRACES_SAMPLER logic
     else:
         # No exporter and no explicit sampler: nothing would ever leave the process, so new traces are
@@ -144,15 +132,18 @@ def configure_telemetry(default_service_name: str, *, asyncpg: bool = True) -> T
         # trace ids are generated and propagated (traceparent flag 00), logs still carry them, and a
         # sampled parent from upstream is still honoured.
         base = sampling.ParentBased(sampling.ALWAYS_OFF)
-    sampler = NoOrphanDbSpans(base)
-    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
-    if exporting:
-        tracer_provider.add_span_processor(BatchSpanProcessor(_span_exporter()))
-    readers: list[MetricReader] = []
-    with contextlib.suppress(ImportError):
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    return NoOrphanDbSpans(base)
 
-        readers.append(PrometheusMetricReader())
+
+def resource_for(service_name: str) -> Resource:
+    """The Resource of ``service_name``; an explicit ``OTEL_SERVICE_NAME`` wins. The process environment
+    is left untouched: child processes (tests, `eda dev` helpers) must not inherit a role's name."""
+    return Resource.create({} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name})
+
+
+def _meter_provider(resource: Resource, prometheus: MetricReader | None) -> MeterProvider:
+    """A MeterProvider with the Prometheus bridge ``prometheus`` and, when an endpoint is set, OTLP."""
+    readers: list[MetricReader] = [prometheus] if prometheus is not None else []
     if _exporting("METRICS"):
         readers.append(PeriodicExportingMetricReader(_metric_exporter()))
     seconds = View(
@@ -160,13 +151,67 @@ def configure_telemetry(default_service_name: str, *, asyncpg: bool = True) -> T
         instrument_unit="s",
         aggregation=ExplicitBucketHistogramAggregation(SECONDS_BUCKETS),
     )
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=[seconds])
-    trace.set_tracer_provider(tracer_provider)
+    return MeterProvider(resource=resource, metric_readers=readers, views=[seconds])
+
+
+def _tracer_provider(
+    resource: Resource, sampler: sampling.Sampler, processor: BatchSpanProcessor | None
+) -> TracerProvider:
+    provider = TracerProvider(resource=resource, sampler=sampler)
+    if processor is not None:
+        provider.add_span_processor(processor)
+    return provider
+
+
+def configure_telemetry(
+    default_service_name: str, *, asyncpg: bool = True, per_role: bool = False
+) -> TelemetryHandle:
+    """Install the global providers once per process (later calls return the first handle) and, unless
+    ``asyncpg=False``, instrument asyncpg. ``per_role``: several roles share this process (``eda dev``);
+    what runs ``in_role("saga")`` reports as ``eda-saga`` (see ``app.telemetry.roles``)."""
+    global _configured  # noqa: PLW0603 - OpenTelemetry's providers are process-global by design
+    if _configured is not None:
+        return _configured
+    resource = resource_for(default_service_name)
+    exporting = _exporting("TRACES")
+    sampler = _sampler()
+    # one processor (one exporter thread, one queue) for every provider: each span carries its Resource
+    processor = BatchSpanProcessor(_span_exporter()) if exporting else None
+    tracer_provider = _tracer_provider(resource, sampler, processor)
+    if per_role:
+
+        def role_providers(service: str) -> roles.RoleProviders:
+            role_resource = resource_for(service)
+            reader, registry = roles.labelled_reader()
+            return roles.RoleProviders(
+                _tracer_provider(role_resource, sampler, processor),
+                _meter_provider(role_resource, reader),
+                registry,
+            )
+
+        per = roles.PerRole(role_providers, tracer_provider)
+        meter_provider = _meter_provider(resource, per.process_reader())
+        trace.set_tracer_provider(per.router)
+        roles.install(per)
+    else:
+        meter_provider = _meter_provider(resource, _prometheus_reader())
+        trace.set_tracer_provider(tracer_provider)
     metrics.set_meter_provider(meter_provider)
     if asyncpg:
+        from app.telemetry.instrument import instrument_asyncpg
+
         instrument_asyncpg()
     _configured = TelemetryHandle(tracer_provider, meter_provider, exporting)
     return _configured
+
+
+def _prometheus_reader() -> MetricReader | None:
+    """The bridge to prometheus_client's default registry (``/metrics`` of every role)."""
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    except ImportError:  # pragma: no cover - a dependency; kept optional for slim images
+        return None
+    return PrometheusMetricReader()
 
 
 @functools.cache
@@ -178,66 +223,14 @@ def tracer() -> trace.Tracer:
 
 
 def meter() -> metrics.Meter:
+    """eda's meter: the current role's (``app.telemetry.roles``) when several roles share the process,
+    else the process's. Instruments belong to the role in which they are created."""
+    role = roles.current()
+    if role is not None:
+        return role.meter_provider.get_meter(TRACER_NAME)
     return metrics.get_meter(TRACER_NAME)
 
 
 def traces_exported() -> bool:
     """Whether this process exports traces (``configure_telemetry`` found an OTLP traces endpoint)."""
     return _configured is not None and _configured.exporting
-
-
-class TraceContextMiddleware:
-    """Pure ASGI: the caller's W3C ``traceparent``/``tracestate`` become the request's current context,
-    so what the request appends continues the caller's trace — without a server span."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        carrier = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope.get("headers", ())
-            if name in (b"traceparent", b"tracestate")
-        }
-        if not carrier:
-            await self.app(scope, receive, send)
-            return
-        token = otel_context.attach(propagate.extract(carrier))
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            otel_context.detach(token)
-
-
-def instrument_fastapi(app: FastAPI, excluded_urls: str | None = None) -> None:
-    """Server spans for every route but the probes and ``/metrics`` (``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS``
-    overrides); no extra spans per ASGI send/receive message, no per-request HTTP metrics.
-
-    Only when this process exports traces: otherwise nobody could ever see a server span, and the
-    instrumentation's per-request work (route lookup, attributes, a span even when not sampled) was
-    ~20 % of the API's CPU (benchmarks/api_load.py: +20 to 27 % creates/s without it). Then only the
-    caller's trace context is taken from the request (``TraceContextMiddleware``), so events still
-    carry the caller's trace."""
-    if not traces_exported():
-        app.add_middleware(TraceContextMiddleware)
-        return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    urls = excluded_urls or os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or DEFAULT_EXCLUDED_URLS
-    FastAPIInstrumentor.instrument_app(
-        app,
-        excluded_urls=urls,
-        exclude_spans=["receive", "send"],
-        # its http.server.* histograms cost more per request than the span; eda_command_seconds and
-        # the Prometheus metrics of the API cover latency
-        meter_provider=metrics.NoOpMeterProvider(),
-    )
-
-
-def instrument_asyncpg() -> None:
-    """Client spans for asyncpg queries (children of the current span; orphans are not sampled)."""
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-
-    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument()

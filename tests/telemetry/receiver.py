@@ -1,5 +1,6 @@
 """Real OTLP receivers for tests: OTLP/HTTP (``POST /v1/traces``, protobuf ``ExportTraceServiceRequest``;
-other OTLP paths are accepted and ignored) and OTLP/gRPC (the ``TraceService/Export`` method, served by
+``/v1/metrics``: which service exported which metric; other OTLP paths are accepted and ignored) and
+OTLP/gRPC (the ``TraceService/Export`` method, served by
 grpcio with the service definition from ``opentelemetry-proto``). Spans are kept as flat ``Span``
 records; ``render_tree`` draws a trace as ASCII (used for docs/observability.md)."""
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -50,6 +52,7 @@ class Span:
 class Receiver:
     url: str
     spans: list[Span] = field(default_factory=list)
+    metrics: set[tuple[str, str]] = field(default_factory=set)  # (service.name, metric name) received
 
     def trace(self, trace_id: str) -> list[Span]:
         return sorted((s for s in self.spans if s.trace_id == trace_id), key=lambda s: s.start)
@@ -97,12 +100,22 @@ async def otlp_receiver() -> AsyncIterator[Receiver]:
         body = ExportTraceServiceResponse().SerializeToString()
         return web.Response(body=body, content_type="application/x-protobuf")
 
+    async def metrics(request: web.Request) -> web.Response:
+        exported = ExportMetricsServiceRequest()
+        exported.ParseFromString(await request.read())
+        for rm in exported.resource_metrics:
+            resource = {a.key: _value(a.value) for a in rm.resource.attributes}
+            service = str(resource.get("service.name", ""))
+            receiver.metrics.update((service, m.name) for sm in rm.scope_metrics for m in sm.metrics)
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
     async def other(request: web.Request) -> web.Response:
         await request.read()
         return web.Response(body=b"", content_type="application/x-protobuf")
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/traces", traces)
+    app.router.add_post("/v1/metrics", metrics)
     app.router.add_post("/{tail:.*}", other)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
