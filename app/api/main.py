@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from app.api.deps import AppContext
 from app.api.errors import install_error_handlers
+from app.api.httpmetrics import RecordHttpMetrics
 from app.api.idempotency import IdempotencyStore
 from app.api.ids import OrderIds
 from app.api.metrics import ApiMetrics
@@ -62,7 +63,9 @@ async def _purge_loop(store: IdempotencyStore) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_context(settings: Settings, *, anonymous_dev: bool = False) -> AsyncIterator[AppContext]:
+async def open_context(
+    settings: Settings, *, anonymous_dev: bool = False, metrics: ApiMetrics | None = None
+) -> AsyncIterator[AppContext]:
     """Every client of the API, opened in order and closed in reverse."""
     dsn = settings.database_url.get_secret_value()
     if settings.auth_mode == "disabled":
@@ -97,7 +100,7 @@ async def open_context(settings: Settings, *, anonymous_dev: bool = False) -> As
             ids=ids,
             notifications=notifications,
             idempotency=idempotency,
-            metrics=ApiMetrics(),
+            metrics=metrics or ApiMetrics(),
             auth=auth,
             products=StateCache(store, Repository(store, PRODUCT), size=10_000),
         )
@@ -148,9 +151,11 @@ def create_app(settings: Settings, *, anonymous_dev: bool = False) -> FastAPI:
     if problem is not None:
         raise AuthConfigError(problem)
 
+    metrics = ApiMetrics()  # made here: the HTTP middleware records into it before the lifespan runs
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_context(settings, anonymous_dev=anonymous_dev) as ctx:
+        async with open_context(settings, anonymous_dev=anonymous_dev, metrics=metrics) as ctx:
             app.state.ctx = ctx
             tune_gc(settings.gc_gen0_threshold)
             yield
@@ -170,6 +175,7 @@ def create_app(settings: Settings, *, anonymous_dev: bool = False) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(JsonBodies)  # a non-JSON body is refused before it is read
     app.add_middleware(InternalEndpoints, open_endpoints=settings.open_endpoints())
+    app.add_middleware(RecordHttpMetrics, metrics=metrics.http)  # outermost: also counts 413s
     _problem_openapi(app)
     instrument_fastapi(app)  # server spans; /livez, /readyz, /metrics excluded
     return app

@@ -9,12 +9,16 @@ from collections.abc import Iterable
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
+from app.api.httpmetrics import HttpMetrics
+
 
 class ApiMetrics:
-    """Commands by type/outcome, command latency, projection lag, read fallbacks, idempotent replays."""
+    """Commands by type/outcome, command latency, projection lag, read fallbacks, idempotent replays,
+    HTTP requests (``app.api.httpmetrics``)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.http = HttpMetrics(self.registry)
         self.commands = Counter(
             "eda_commands_total", "Commands handled", ["command", "outcome"], registry=self.registry
         )
