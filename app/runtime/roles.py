@@ -26,6 +26,7 @@ from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
+from app.ops.gauges import PlatformGauges
 from app.process.gctune import tune_gc
 from app.process.health import CheckResult, serve_health
 from app.readmodel.deadletter import RetryPolicy
@@ -71,6 +72,7 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
     """Run the order projector until cancelled."""
     dsn = settings.database_url.get_secret_value()
     nc = await connect_nats(settings, name="eda-projector")
+    stack = contextlib.ExitStack()
     try:
         store = await JetStreamEventStore.open(
             nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
@@ -86,6 +88,9 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
             replicas=settings.stream_replicas,
         )
         tune_gc(settings.gc_gen0_threshold)
+        # JetStream and saga health gauges live with the projection lag (app.ops.gauges)
+        gauges = asyncio.create_task(PlatformGauges(nc).run(), name="platform-gauges")
+        stack.callback(gauges.cancel)
         if not health:
             await projector.run()
             return
@@ -105,14 +110,15 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
         async with serve_health(settings.health_port, checks):
             await projector.run()
     finally:
+        stack.close()
         await nc.close()
 
 
 def background_roles(settings: Settings) -> list[Role]:
     """The non-API roles of ``eda dev``, each under its own telemetry name (``eda-saga``, ...); each
     worker separately, as ``eda worker <name>`` runs in the cluster."""
-    from app.messaging import WORKERS
     from app.saga.runner import saga_role
+    from app.workers.commands import WORKERS
     from app.workers.runner import workers_role
 
     return [

@@ -26,13 +26,13 @@ from nats.js.errors import NotFoundError
 
 from app.eventstore.jetstream import STREAM
 from app.eventstore.snapshots import BUCKET
+from app.ops import jetstream
 from app.readmodel.db import quote_ident
 from app.readmodel.runs import STALE_AFTER_S, list_runs
 from app.ui.rebuilds import K8S_NOTE, running_rebuilds
 
 HISTORY_S = 600.0
 HISTORY_STEP_S = 1.0
-DLQ_MARKERS = ("dlq", "dead")
 DLQ_RECENT = 10
 _PREVIEW = 400
 _SAFE_HEADERS = (
@@ -69,38 +69,21 @@ class LagHistory:
         return {name: [[round(t, 3), lag] for t, lag in pts] for name, pts in self.samples.items()}
 
 
-def _is_internal(info: StreamInfo) -> bool:
-    return info.config.name is not None and info.config.name.startswith(("KV_", "OBJ_"))
-
-
-def _is_dlq(info: StreamInfo) -> bool:
-    names = [info.config.name or "", *(info.config.subjects or [])]
-    return any(marker in n.lower() for n in names for marker in DLQ_MARKERS)
-
-
 async def _consumers(js: JetStreamContext, streams: list[StreamInfo]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for info in streams:
-        name = info.config.name or ""
-        if _is_internal(info):
-            continue
-        for c in await js.consumers_info(name):
-            cfg = c.config
-            out.append(
-                {
-                    "stream": name,
-                    "name": c.name,
-                    "durable": bool(cfg.durable_name),
-                    "filter": cfg.filter_subject or ", ".join(cfg.filter_subjects or []) or ">",
-                    "num_pending": int(c.num_pending or 0),
-                    "num_ack_pending": int(c.num_ack_pending or 0),
-                    "num_redelivered": int(c.num_redelivered or 0),
-                    "num_waiting": int(c.num_waiting or 0),
-                    "last_active": c.delivered.last_active if c.delivered else None,
-                }
-            )
-    out.sort(key=lambda c: (not c["durable"], c["stream"], c["name"]))
-    return out
+    return [
+        {
+            "stream": c.stream,
+            "name": c.name,
+            "durable": c.durable,
+            "filter": c.filter,
+            "num_pending": c.pending,
+            "num_ack_pending": c.ack_pending,
+            "num_redelivered": c.redelivered,
+            "num_waiting": c.waiting,
+            "last_active": c.last_active,
+        }
+        for c in await jetstream.consumers(js, streams)
+    ]
 
 
 async def _checkpoints(pool: asyncpg.Pool, schema: str) -> list[asyncpg.Record]:
@@ -153,7 +136,7 @@ async def _snapshots(js: JetStreamContext) -> dict[str, Any]:
 
 
 async def _dead_letters(js: JetStreamContext, streams: list[StreamInfo]) -> dict[str, Any]:
-    dlqs = [s for s in streams if _is_dlq(s)]
+    dlqs = [s for s in streams if jetstream.is_dead_letter(s)]
     if not dlqs:
         return {"available": False, "note": "no dead-letter stream is configured", "messages": []}
     messages: list[dict[str, Any]] = []
@@ -225,7 +208,7 @@ async def health_snapshot(nc: NATS, pool: asyncpg.Pool, schema: str, history: La
                 "consumers": s.state.consumer_count,
             }
             for s in streams
-            if not _is_internal(s)
+            if not jetstream.is_internal(s)
         ],
         "projections": projections,
         "lag_history": history.series(),

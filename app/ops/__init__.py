@@ -1,0 +1,1 @@
+"""Operating the platform: JetStream health, the metrics sampler, ``eda status``."""
