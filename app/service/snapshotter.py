@@ -28,6 +28,7 @@ from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.eventstore.ports import EventStoreError
 from app.eventstore.snapshots import BUCKET, SnapshotStore
 from app.service.repository import Repository
+from app.telemetry import tracer
 
 KV_STREAM = f"KV_{BUCKET}"
 
@@ -110,8 +111,20 @@ class Snapshotter:
         self._snapshots = snapshots
 
     async def run(self, request: SnapshotRequest, progress: Progress | None = None) -> SnapshotResult:
-        """Snapshot what ``request`` selects; ``progress(result_so_far, candidates)`` after each one."""
+        """Snapshot what ``request`` selects; ``progress(result_so_far, candidates)`` after each one.
+        One ``snapshot <aggregate type>`` span around the run (a child of the caller's: the operator's
+        reconcile, the CLI's command)."""
         request.validate()
+        name = f"snapshot {request.aggregate_type}"
+        with tracer().start_as_current_span(
+            name, attributes={"eda.aggregate.type": request.aggregate_type}
+        ) as span:
+            result = await self._run(request, progress)
+            span.set_attribute("eda.snapshot.scanned", result.scanned)
+            span.set_attribute("eda.snapshot.written", result.written)
+            return result
+
+    async def _run(self, request: SnapshotRequest, progress: Progress | None) -> SnapshotResult:
         decider = decider_for(request.aggregate_type)
         repo: Repository[Any, Any, Any] = Repository(self._store, decider, self._snapshots)
         prefix = f"{SUBJECT_PREFIX}.{request.aggregate_type}."

@@ -16,6 +16,7 @@ from typing import Any
 
 from app.readmodel import runs
 from app.readmodel.rebuild import Progress, Rebuild, RebuildRequest, RebuildResult, drop_schema
+from eda_operator import observe
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker, finished, now_iso
 from eda_operator.errors import INVALID_SPEC, Failure, InvalidSpec, classify
@@ -123,16 +124,34 @@ async def run_rebuild(
     source: runs.RunSource | None = None,
 ) -> Failure | None:
     """Run (or skip, when finished) the rebuild of one object; returns the transient failure to retry.
-    The run is recorded in ``eda.maintenance_runs`` (``source``: the object's namespace/name)."""
+    The run is recorded in ``eda.maintenance_runs`` (``source``: the object's namespace/name) and traced
+    (``operator/observe.py``: the engine's spans are children of the reconcile's)."""
     if finished(tracker.status, tracker.generation, TERMINAL):
         return None
-    try:
-        request = parse_spec(spec, uid, clients.settings.readmodel_schema)
-    except ValueError as exc:
-        failure = classify(exc)
-        failed(tracker, failure)
-        notify(INVALID_SPEC, failure.message, True)
-        return None
+    with observe.reconciling("ProjectionRebuild", source) as reconcile:
+        try:
+            request = parse_spec(spec, uid, clients.settings.readmodel_schema)
+        except ValueError as exc:
+            reconcile.outcome = "invalid"
+            failure = classify(exc)
+            failed(tracker, failure)
+            notify(INVALID_SPEC, failure.message, True)
+            return None
+        retry = await _run(
+            request, tracker=tracker, clients=clients, stopped=stopped, notify=notify, source=source
+        )
+        reconcile.from_phase(tracker.phase)
+        return retry
+
+
+async def _run(  # noqa: PLR0917 - the arguments of run_rebuild, passed on
+    request: RebuildRequest,
+    tracker: StatusTracker,
+    clients: Clients,
+    stopped: Awaitable[Any],
+    notify: Notify,
+    source: runs.RunSource | None,
+) -> Failure | None:
     if not tracker.get("startedAt"):
         tracker.update(startedAt=now_iso(), phase="Pending")
         tracker.set_condition("Succeeded", None, "Pending", "rebuild not finished yet")

@@ -18,6 +18,7 @@ from croniter import croniter
 
 from app.readmodel import runs
 from app.service.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
+from eda_operator import observe
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker, now_iso
 from eda_operator.errors import INVALID_SPEC, DatabaseUnavailable, InvalidSpec, classify
@@ -115,8 +116,24 @@ async def run_once(
     *,
     source: runs.RunSource | None = None,
 ) -> bool:
-    """One engine run, recorded in ``eda.maintenance_runs``; ``False`` after a transient failure (to be
-    retried)."""
+    """One engine run, recorded in ``eda.maintenance_runs`` and traced (``operator/observe.py``);
+    ``False`` after a transient failure (to be retried)."""
+    with observe.reconciling("Snapshot", source) as reconcile:
+        ok = await _run_once(request, schedule, tracker, clients, notify, source)
+        reconcile.outcome = "succeeded" if tracker.phase in ("Succeeded", "Scheduled") else "failed"
+        if not ok:
+            reconcile.outcome = "retrying"
+        return ok
+
+
+async def _run_once(  # noqa: PLR0917 - the arguments of run_once, passed on
+    request: SnapshotRequest,
+    schedule: str | None,
+    tracker: StatusTracker,
+    clients: Clients,
+    notify: Notify,
+    source: runs.RunSource | None,
+) -> bool:
     started = datetime.now(UTC)
     tracker.update(phase="Running")
     tracker.set_condition("Running", True, "Snapshotting")
