@@ -100,6 +100,26 @@ def snapshot(
 
 
 @cli.command()
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON (schema: app/ops/status.schema.json).")
+    ] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between refreshes.")] = 2.0,
+) -> None:
+    """The live system at a glance: streams, consumers, projection lag, sagas, dead letters, runs."""
+    import contextlib
+
+    from rich.console import Console
+
+    from app.ops.status_view import run_status
+    from app.settings import Settings
+
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(run_status(Settings(), as_json=as_json, watch=watch, interval=interval, console=Console()))
+
+
+@cli.command()
 def operator(
     namespace: Annotated[
         str | None, typer.Option("--namespace", help="Watch one namespace (default: all).")
