@@ -99,6 +99,16 @@ PROFILES: dict[str, Callable[[], dict[str, Any]]] = {
         "ingress": {"enabled": True},
         "httpRoute": {"enabled": True, "parentRefs": [{"name": "gateway"}], "hostnames": ["eda.local"]},
         "api": {"autoscaling": {"enabled": True}, "pdb": {"enabled": True}},
-        "nats": {"auth": {"enabled": True}, "tls": {"enabled": True, "secretName": "eda-nats-tls"}},
+        "nats": {
+            "auth": {"enabled": True},
+            "tls": {"enabled": True, "secretName": "eda-nats-tls"},
+            "promExporter": {"enabled": True},
+        },
+        "monitoring": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+            "podMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "dashboards": {"enabled": True, "annotations": {"grafana_folder": "eda"}},
+        },
     },
 }

@@ -27,6 +27,11 @@ sys.path.append(str(Path(__file__).resolve().parents[2]))
 from tests.kmock_base import RecordingEmulator
 
 NAMESPACE = "default"
+MONITORING_KINDS = {
+    "servicemonitors": "ServiceMonitor",
+    "podmonitors": "PodMonitor",
+    "prometheusrules": "PrometheusRule",
+}
 
 
 class Emulator(RecordingEmulator):
@@ -77,6 +82,12 @@ async def install(chart: str, values: dict[str, Any]) -> dict[str, Any]:
 
     async with Emulator() as k8s, apps.Server(k8s):
         k8s.resources.load_bundled()
+        for plural, kind in MONITORING_KINDS.items():  # the Prometheus Operator's CRDs
+            k8s.resources[f"monitoring.coreos.com/v1/{plural}"] = {
+                "kind": kind,
+                "namespaced": True,
+                "verbs": ["list", "watch", "get", "patch", "create", "update", "delete"],
+            }
         with tempfile.TemporaryDirectory() as tmp:
             kubeconfig = Path(tmp) / "kubeconfig"
             kubeconfig.write_text(json.dumps(_kubeconfig(str(k8s.url).rstrip("/"))))

@@ -15,7 +15,12 @@ pytestmark = pytest.mark.timeout(600)
 
 K8S_VERSION = "1.33.0"
 # Kinds outside the core Kubernetes OpenAPI schema (validated by their own CRDs in a cluster).
-NOT_IN_CORE_SCHEMA = {("gateway.networking.k8s.io/v1", "HTTPRoute")}
+NOT_IN_CORE_SCHEMA = {
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 APP_ROLES = ["api", "projector", "saga", "worker-inventory", "worker-payment", "worker-shipping", "operator"]
 STANDARD_LABELS = {
     "app.kubernetes.io/name",

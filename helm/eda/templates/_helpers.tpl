@@ -274,7 +274,8 @@ initContainers:
 {{/*
 A Deployment of one eda role. Call with (dict "ctx" $ "component" "projector" "role" "projector"
 "args" (list "projector") "spec" .Values.projector "port" 8081 "portName" "health" "hpa" false
-"serviceAccount" name "automountToken" false "strategy" "RollingUpdate" "migrate" true).
+"serviceAccount" name "automountToken" false "strategy" "RollingUpdate" "migrate" true); "metricsPort"
+when /metrics is served on another port than "port" (the operator's; a second port named "metrics").
 */}}
 {{- define "eda.deployment" -}}
 {{- $ctx := .ctx }}
@@ -315,6 +316,12 @@ spec:
         make the hash random on every `helm template` (GitOps diffs, pointless restarts). Quoted: a hash
         prefix of only digits would otherwise be a YAML number. */}}
         checksum/config: {{ toYaml (dict "postgresql" (pick $ctx.Values.postgresql "enabled" "auth" "roleUsers") "externalDatabase" $ctx.Values.externalDatabase) | sha256sum | trunc 16 | quote }}
+        {{- if $ctx.Values.monitoring.scrapeAnnotations }}
+        {{- /* for a Prometheus without the Operator (the kubernetes-pods scrape job) */}}
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ .metricsPort | default .port | quote }}
+        prometheus.io/path: /metrics
+        {{- end }}
         {{- with $ctx.Values.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -347,6 +354,11 @@ spec:
             - name: {{ .portName }}
               containerPort: {{ .port }}
               protocol: TCP
+            {{- if and .metricsPort (ne (int .metricsPort) (int .port)) }}
+            - name: metrics
+              containerPort: {{ .metricsPort }}
+              protocol: TCP
+            {{- end }}
           startupProbe:
             httpGet:
               path: {{ .livenessPath }}
