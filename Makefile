@@ -34,14 +34,14 @@ run: $(STAMP)
 	$(BIN)/eda dev
 
 lint: $(STAMP)
-	$(BIN)/ruff check app operator tests benchmarks
-	$(BIN)/ruff format --check app operator tests benchmarks
+	$(BIN)/ruff check app operator tests benchmarks tools
+	$(BIN)/ruff format --check app operator tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)
-	$(BIN)/ruff format app operator tests benchmarks
-	$(BIN)/ruff check --fix app operator tests benchmarks
+	$(BIN)/ruff format app operator tests benchmarks tools
+	$(BIN)/ruff check --fix app operator tests benchmarks tools
 
 test: lint
 	$(BIN)/python -m pytest -m "not kind" $(PYTEST_ARGS)

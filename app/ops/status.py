@@ -32,7 +32,7 @@ from app.readmodel.db import quote_ident
 from app.readmodel.lag import ProjectionLag
 from app.readmodel.rebuild import PROJECTIONS
 from app.saga import census
-from app.service import Repository
+from app.service.repository import Repository
 
 SCHEMA_VERSION = 1
 SAGA_LIMIT = 500

@@ -1,0 +1,1 @@
+"""Build-time tools (not shipped in the image): the Grafana dashboard generator and its renderer."""
