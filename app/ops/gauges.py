@@ -77,6 +77,8 @@ class PlatformGauges:
             ):
                 self._stream[key].set(value, attrs)
         for c in await jetstream.consumers(self._js, infos):
+            if not c.durable:  # ephemeral consumers (readers, scans) come and go: no series for them
+                continue
             attrs = {"stream": c.stream, "consumer": c.name}
             self._pending.set(c.pending, attrs)
             self._ack_pending.set(c.ack_pending, attrs)

@@ -81,7 +81,7 @@ async def _scan(js: JetStreamContext, subject: str, start: int | None) -> Scanne
         filter_subject=subject,
         ack_policy=AckPolicy.NONE,
         headers_only=True,
-        inactive_threshold=30.0,
+        inactive_threshold=10.0,  # if this process dies mid-scan
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start else DeliverPolicy.ALL,
         opt_start_seq=start,
     )
@@ -95,7 +95,9 @@ async def _scan(js: JetStreamContext, subject: str, start: int | None) -> Scanne
                 out.append((msg.subject, sent, (msg.headers or {}).get(_SCHEDULE)))
     finally:
         with contextlib.suppress(Exception):
+            name = (await sub.consumer_info()).name
             await sub.unsubscribe()
+            await js.delete_consumer(TIMERS_STREAM, name)  # not left to linger in consumer listings
     return out
 
 
