@@ -262,8 +262,8 @@ body { margin: 0; background: #111217; color: #ccccdc; font: 12px Inter, 'DejaVu
 header { padding: 10px 12px; font-size: 16px; color: #fff; }
 header small { color: #8e8e9b; font-size: 12px; margin-left: 12px; }
 .board { position: relative; margin: 0 8px; }
-.panel { position: absolute; background: #181b1f; border: 1px solid #2c3235; border-radius: 2px; overflow: hidden;
-  padding: 4px 6px; }
+.panel { position: absolute; background: #181b1f; border: 1px solid #2c3235; border-radius: 2px;
+  padding: 4px 6px; overflow: hidden; }
 .row { position: absolute; font-size: 14px; color: #fff; padding-top: 6px; }
 .title { font-weight: 500; color: #d8d9da; margin-bottom: 2px; }
 .grid { stroke: #2c3235; } .tick { fill: #8e8e9b; font-size: 10px; }
