@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 
-from app.devstack import embedded_stack, free_port
+from app.dev.stack import embedded_stack, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = ROOT / "helm" / "eda" / "files" / "dashboards" / "eda.json"
