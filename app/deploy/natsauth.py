@@ -5,9 +5,10 @@ Each role may publish only the subjects it must and subscribe only to its own re
 - ``api``: appends ``events.order.*`` and ``events.inventory.*`` (set stock), allocates order ids
   (``counters.>``), snapshots (``$KV.snapshots.>``), reads (Direct Get, leader read on conflict) and
   manages its streams (INFO/CREATE/UPDATE of ``EVENTS``, ``COUNTERS``, ``KV_snapshots``); read-only
-  JetStream introspection for ``/readyz``, the console and ``/api/v1/admin/dead-letters``.
+  JetStream introspection for ``/readyz``, the console, ``/api/v1/admin/dead-letters`` and ``eda status``.
 - ``projector``: its consumer ``projector-orders`` on ``EVENTS`` (create/delete/info/next/ack), Direct
-  Get, the dead-letter stream ``DLQ`` and ``dlq.projector-orders.>``.
+  Get, the dead-letter stream ``DLQ`` and ``dlq.projector-orders.>``; the same read-only introspection
+  as the api for the platform gauges it samples (streams, consumers, the saga timer stream).
 - ``saga``: ``events.saga.*`` and ``events.order.*`` (order transitions), ``cmd.{inventory,payment,
   shipping}.*`` (commands), its timers (``sched.saga.>``; purging them from ``SAGA_TIMERS`` disarms
   a finished saga's timers), its consumers ``saga-orchestrator`` and ``saga-timeouts``.
@@ -70,6 +71,17 @@ def _consumer(stream: str, durable: str, filter_subject: str | None = None) -> t
 
 
 BASE = (f"{API}.INFO",)
+# Read-only JetStream introspection: /readyz, the console, `eda status`, the platform gauges
+# (app/ops/gauges.py) and the saga census, which reads the timer stream message by message.
+INTROSPECTION = (
+    f"{API}.STREAM.INFO.*",
+    f"{API}.STREAM.LIST",
+    f"{API}.STREAM.NAMES",
+    f"{API}.CONSUMER.LIST.*",
+    f"{API}.CONSUMER.INFO.*.*",
+    stream_msg_get_subject("SAGA_TIMERS"),
+    *_reads("DLQ"),
+)
 SNAPSHOTS = ("$KV.snapshots.>", *_streams("KV_snapshots"), *_reads("KV_snapshots"))
 
 
@@ -85,12 +97,7 @@ def role_permissions() -> dict[str, RolePermissions]:
                 *SNAPSHOTS,
                 *_streams("EVENTS", "COUNTERS"),
                 *_reads("EVENTS"),
-                *_reads("DLQ"),
-                f"{API}.STREAM.INFO.*",
-                f"{API}.STREAM.LIST",
-                f"{API}.STREAM.NAMES",
-                f"{API}.CONSUMER.LIST.*",
-                f"{API}.CONSUMER.INFO.*.*",
+                *INTROSPECTION,
             )
         ),
         "projector": RolePermissions(
@@ -100,6 +107,7 @@ def role_permissions() -> dict[str, RolePermissions]:
                 *_reads("EVENTS"),
                 *_consumer("EVENTS", "projector-orders", "events.order.>"),
                 "dlq.projector-orders.>",
+                *INTROSPECTION,
             )
         ),
         "saga": RolePermissions(

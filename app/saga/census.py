@@ -10,9 +10,10 @@ longer than its timeout allows:
 - an armed timer whose time passed ``grace`` ago (the server did not fire it);
 - a fired timer not handled within ``grace`` (the orchestrator is down, stuck or failing on it).
 
-Both are read with headers-only ephemeral consumers (no payloads; ``Nats-Schedule: @at <time>`` gives
-an armed timer's due time, the message time a fired one's). A fired timer acknowledged out of order
-beyond the consumer's ack floor still counts as unhandled for the moment it takes the floor to pass it.
+Both are read with "next message on subject" gets (``Nats-Schedule: @at <time>`` gives an armed
+timer's due time, the message time a fired one's), read-only: no consumer is created. A fired timer
+acknowledged out of order beyond the consumer's ack floor still counts as unhandled for the moment it
+takes the floor to pass it.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from app.saga.timeouts import TIMEOUTS_CONSUMER, TIMERS_STREAM
 
 GRACE_S = 30.0
-_FETCH = 1000
+MAX_TIMERS = 20_000  # per scan: beyond that the census undercounts rather than taking minutes
 _SCHEDULE = "Nats-Schedule"
 type Scanned = list[tuple[str, datetime, str | None]]  # (subject, message time, Nats-Schedule header)
 
@@ -75,29 +75,20 @@ def _at(header: str | None) -> datetime | None:
     return None
 
 
-async def _scan(js: JetStreamContext, subject: str, start: int | None) -> Scanned:
-    """(subject, message time, Nats-Schedule header) of the messages on ``subject`` from ``start``."""
-    config = ConsumerConfig(
-        filter_subject=subject,
-        ack_policy=AckPolicy.NONE,
-        headers_only=True,
-        inactive_threshold=10.0,  # if this process dies mid-scan
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start else DeliverPolicy.ALL,
-        opt_start_seq=start,
-    )
-    sub = await js.pull_subscribe(subject, stream=TIMERS_STREAM, config=config)
+async def _scan(js: JetStreamContext, subject: str, start: int) -> Scanned:
+    """(subject, message time, Nats-Schedule header) of the messages on ``subject`` from sequence
+    ``start``: read-only "next message on subject" gets, one per timer (sagas in flight are few; a
+    role needs no right to create or delete consumers on the timer stream for this)."""
     out: Scanned = []
-    try:
-        pending = int((await sub.consumer_info()).num_pending or 0)
-        while len(out) < pending:
-            for msg in await sub.fetch(min(_FETCH, pending - len(out)), timeout=5.0):
-                sent = msg.metadata.timestamp if msg.metadata else datetime.now(UTC)
-                out.append((msg.subject, sent, (msg.headers or {}).get(_SCHEDULE)))
-    finally:
-        with contextlib.suppress(Exception):
-            name = (await sub.consumer_info()).name
-            await sub.unsubscribe()
-            await js.delete_consumer(TIMERS_STREAM, name)  # not left to linger in consumer listings
+    seq = start
+    while len(out) < MAX_TIMERS:
+        try:
+            msg = await js.get_msg(TIMERS_STREAM, seq=seq, subject=subject, next=True)
+        except NotFoundError:
+            break
+        sent = msg.time if isinstance(msg.time, datetime) else datetime.now(UTC)
+        out.append((msg.subject or "", sent, (msg.headers or {}).get(_SCHEDULE)))
+        seq = int(msg.seq or seq) + 1
     return out
 
 
@@ -109,7 +100,7 @@ async def take(js: JetStreamContext) -> Census:
     except NotFoundError:
         return Census((), now)
     armed: dict[str, Timer] = {}
-    for subject, sent, schedule in await _scan(js, "sched.saga.>", None):
+    for subject, sent, schedule in await _scan(js, "sched.saga.>", 1):
         order_id = _order_id(subject)
         if order_id is not None:  # one schedule per subject: a later one replaced an earlier one
             armed[subject] = Timer(order_id, _at(schedule) or sent, fired=False)
