@@ -7,12 +7,15 @@ import os
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, propagate
+from opentelemetry import metrics
 
-from app.telemetry.providers import traces_exported
+from app.telemetry.presample import SampleFirst, caller_context
+from app.telemetry.providers import process_sampler, traces_exported
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import Sampler
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 # Probes and scrapes would drown the interesting traces (and cost a span each, several times a second).
@@ -27,15 +30,11 @@ class TraceContextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        carrier = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope.get("headers", ())
-            if name in (b"traceparent", b"tracestate")
-        }
-        if not carrier:
+        parent = caller_context(scope)
+        if parent is None:
             await self.app(scope, receive, send)
             return
-        token = otel_context.attach(propagate.extract(carrier))
+        token = otel_context.attach(parent)
         try:
             await self.app(scope, receive, send)
         finally:
@@ -50,21 +49,38 @@ def instrument_fastapi(app: FastAPI, excluded_urls: str | None = None) -> None:
     instrumentation's per-request work (route lookup, attributes, a span even when not sampled) was
     ~20 % of the API's CPU (benchmarks/api_load.py: +20 to 27 % creates/s without it). Then only the
     caller's trace context is taken from the request (``TraceContextMiddleware``), so events still
-    carry the caller's trace."""
+    carry the caller's trace. When exporting, only the requests the sampler records pay for the
+    instrumentation (``sample_first``)."""
     if not traces_exported():
         app.add_middleware(TraceContextMiddleware)
         return
+    urls = excluded_urls or os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or DEFAULT_EXCLUDED_URLS
+    sample_first(app, process_sampler(), urls)
+
+
+def sample_first(
+    app: FastAPI, sampler: Sampler, excluded_urls: str, tracer_provider: TracerProvider | None = None
+) -> None:
+    """Instrument ``app`` with opentelemetry-instrumentation-fastapi behind ``SampleFirst``: the
+    instrumented middleware stack serves only the requests ``sampler`` records (``presample``)."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    urls = excluded_urls or os.environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS") or DEFAULT_EXCLUDED_URLS
     FastAPIInstrumentor.instrument_app(
         app,
-        excluded_urls=urls,
+        tracer_provider=tracer_provider,
+        excluded_urls=excluded_urls,
         exclude_spans=["receive", "send"],
         # its http.server.* histograms cost more per request than the span; eda_command_seconds and
         # the Prometheus metrics of the API cover latency
         meter_provider=metrics.NoOpMeterProvider(),
     )
+    instrumented = app.build_middleware_stack  # the instrumentor's, on this instance
+
+    def build() -> ASGIApp:  # Starlette builds its stack on the first call (the lifespan)
+        plain = type(app).build_middleware_stack(app)
+        return SampleFirst(plain, instrumented(), sampler)
+
+    app.build_middleware_stack = build  # type: ignore[method-assign]
 
 
 def instrument_asyncpg() -> None:

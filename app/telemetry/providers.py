@@ -34,6 +34,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from app.telemetry import roles
+from app.telemetry.presample import PresetTraceIds
 
 if TYPE_CHECKING:
     pass
@@ -50,6 +51,7 @@ class TelemetryHandle:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     exporting: bool
+    sampler: sampling.Sampler
 
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):
@@ -157,7 +159,8 @@ def _meter_provider(resource: Resource, prometheus: MetricReader | None) -> Mete
 def _tracer_provider(
     resource: Resource, sampler: sampling.Sampler, processor: BatchSpanProcessor | None
 ) -> TracerProvider:
-    provider = TracerProvider(resource=resource, sampler=sampler)
+    # PresetTraceIds: the API's SampleFirst picks a sampled request's root trace id (presample.py)
+    provider = TracerProvider(resource=resource, sampler=sampler, id_generator=PresetTraceIds())
     if processor is not None:
         provider.add_span_processor(processor)
     return provider
@@ -201,7 +204,7 @@ def configure_telemetry(
         from app.telemetry.instrument import instrument_asyncpg
 
         instrument_asyncpg()
-    _configured = TelemetryHandle(tracer_provider, meter_provider, exporting)
+    _configured = TelemetryHandle(tracer_provider, meter_provider, exporting, sampler)
     return _configured
 
 
@@ -229,6 +232,11 @@ def meter() -> metrics.Meter:
     if role is not None:
         return role.meter_provider.get_meter(TRACER_NAME)
     return metrics.get_meter(TRACER_NAME)
+
+
+def process_sampler() -> sampling.Sampler:
+    """The sampler ``configure_telemetry`` installed (the SDK's default before it ran)."""
+    return _configured.sampler if _configured is not None else sampling._get_from_env_or_default()
 
 
 def traces_exported() -> bool:
