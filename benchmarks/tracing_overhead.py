@@ -94,7 +94,7 @@ async def load(
 
         async def client(n: int) -> None:
             nonlocal created
-            body = {"user_id": n + 1, "items": [{"product_id": 1, "quantity": 2}], "amount": 199.98}
+            body = {"user_id": n + 1, "items": [{"product_id": 1, "quantity": 2}]}  # priced by the server
             while loop.time() < stop_at:
                 started = loop.time()
                 async with session.post(f"{base}/api/v1/orders", json=body) as resp:
@@ -180,6 +180,10 @@ async def main(rounds: int, seconds: float, clients: int) -> dict[str, object]:
                     "EDA_DATABASE_URL": pg.dsn,
                     "EDA_HEALTH_PORT": "0",
                     "EDA_LOG_LEVEL": "WARNING",
+                    # tracing is the variable here: no token checks in any variant (api_load.py
+                    # --auth compare measures their cost)
+                    "EDA_AUTH_MODE": "disabled",
+                    "EDA_DEFAULT_PRICE": "19.99",
                 }
                 for key in [k for k in base if k.startswith("OTEL_")]:
                     del base[key]

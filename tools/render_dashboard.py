@@ -95,8 +95,8 @@ async def load(session: aiohttp.ClientSession, api: str, seconds: float, rate: f
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(i: int) -> None:
-        amount = 900.0 if i % 10 == 0 else 40.0 + i % 7
-        body = {"user_id": i % 50 + 1, "items": [{"product_id": i % 5 + 1, "quantity": 1}], "amount": amount}
+        quantity = 30 if i % 10 == 0 else 1 + i % 3  # 30 x 19.99 is above the payment limit: declined
+        body = {"user_id": i % 50 + 1, "items": [{"product_id": i % 5 + 1, "quantity": quantity}]}
         with contextlib.suppress(aiohttp.ClientError):
             async with session.post(f"{api}/api/v1/orders", json=body) as resp:
                 created = await resp.json() if resp.status == 201 else None
@@ -130,6 +130,8 @@ async def running(seconds: float, rate: float, tmp: Path) -> AsyncIterator[tuple
             "EDA_NATS_URL": nats.url,
             "EDA_DATABASE_URL": pg.dsn,
             "EDA_LOG_LEVEL": "WARNING",
+            "EDA_AUTH_MODE": "disabled",  # the picture is about metrics, not tokens
+            "EDA_DEFAULT_PRICE": "19.99",
             "EDA_DEFAULT_STOCK": "1000000",
             "EDA_PAYMENT_DECLINE_ABOVE": "500",
             "EDA_PAYMENT_FAULT_FAIL_RATE": "0.05",

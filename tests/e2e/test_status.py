@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import nats
 import pytest
+from idp_support import Tokens
 from pydantic import SecretStr
 
 from app.readmodel import runs
@@ -52,36 +53,35 @@ async def _count(client: Any, status: str) -> int:
 
 
 @pytest.fixture
-def settings(nats_url: str, js_clean: None, fresh_db: str) -> Settings:
+def settings(nats_url: str, js_clean: None, fresh_db: str, auth_settings: dict[str, str]) -> Settings:
     return Settings(
         nats_url=nats_url,
         database_url=SecretStr(fresh_db),
-        payment_decline_above=1000,
+        payment_decline_above=1000,  # 99.99 a unit: 11 units are declined
         saga_step_timeout_s=120,
         default_stock=1000,
+        **auth_settings,  # type: ignore[arg-type]
     )
 
 
-async def test_status_json_matches_the_api_and_nats(settings: Settings) -> None:
-    order = {"user_id": 9, "items": [{"product_id": 1, "quantity": 1}]}
-    async with running_system(settings) as system:
+def _order(quantity: int) -> dict[str, Any]:
+    return {"user_id": 9, "items": [{"product_id": 1, "quantity": quantity}]}
+
+
+async def test_status_json_matches_the_api_and_nats(settings: Settings, tokens: Tokens) -> None:
+    async with running_system(settings, token=tokens.admin()) as system:
         client = system.client
         roles = [asyncio.create_task(saga_role(settings))]
         payment = asyncio.create_task(workers_role(settings, ("payment",)))
         roles.append(asyncio.create_task(workers_role(settings, ("inventory", "shipping"))))
         try:
-            done = [
-                (await client.post("/api/v1/orders", json=order | {"amount": a})).json()
-                for a in (10, 20, 2000)
-            ]
+            done = [(await client.post("/api/v1/orders", json=_order(q))).json() for q in (1, 2, 11)]
             for o in done:
                 await _saga_state(client, o["order_id"], {"completed", "cancelled"})
             payment.cancel()  # new sagas now wait in charge_payment
             with contextlib.suppress(asyncio.CancelledError):
                 await payment
-            waiting = [
-                (await client.post("/api/v1/orders", json=order | {"amount": 30})).json() for _ in range(2)
-            ]
+            waiting = [(await client.post("/api/v1/orders", json=_order(3))).json() for _ in range(2)]
             for o in waiting:
                 await _saga_state(client, o["order_id"], {"running"})
             nc = await nats.connect(settings.nats_url)
