@@ -44,7 +44,8 @@ async def test_only_sampled_requests_pay_for_the_instrumentation_and_decisions_h
     provider = TracerProvider(sampler=SAMPLER, id_generator=PresetTraceIds())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
-    app = FastAPI()
+    # FastAPI's native telemetry off, as in app/api/main.py: its spans come from the global provider
+    app = FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
     seen: list[tuple[int, bool]] = []  # (trace id in the handler, recording)
 
     @app.post("/work")
