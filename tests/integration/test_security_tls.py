@@ -1,5 +1,5 @@
 """NATS over TLS (``app.dev.stack.TlsFiles`` on the server, ``EDA_NATS_TLS_CA`` in the app): certificates
-are made here with ``cryptography`` (a CA and a server certificate for 127.0.0.1/localhost). The event
+are made with ``tests.pki`` (a CA and a server certificate for 127.0.0.1/localhost). The event
 store appends and loads and the lean bulk reader reads thousands of events over TLS; a plain-text client
 and a client trusting another CA are refused."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,10 +15,6 @@ from pathlib import Path
 
 import nats
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from app.dev.stack import HOST, NatsServer, TlsFiles
 from app.domain.order import OrderCreated, OrderItem, OrderPaid
@@ -31,6 +26,7 @@ from app.eventstore.envelope import NEW, Metadata, NewEvent, StreamId
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.eventstore.ports import AppendRequest
 from app.settings import Settings
+from tests.pki import make_ca, make_server_cert, write_cert, write_key
 
 T0 = dt.datetime(2026, 1, 15, 10, 0, tzinfo=dt.UTC)
 META = Metadata(correlation_id="tls")
@@ -43,70 +39,17 @@ class Pki:
     tls: TlsFiles
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.write_bytes(pem)
-    path.chmod(0o600)
-
-
-def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _server_cert(
-    ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("eda-nats"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(san, critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
 @pytest.fixture
 def pki(short_tmp: Path) -> Pki:
     folder = short_tmp / "pki"
     folder.mkdir()
-    ca_key, ca = _ca("eda test CA")
-    _, other = _ca("some other CA")
-    key, cert = _server_cert(ca_key, ca)
-    (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (folder / "other-ca.pem").write_bytes(other.public_bytes(serialization.Encoding.PEM))
-    (folder / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key, folder / "server-key.pem")
+    ca_key, ca = make_ca("eda test CA")
+    _, other = make_ca("some other CA")
+    key, cert = make_server_cert(ca_key, ca, cn="eda-nats", ips=(HOST,))
+    write_cert(ca, folder / "ca.pem")
+    write_cert(other, folder / "other-ca.pem")
+    write_cert(cert, folder / "server.pem")
+    write_key(key, folder / "server-key.pem")
     return Pki(
         ca=folder / "ca.pem",
         other_ca=folder / "other-ca.pem",
