@@ -3,7 +3,8 @@ so ``eda --help`` stays fast and nothing connects at import time."""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,6 +29,22 @@ def _root() -> None:
     """eda — event-sourced order platform on NATS JetStream (Event Sourcing + CQRS + Sagas)."""
 
 
+@contextlib.contextmanager
+def _one_line_errors(command: str, *errors: type[BaseException]) -> Iterator[None]:
+    """Failures a user can act on (a server that does not answer, no credentials, a server that does not
+    start: ``Unavailable``, ``DevstackError`` and ``errors``) end the command with one line on stderr and
+    exit code 1; anything else is a bug and keeps its traceback."""
+    from app.dev.stack import DevstackError
+    from app.runtime.maintenance import Unavailable
+
+    caught: tuple[type[BaseException], ...] = (Unavailable, DevstackError, *errors)
+    try:
+        yield
+    except caught as exc:
+        typer.echo(f"eda {command}: error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 DataDir = Annotated[Path, typer.Option("--data-dir", help="Where the embedded servers keep their data.")]
 
 
@@ -41,14 +58,15 @@ def infra(
     """Run only the embedded NATS JetStream and PostgreSQL servers; print their URLs, then wait."""
     import asyncio
 
-    if cluster > 1:
-        from app.dev.cluster import serve_cluster_infra
+    with _one_line_errors("infra", OSError):
+        if cluster > 1:
+            from app.dev.cluster import serve_cluster_infra
 
-        asyncio.run(serve_cluster_infra(data_dir, cluster))
-        return
-    from app.dev.stack import serve_infra
+            asyncio.run(serve_cluster_infra(data_dir, cluster))
+            return
+        from app.dev.stack import serve_infra
 
-    asyncio.run(serve_infra(data_dir))
+        asyncio.run(serve_infra(data_dir))
 
 
 @cli.command()
@@ -70,7 +88,8 @@ def rebuild(
         projection, from_sequence=from_sequence, to_sequence=to_sequence, batch_size=batch_size
     )
     try:
-        asyncio.run(run(_observe("rebuild"), request, Console()))
+        with _one_line_errors("rebuild"):
+            asyncio.run(run(_observe("rebuild"), request, Console()))
     except InvalidRebuild as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -94,7 +113,8 @@ def snapshot(
         aggregate, ids=tuple(ids) if ids else None, min_events=min_events, retain=retain
     )
     try:
-        asyncio.run(run(_observe("snapshot"), request, Console()))
+        with _one_line_errors("snapshot"):
+            asyncio.run(run(_observe("snapshot"), request, Console()))
     except InvalidSnapshotRequest as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -124,11 +144,17 @@ def operator(
     namespace: Annotated[
         str | None, typer.Option("--namespace", help="Watch one namespace (default: all).")
     ] = None,
+    health_port: Annotated[
+        int, typer.Option("--health-port", min=1, max=65535, help="Port of /healthz (on 0.0.0.0).")
+    ] = 8080,
 ) -> None:
-    """Run the kopf operator (ProjectionRebuild, Snapshot); health on :8080/healthz."""
+    """Run the kopf operator (ProjectionRebuild, Snapshot); health on :8080/healthz. Logs in with the
+    in-cluster service account, else KUBECONFIG / ~/.kube/config."""
+    from eda_operator.login import NoCredentials
     from eda_operator.main import run
 
-    run(namespace)
+    with _one_line_errors("operator", NoCredentials):
+        run(namespace, health_port=health_port)
 
 
 @cli.command()
@@ -252,15 +278,16 @@ def projector() -> None:
 @cli.command()
 def migrate() -> None:
     """Apply the PostgreSQL migrations (also done at start-up of every role)."""
-    from app.readmodel.migrations import migrate_dsn
+    from app.runtime.maintenance import migrate as run
 
     settings = _observe("migrate")
 
     async def go() -> None:
-        applied = await migrate_dsn(settings.database_url.get_secret_value(), settings.readmodel_schema)
+        applied = await run(settings)
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
 
-    _run(go())
+    with _one_line_errors("migrate"):
+        _run(go())
 
 
 _register_backup(cli)

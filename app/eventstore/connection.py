@@ -20,9 +20,13 @@ MAX_OUTSTANDING_PINGS = 2
 async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
     """Connect with every URL of ``EDA_NATS_URL``; reconnect forever (a cluster rides through restarts)."""
     nc = NATS()
+    last_error: list[str] = [""]
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error: %s", exc)
+        # nats-py reports every failed attempt (4 per second while a server is down): say it once.
+        message = str(exc) or type(exc).__name__
+        log.log(logging.DEBUG if message == last_error[0] else logging.WARNING, "nats error: %s", message)
+        last_error[0] = message
 
     async def on_disconnect() -> None:
         if nc.is_closed or nc.is_draining:  # our own close() at shutdown: not worth a warning
@@ -31,6 +35,7 @@ async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
             log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
+        last_error[0] = ""
         log.info("nats reconnected")
 
     tls: ssl.SSLContext | None = None

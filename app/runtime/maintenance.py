@@ -1,12 +1,16 @@
-"""One-shot maintenance runs behind ``eda rebuild`` and ``eda snapshot``: connect from settings, run the
-engine once with a rich progress display, close everything. The operator runs the same engines. Each run
-is recorded in ``eda.maintenance_runs`` (source ``cli``, see ``app.readmodel.runs``) for the console."""
+"""One-shot maintenance runs behind ``eda rebuild``, ``eda snapshot`` and ``eda migrate``: connect from
+settings, run the engine once with a rich progress display, close everything. The operator runs the same
+engines. Each run is recorded in ``eda.maintenance_runs`` (source ``cli``, see ``app.readmodel.runs``) for
+the console. A server that does not answer within ``CONNECT_TIMEOUT_S`` is an ``Unavailable`` with a
+one-line message (a role waits for its servers forever; a command run by hand should not)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import asyncpg
+import nats.errors
+from nats.aio.client import Client as NATS
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -15,11 +19,69 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.readmodel import db, runs
+from app.readmodel import db, migrations, runs
 from app.readmodel import rebuild as rb
 from app.service.snapshotter import Progress as SnapshotProgress
 from app.service.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
 from app.settings import Settings
+from app.telemetry.logs import mask_secrets
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+class Unavailable(ConnectionError):
+    """NATS or PostgreSQL did not answer a one-shot command; the message is one line."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {CONNECT_TIMEOUT_S:.0f}s"
+    return str(exc) or type(exc).__name__
+
+
+async def _connect_nats(settings: Settings, name: str) -> NATS:
+    try:
+        return await asyncio.wait_for(connect_nats(settings, name=name), CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        where = mask_secrets(settings.nats_url)
+        raise Unavailable(f"cannot connect to NATS at {where}: {_reason(exc)}") from exc
+
+
+def _unreachable_db(settings: Settings, exc: BaseException) -> Unavailable:
+    where = mask_secrets(settings.database_url.get_secret_value())
+    return Unavailable(f"cannot connect to PostgreSQL at {where}: {_reason(exc)}")
+
+
+# Failures to open a session: unreachable, refused, unknown database, wrong login.
+_DB_CONNECT_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
+async def _create_pool(settings: Settings, size: int) -> asyncpg.Pool:
+    dsn = settings.database_url.get_secret_value()
+    try:
+        return await asyncio.wait_for(db.create_pool(dsn, size=size), CONNECT_TIMEOUT_S)
+    except _DB_CONNECT_ERRORS as exc:
+        raise _unreachable_db(settings, exc) from exc
+
+
+async def migrate(settings: Settings) -> list[str]:
+    """Apply the missing migrations; returns their names."""
+    dsn = settings.database_url.get_secret_value()
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(dsn), CONNECT_TIMEOUT_S)
+    except _DB_CONNECT_ERRORS as exc:
+        raise _unreachable_db(settings, exc) from exc
+    try:
+        return await migrations.migrate(conn, settings.readmodel_schema)
+    finally:
+        await conn.close()
 
 
 async def rebuild(settings: Settings, request: rb.RebuildRequest, console: Console) -> rb.RebuildResult:
@@ -31,11 +93,16 @@ async def rebuild(settings: Settings, request: rb.RebuildRequest, console: Conso
         to_sequence=request.to_sequence,
         batch_size=request.batch_size,
     ).validate()
-    nc = await connect_nats(settings, name="eda-rebuild")
+    nc = await _connect_nats(settings, "eda-rebuild")
     store = await JetStreamEventStore.open(
         nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
     )
-    pool = await db.create_pool(settings.database_url.get_secret_value(), size=3)
+    try:
+        pool = await _create_pool(settings, 3)
+    except Unavailable:
+        await store.close()
+        await nc.close()
+        raise
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -97,16 +164,16 @@ async def _recording_pool(settings: Settings, console: Console) -> asyncpg.Pool 
     """A small pool to record the run in ``eda.maintenance_runs``; ``None`` (with a warning) when
     PostgreSQL is unreachable — a snapshot needs only NATS."""
     try:
-        return await asyncio.wait_for(db.create_pool(settings.database_url.get_secret_value(), size=2), 10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        console.print(f"[yellow]not recording this run (PostgreSQL: {type(exc).__name__})[/]")
+        return await _create_pool(settings, 2)
+    except Unavailable as exc:
+        console.print(f"[yellow]not recording this run ({exc})[/]")
         return None
 
 
 async def snapshot(settings: Settings, request: SnapshotRequest, console: Console) -> SnapshotResult:
     """Snapshot aggregates once, printing the counts."""
     request.validate()
-    nc = await connect_nats(settings, name="eda-snapshot")
+    nc = await _connect_nats(settings, "eda-snapshot")
     try:
         store = await JetStreamEventStore.open(
             nc, EventCodec(all_event_types()), replicas=settings.stream_replicas

@@ -1,14 +1,15 @@
 """``eda operator``: run kopf with this package's handlers (clusterwide unless a namespace is given).
 
-Login uses kopf's defaults: in-cluster service account, else ``KUBECONFIG``/``~/.kube/config``.
-Liveness: ``http://0.0.0.0:8080/healthz`` (kopf's probe endpoint). Metrics: ``/metrics`` on
-``EDA_HEALTH_PORT`` (8081; reconciles and their durations, see ``eda_operator.observe``).
+Login: the in-cluster service account, else ``KUBECONFIG``/``~/.kube/config`` (``eda_operator.login``);
+the credentials used are logged before kopf starts, and none at all is a one-line ``NoCredentials``.
+Liveness: ``http://0.0.0.0:<health_port>/healthz`` (kopf's probe endpoint; 8080 by default). Metrics:
+``/metrics`` on ``EDA_HEALTH_PORT`` (8081; reconciles and their durations, see ``eda_operator.observe``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
 
 import kopf
 
@@ -16,21 +17,21 @@ from app.process.health import CheckResult, serve_health
 from app.settings import Settings
 from app.telemetry import configure_logging, configure_telemetry
 from eda_operator.handlers import register
+from eda_operator.login import register_login, resolve
 
-LIVENESS = "http://0.0.0.0:8080/healthz"
+HEALTH_PORT = 8080
+log = logging.getLogger(__name__)
 
 
-async def serve(namespace: str | None = None, *, liveness: str | None = LIVENESS) -> None:
-    """Run the operator until cancelled or signalled."""
+async def serve(namespace: str | None = None, *, health_port: int | None = HEALTH_PORT) -> None:
+    """Run the operator until cancelled or signalled (no liveness endpoint when ``health_port`` is None);
+    ``NoCredentials`` before anything starts when there is nothing to log in with."""
     settings = Settings()
     configure_logging(settings.log_level)
+    login = resolve(kopf.OperatorSettings())
+    log.info("logging in to the %s", login.describe())
     configure_telemetry("eda-operator")
-    registry = register(kopf.OperatorRegistry())
-
-    @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        """In-cluster service account, else KUBECONFIG (kopf's own fallbacks; a private registry has none)."""
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    registry = register(register_login(kopf.OperatorRegistry()))
 
     async def checks() -> dict[str, CheckResult]:
         return {}  # readiness is kopf's liveness endpoint; this server is for /metrics
@@ -41,11 +42,11 @@ async def serve(namespace: str | None = None, *, liveness: str | None = LIVENESS
             clusterwide=namespace is None,
             namespaces=[namespace] if namespace else (),
             standalone=True,
-            liveness_endpoint=liveness,
+            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port is not None else None,
             memo=kopf.Memo(settings=settings),
         )
 
 
-def run(namespace: str | None = None) -> None:
+def run(namespace: str | None = None, *, health_port: int = HEALTH_PORT) -> None:
     """Blocking entry point of ``eda operator``."""
-    asyncio.run(serve(namespace))
+    asyncio.run(serve(namespace, health_port=health_port))
