@@ -270,9 +270,10 @@ def token(
 @cli.command()
 def projector() -> None:
     """The read-model projector alone; health on EDA_HEALTH_PORT (one active replica, others standby)."""
+    from app.process.role import until_signal
     from app.runtime.roles import projector_role
 
-    _run(projector_role(_observe("projector")))
+    _run(until_signal(projector_role(_observe("projector"))))
 
 
 @cli.command()

@@ -1,5 +1,6 @@
 """Running a background role (saga, workers): connect, open the event store, serve health on
 ``EDA_HEALTH_PORT``, run pull loops until SIGTERM/SIGINT, then finish in-flight messages and drain.
+``until_signal`` gives a role without its own signal handling (the projector) a clean stop.
 
 Start-up rides through an unavailable NATS or JetStream: right after a cluster starts, during a meta
 leader election or while quorum is lost, ``$JS.API`` requests (stream and consumer creation) time out
@@ -155,3 +156,22 @@ async def serve_role(
             with contextlib.suppress(Exception):
                 await nc.drain()
     log.info("%s stopped", role)
+
+
+async def until_signal(role: Awaitable[None]) -> None:
+    """Run ``role`` until SIGTERM/SIGINT, then cancel it so its ``finally`` blocks close what it opened
+    (a role without its own signal handling, like the projector: killed by SIGTERM's default action it
+    exited with 143 — a failed pod to Kubernetes — and left its NATS connection undrained)."""
+    task = asyncio.ensure_future(role)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise
+        log.info("stopped by a signal")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
