@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     )
     idempotency_ttl_s: int = Field(default=86400, ge=60, description="How long Idempotency-Key results live.")
     max_body_bytes: int = Field(default=65536, ge=1024, description="Larger request bodies get 413.")
+    connect_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="How long eda migrate, rebuild and snapshot wait for NATS and PostgreSQL to answer.",
+    )
 
     # -- web console (issue 9) --
     ui_enabled: bool = Field(default=False, description="Serve the read-only web console at /ui.")

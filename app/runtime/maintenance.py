@@ -1,7 +1,7 @@
 """One-shot maintenance runs behind ``eda rebuild``, ``eda snapshot`` and ``eda migrate``: connect from
 settings, run the engine once with a rich progress display, close everything. The operator runs the same
 engines. Each run is recorded in ``eda.maintenance_runs`` (source ``cli``, see ``app.readmodel.runs``) for
-the console. A server that does not answer within ``CONNECT_TIMEOUT_S`` is an ``Unavailable`` with a
+the console. A server that does not answer within ``EDA_CONNECT_TIMEOUT_S`` is an ``Unavailable`` with a
 one-line message (a role waits for its servers forever; a command run by hand should not)."""
 
 from __future__ import annotations
@@ -26,30 +26,28 @@ from app.service.snapshotter import SnapshotRequest, SnapshotResult, Snapshotter
 from app.settings import Settings
 from app.telemetry.logs import mask_secrets
 
-CONNECT_TIMEOUT_S = 10.0
-
 
 class Unavailable(ConnectionError):
     """NATS or PostgreSQL did not answer a one-shot command; the message is one line."""
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(settings: Settings, exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
-        return f"no answer within {CONNECT_TIMEOUT_S:.0f}s"
+        return f"no answer within {settings.connect_timeout_s:g}s"
     return str(exc) or type(exc).__name__
 
 
 async def _connect_nats(settings: Settings, name: str) -> NATS:
     try:
-        return await asyncio.wait_for(connect_nats(settings, name=name), CONNECT_TIMEOUT_S)
+        return await asyncio.wait_for(connect_nats(settings, name=name), settings.connect_timeout_s)
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         where = mask_secrets(settings.nats_url)
-        raise Unavailable(f"cannot connect to NATS at {where}: {_reason(exc)}") from exc
+        raise Unavailable(f"cannot connect to NATS at {where}: {_reason(settings, exc)}") from exc
 
 
 def _unreachable_db(settings: Settings, exc: BaseException) -> Unavailable:
     where = mask_secrets(settings.database_url.get_secret_value())
-    return Unavailable(f"cannot connect to PostgreSQL at {where}: {_reason(exc)}")
+    return Unavailable(f"cannot connect to PostgreSQL at {where}: {_reason(settings, exc)}")
 
 
 # Failures to open a session: unreachable, refused, unknown database, wrong login.
@@ -66,7 +64,7 @@ _DB_CONNECT_ERRORS = (
 async def _create_pool(settings: Settings, size: int) -> asyncpg.Pool:
     dsn = settings.database_url.get_secret_value()
     try:
-        return await asyncio.wait_for(db.create_pool(dsn, size=size), CONNECT_TIMEOUT_S)
+        return await asyncio.wait_for(db.create_pool(dsn, size=size), settings.connect_timeout_s)
     except _DB_CONNECT_ERRORS as exc:
         raise _unreachable_db(settings, exc) from exc
 
@@ -75,7 +73,7 @@ async def migrate(settings: Settings) -> list[str]:
     """Apply the missing migrations; returns their names."""
     dsn = settings.database_url.get_secret_value()
     try:
-        conn = await asyncio.wait_for(asyncpg.connect(dsn), CONNECT_TIMEOUT_S)
+        conn = await asyncio.wait_for(asyncpg.connect(dsn), settings.connect_timeout_s)
     except _DB_CONNECT_ERRORS as exc:
         raise _unreachable_db(settings, exc) from exc
     try:
