@@ -6,7 +6,6 @@ service-account directory."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -136,15 +135,14 @@ async def emulated_api(folder: Path, tokens: set[str]) -> AsyncIterator[K8sApi]:
     async with Emulator() as emulator:
         declare(emulator)
         api = K8sApi(emulator, free_port(), folder / "ca.crt", set(tokens))
-        runner = aiohttp.web.ServerRunner(aiohttp.web.Server(_guard(api)), handle_signals=False)
+        # Watch streams wait for events forever: do not wait for them on shutdown.
+        runner = aiohttp.web.ServerRunner(aiohttp.web.Server(_guard(api)), shutdown_timeout=0.2)
         await runner.setup()
         await aiohttp.web.TCPSite(runner, HOST, api.port, ssl_context=tls).start()
         try:
             yield api
         finally:
-            # kopf's watch streams stay open until the operator stops; do not wait for them forever.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runner.cleanup(), 5)
+            await runner.cleanup()
 
 
 async def apply_examples_until_succeeded(

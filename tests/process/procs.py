@@ -43,12 +43,24 @@ def stop(proc: Popen, timeout: float = 10.0) -> int:
     """SIGTERM, wait, SIGKILL; returns the exit code."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+    return _wait_or_kill(proc, timeout)
+
+
+def _wait_or_kill(proc: Popen, timeout: float) -> int:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+async def stop_all(procs: dict[str, Popen], timeout: float = 30.0) -> dict[str, int]:
+    """One SIGTERM to each at once (as Kubernetes stops pods), then wait; exit codes by name."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    codes = await asyncio.gather(*(asyncio.to_thread(_wait_or_kill, p, timeout) for p in procs.values()))
+    return dict(zip(procs, codes, strict=True))
 
 
 def tail(log: Path, lines: int = 40) -> str:
