@@ -55,5 +55,9 @@ bench: $(STAMP)
 kind-e2e: $(STAMP)
 	bash k8s/kind/e2e.sh
 
+# As root from a checkout PostgreSQL's user cannot enter, .eda-data/pg links to the data's home under
+# /var/lib/eda/postgres (app/pgroot.py): that goes too.
 clean:
+	@if [ -L .eda-data/pg ]; then home=$$(dirname "$$(readlink .eda-data/pg)"); \
+	  case "$$home" in /var/lib/eda/postgres/?*) echo "rm -rf $$home"; rm -rf -- "$$home";; esac; fi
 	rm -rf $(VENV) .eda-data .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -237,6 +238,8 @@ async def serve_cluster_infra(data_dir: Path, size: int = 3) -> None:
             print(f"EDA_NATS_URL={cluster.url}", flush=True)
             print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
             print(f"EDA_STREAM_REPLICAS={min(size, 5)}", flush=True)
+            for note in pg.notes:  # stderr: stdout is KEY=value lines for scripts
+                print(note, file=sys.stderr, flush=True)
             await stopping.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,7 +4,9 @@ unless the caller fixes them. Owns their config files, data directories, logs, s
 ``eda infra`` loop. Logs go to files in the data dir; a failed start raises with the log tail.
 
 Layout under ``data_dir``: ``nats/`` (JetStream store), ``nats-server.conf``, ``nats-server.log``,
-``pg/`` (PGDATA, also the unix-socket dir when the path is short enough), ``postgres.log``.
+``pg/`` (PGDATA, also the unix-socket dir when the path is short enough), ``postgres.log``. As root,
+PostgreSQL runs as an unprivileged user, from places ``app.pgroot`` chooses (``pg/`` may then be a link),
+and ``Postgres.notes`` says what was done.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import os
-import pwd
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import sysconfig
@@ -30,10 +31,11 @@ from typing import Literal
 
 import asyncpg
 
+from app import pgroot
+
 HOST = "127.0.0.1"
 PG_SUPERUSER = "postgres"
 PG_DATABASE = "eda"
-PG_SYSTEM_USER = "eda-pg"  # postgres refuses to run as root, so as root we run it as this user
 _UNIX_SOCKET_MAX = 107
 Popen = subprocess.Popen[bytes]
 RunAs = tuple[int, int] | None
@@ -43,6 +45,7 @@ _STOP_SIGNALS: dict[StopMode, signal.Signals] = {
     "fast": signal.SIGINT,
     "immediate": signal.SIGQUIT,
 }
+log = logging.getLogger(__name__)
 
 
 class DevstackError(RuntimeError):
@@ -242,32 +245,6 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _system_user() -> pwd.struct_passwd | None:
-    """None when not root; else an unprivileged user for postgres (created if missing, or ``nobody``)."""
-    if os.geteuid() != 0:
-        return None
-    with contextlib.suppress(KeyError):
-        return pwd.getpwnam(PG_SYSTEM_USER)
-    # A concurrent useradd may win the race; re-check by name either way.
-    subprocess.run(
-        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
-        check=False,
-        capture_output=True,
-    )
-    try:
-        return pwd.getpwnam(PG_SYSTEM_USER)
-    except KeyError:
-        return pwd.getpwnam("nobody")
-
-
-def _make_traversable(path: Path) -> None:
-    """As root, the postgres user must be able to reach its data dir: add o+x (not o+r) to ancestors."""
-    for parent in path.resolve().parents:
-        mode = parent.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            parent.chmod(mode | stat.S_IXOTH)
-
-
 @dataclass
 class Postgres:
     """One PostgreSQL postmaster on 127.0.0.1 with trust auth; PGDATA is ``data_dir/pg``, kept across
@@ -276,11 +253,15 @@ class Postgres:
     data_dir: Path
     port: int = field(default_factory=free_port)
     fast: bool = False
+    notes: list[str] = field(default_factory=list, init=False)  # as root: where it runs from, and why
     _proc: Popen | None = field(default=None, init=False, repr=False)
     _socket_dir: Path | None = field(default=None, init=False, repr=False)
+    _bin_dir: Path = field(default=Path(), init=False, repr=False)
+    _pgdata: Path = field(default=Path(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()  # postgres runs with cwd=PGDATA: relative paths would break
+        self._pgdata = self.pgdata
 
     @property
     def dsn(self) -> str:
@@ -302,27 +283,36 @@ class Postgres:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def _prepare_pgdata(self) -> RunAs:
-        """Create PGDATA (0700); as root, hand it to the unprivileged postgres user."""
-        self.pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
-        user = _system_user()
-        if user is None:
+        """Create PGDATA (0700); as root, find where the unprivileged postgres user can run from and keep
+        its data (``app.pgroot``), and hand PGDATA to that user."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._bin_dir = postgres_bin_dir()
+        if os.geteuid() != 0:
+            self._pgdata.mkdir(exist_ok=True, mode=0o700)
             return None
-        _make_traversable(self.pgdata)
-        os.chown(self.pgdata, user.pw_uid, user.pw_gid)
+        user = pgroot.system_user()
+        try:
+            placement = pgroot.place(self._bin_dir.parent, self.data_dir, user)
+        except (pgroot.RootPlacementError, OSError) as exc:
+            raise DevstackError(f"cannot run PostgreSQL as root: {exc}") from exc
+        self._bin_dir, self._pgdata, self.notes = placement.bin_dir, placement.pgdata, placement.notes
+        log.info("%s", "; ".join(self.notes))
+        self._pgdata.mkdir(exist_ok=True, mode=0o700)
+        os.chown(self._pgdata, user.pw_uid, user.pw_gid)
         return user.pw_uid, user.pw_gid
 
     async def _initdb(self, run_as: RunAs) -> None:
-        if (self.pgdata / "PG_VERSION").exists():
+        if (self._pgdata / "PG_VERSION").exists():
             return  # reuse: a restarted `eda dev` keeps its data
-        args = [str(postgres_bin_dir() / "initdb"), "-D", str(self.pgdata), "-U", PG_SUPERUSER]
+        args = [str(self._bin_dir / "initdb"), "-D", str(self._pgdata), "-U", PG_SUPERUSER]
         args += ["--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"]
-        proc = await asyncio.to_thread(_spawn, args, self.log_path, self.pgdata, run_as)
+        proc = await asyncio.to_thread(_spawn, args, self.log_path, self._pgdata, run_as)
         if await asyncio.to_thread(proc.wait) != 0:
-            raise DevstackError(f"initdb failed in {self.pgdata}; log tail:\n{_log_tail(self.log_path)}")
+            raise DevstackError(f"initdb failed in {self._pgdata}; log tail:\n{_log_tail(self.log_path)}")
 
     def _socket_directory(self) -> Path:
-        if len(str(self.pgdata / f".s.PGSQL.{self.port}.lock")) <= _UNIX_SOCKET_MAX:
-            return self.pgdata
+        if len(str(self._pgdata / f".s.PGSQL.{self.port}.lock")) <= _UNIX_SOCKET_MAX:
+            return self._pgdata
         if self._socket_dir is None:  # unix socket paths are limited to 107 bytes
             self._socket_dir = Path(tempfile.mkdtemp(prefix="eda-pg-"))
             self._socket_dir.chmod(0o777)
@@ -337,7 +327,7 @@ class Postgres:
         }
         if self.fast:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-        args = [str(postgres_bin_dir() / "postgres"), "-D", str(self.pgdata)]
+        args = [str(self._bin_dir / "postgres"), "-D", str(self._pgdata)]
         for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
         return args
@@ -347,7 +337,7 @@ class Postgres:
             return
         run_as = await asyncio.to_thread(self._prepare_pgdata)
         await self._initdb(run_as)
-        self._proc = await asyncio.to_thread(_spawn, self._command(), self.log_path, self.pgdata, run_as)
+        self._proc = await asyncio.to_thread(_spawn, self._command(), self.log_path, self._pgdata, run_as)
         await self._wait_ready(timeout)
         await self._ensure_database()
 
@@ -454,6 +444,8 @@ async def serve_infra(data_dir: Path) -> None:
         async with embedded_stack(data_dir) as (nats, pg):
             print(f"EDA_NATS_URL={nats.url}", flush=True)
             print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
+            for note in pg.notes:  # stderr: stdout is KEY=value lines for scripts
+                print(note, file=sys.stderr, flush=True)
             await stopping.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

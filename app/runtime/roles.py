@@ -184,6 +184,8 @@ async def dev(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8082) -> N
         api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         print(f"EDA_NATS_URL={nats.url}", flush=True)
         print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
+        for note in pg.notes:  # as root: how PostgreSQL runs without touching the user's files
+            print(note, flush=True)
         print(await asyncio.to_thread(banner, idp, api_url), flush=True)
         print(f"API on http://{host}:{port} (docs: /docs, console: /ui) — Ctrl-C stops", flush=True)
         await run_until_signal(api_server(settings, host, port, dev=True), background_roles(settings))
