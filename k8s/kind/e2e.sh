@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end on a throw-away kind cluster (`make kind-e2e`): build the image, install ingress-nginx and
 # the chart (Jaeger on), create an order through the ingress and wait until the saga completes it,
-# rebuild the orders projection with a ProjectionRebuild, find the API's traces in Jaeger, tear down.
+# check that the operator logged in and reconciles an applied ProjectionRebuild (and a Snapshot), find
+# the API's traces in Jaeger, tear down.
 #
 # Needs: docker (a running engine), kind, kubectl, helm, curl.
 # Environment knobs:
@@ -37,6 +38,18 @@ dump_state() {
   for deploy in api projector saga operator; do
     "${KUBECTL[@]}" -n "$NAMESPACE" logs "deployment/${RELEASE}-${deploy}" --all-containers --tail=60 || true
   done
+}
+
+# Wait until the operator reports condition Succeeded on an applied object; on a timeout print the
+# object, its Events and the operator's log, then fail.
+wait_reconciled() {
+  local object=$1 timeout=$2
+  if ! "${KUBECTL[@]}" -n "$NAMESPACE" wait --for=condition=Succeeded "$object" --timeout="$timeout"; then
+    "${KUBECTL[@]}" -n "$NAMESPACE" get "$object" -o yaml || true
+    "${KUBECTL[@]}" -n "$NAMESPACE" describe "$object" || true
+    "${KUBECTL[@]}" -n "$NAMESPACE" logs "deployment/${RELEASE}-operator" --tail=200 || true
+    die "the operator did not reconcile ${object} within ${timeout}"
+  fi
 }
 
 cleanup() {
@@ -106,12 +119,24 @@ echo "$order"
 [[ "$status" == "completed" ]] || die "order ${order_id} did not complete"
 "${CURL[@]}" "${API}/api/v1/orders/${order_id}/events" >/dev/null
 
+log "operator login"
+operator_log=$("${KUBECTL[@]}" -n "$NAMESPACE" logs "deployment/${RELEASE}-operator" --tail=-1)
+if ! grep -q "with the in-cluster service account" <<<"$operator_log"; then
+  tail -50 <<<"$operator_log"
+  die "the operator did not log in with its service account"
+fi
+
 log "ProjectionRebuild"
 "${KUBECTL[@]}" -n "$NAMESPACE" apply -f "$ROOT/k8s/examples/projectionrebuild.yaml"
-"${KUBECTL[@]}" -n "$NAMESPACE" wait --for=condition=Succeeded prb/orders-rebuild --timeout=300s
+wait_reconciled prb/orders-rebuild 300s
 "${KUBECTL[@]}" -n "$NAMESPACE" get prb
 order_after=$("${CURL[@]}" "${API}/api/v1/orders/${order_id}")
 grep -Eq '"status": *"completed"' <<<"$order_after" || die "order ${order_id} changed by the rebuild: $order_after"
+
+log "Snapshot"
+"${KUBECTL[@]}" -n "$NAMESPACE" apply -f "$ROOT/k8s/examples/snapshot.yaml"
+wait_reconciled snap/orders-snapshot 300s
+"${KUBECTL[@]}" -n "$NAMESPACE" get snap
 
 log "traces of eda-api in Jaeger"
 "${KUBECTL[@]}" -n "$NAMESPACE" port-forward "svc/${RELEASE}-jaeger" 16686:16686 >/dev/null 2>&1 &

@@ -29,6 +29,12 @@ def test_script_is_valid_bash() -> None:
     assert (ROOT / "k8s" / "kind" / "cluster.yaml").is_file()
 
 
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_script_is_shellcheck_clean() -> None:
+    done = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout
+
+
 @pytest.mark.kind
 @pytest.mark.timeout(2400)
 def test_kind_end_to_end() -> None:
