@@ -15,7 +15,7 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,9 @@ class Deployed:
     init_output: dict[str, str]  # "pod/initContainer" → what it printed
     scratch: Path
     api: K8sApi | None
+    # One run per distinct init container (argv and env): every pod's `migrate` is the same container,
+    # so the others wait for that run, as a pod waits for its own.
+    init_runs: dict[tuple[str, ...], asyncio.Task[str]] = field(default_factory=dict)
 
     def log(self, pod: str) -> Path:
         return self.containers[pod].workdir / "out.log"
@@ -102,9 +105,11 @@ async def _start_pod(
 ) -> None:
     for init in spec.get("initContainers", []):
         container = localize(deployed.chart, name, spec, init, deployed.local, deployed.scratch)
-        deployed.init_output[container.label] = await _run_to_completion(
-            container, spec, deployed.local, account
-        )
+        key = (*container.argv, *sorted(f"{k}={v}" for k, v in container.env.items()))
+        if key not in deployed.init_runs:
+            run = _run_to_completion(container, spec, deployed.local, account)
+            deployed.init_runs[key] = asyncio.create_task(run)
+        deployed.init_output[container.label] = await deployed.init_runs[key]
     main = localize(deployed.chart, name, spec, spec["containers"][0], deployed.local, deployed.scratch)
     log = main.workdir / "out.log"
     argv = command(main, spec, account)
