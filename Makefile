@@ -56,7 +56,7 @@ kind-e2e: $(STAMP)
 	bash k8s/kind/e2e.sh
 
 # As root from a checkout PostgreSQL's user cannot enter, .eda-data/pg links to the data's home under
-# /var/lib/eda/postgres (app/pgroot.py): that goes too.
+# /var/lib/eda/postgres (app/dev/pgroot.py): that goes too.
 clean:
 	@if [ -L .eda-data/pg ]; then home=$$(dirname "$$(readlink .eda-data/pg)"); \
 	  case "$$home" in /var/lib/eda/postgres/?*) echo "rm -rf $$home"; rm -rf -- "$$home";; esac; fi

@@ -5,7 +5,7 @@ unless the caller fixes them. Owns their config files, data directories, logs, s
 
 Layout under ``data_dir``: ``nats/`` (JetStream store), ``nats-server.conf``, ``nats-server.log``,
 ``pg/`` (PGDATA, also the unix-socket dir when the path is short enough), ``postgres.log``. As root,
-PostgreSQL runs as an unprivileged user, from places ``app.pgroot`` chooses (``pg/`` may then be a link),
+PostgreSQL runs as an unprivileged user, from places ``app.dev.pgroot`` chooses (``pg/`` may then be a link),
 and ``Postgres.notes`` says what was done.
 """
 
@@ -31,7 +31,7 @@ from typing import Literal
 
 import asyncpg
 
-from app import pgroot
+from app.dev import pgroot
 
 HOST = "127.0.0.1"
 PG_SUPERUSER = "postgres"
@@ -284,7 +284,7 @@ class Postgres:
 
     def _prepare_pgdata(self) -> RunAs:
         """Create PGDATA (0700); as root, find where the unprivileged postgres user can run from and keep
-        its data (``app.pgroot``), and hand PGDATA to that user."""
+        its data (``app.dev.pgroot``), and hand PGDATA to that user."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._bin_dir = postgres_bin_dir()
         if os.geteuid() != 0:

@@ -1,4 +1,4 @@
-"""``app.pgroot`` as root: the copy of PostgreSQL's binaries is made once even when several first starts
+"""``app.dev.pgroot`` as root: the copy of PostgreSQL's binaries is made once even when several first starts
 race, is verified and replaced when damaged, and is refused where others could write; PGDATA stays in
 place when the postgres user can enter the data dir and moves behind a link when it cannot — and no
 permission of a directory we did not create changes. (A whole ``make test`` fixture run and ``eda dev``
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from app import pgroot
-from app.devstack import postgres_bin_dir
+from app.dev import pgroot
+from app.dev.stack import postgres_bin_dir
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
 

@@ -63,7 +63,7 @@ def _start(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
 async def infra_cluster() -> AsyncIterator[Infra]:
     """``eda infra --cluster 3`` (stdout parsed, stderr to a log); stopped with SIGINT, exit code 0."""
     data_dir = Path(tempfile.mkdtemp(prefix="eda-infra-"))
-    os.chmod(data_dir, 0o711)  # as root, PostgreSQL's user keeps its data here (see app.devstack)
+    os.chmod(data_dir, 0o711)  # as root, PostgreSQL's user keeps its data here (see app.dev.stack)
     log = data_dir / "infra.stderr"
     proc = _start(data_dir, log)
     try:

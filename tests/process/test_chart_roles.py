@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.devstack import HOST
+from app.dev.stack import HOST
 from process.conftest import Infra
 from process.k8s import K8sApi, apply_examples_until_succeeded, emulated_api
 from process.pods import Container, Local, command, decode_secret, localize, process_env

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.devstack import free_port, postgres_bin_dir
+from app.dev.stack import free_port, postgres_bin_dir
 from process.procs import EDA, exit_code, running, tail, until
 from tests.deploy.deploytools import ROOT
 
