@@ -153,7 +153,7 @@ def operator(
     from eda_operator.login import NoCredentials
     from eda_operator.main import run
 
-    with _one_line_errors("operator", NoCredentials):
+    with _one_line_errors("operator", NoCredentials, OSError):  # OSError: e.g. the health port is taken
         run(namespace, health_port=health_port)
 
 

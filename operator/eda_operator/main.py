@@ -1,7 +1,8 @@
 """``eda operator``: run kopf with this package's handlers (clusterwide unless a namespace is given).
 
 Login: the in-cluster service account, else ``KUBECONFIG``/``~/.kube/config`` (``eda_operator.login``);
-the credentials used are logged before kopf starts, and none at all is a one-line ``NoCredentials``.
+the credentials used are logged before kopf starts; none at all, or credentials the API rejects, end it
+with ``NoCredentials`` (one line).
 Liveness: ``http://0.0.0.0:<health_port>/healthz`` (kopf's probe endpoint; 8080 by default). Metrics:
 ``/metrics`` on ``EDA_HEALTH_PORT`` (8081; reconciles and their durations, see ``eda_operator.observe``).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import kopf
 
@@ -17,7 +19,7 @@ from app.process.health import CheckResult, serve_health
 from app.settings import Settings
 from app.telemetry import configure_logging, configure_telemetry
 from eda_operator.handlers import register
-from eda_operator.login import register_login, resolve
+from eda_operator.login import NoCredentials, register_login, resolve
 
 HEALTH_PORT = 8080
 log = logging.getLogger(__name__)
@@ -36,15 +38,26 @@ async def serve(namespace: str | None = None, *, health_port: int | None = HEALT
     async def checks() -> dict[str, CheckResult]:
         return {}  # readiness is kopf's liveness endpoint; this server is for /metrics
 
-    async with serve_health(settings.health_port, checks):
-        await kopf.operator(
-            registry=registry,
-            clusterwide=namespace is None,
-            namespaces=[namespace] if namespace else (),
-            standalone=True,
-            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port is not None else None,
-            memo=kopf.Memo(settings=settings),
-        )
+    asyncio.get_running_loop().set_exception_handler(_unless_login_error)
+    try:
+        async with serve_health(settings.health_port, checks):
+            await kopf.operator(
+                registry=registry,
+                clusterwide=namespace is None,
+                namespaces=[namespace] if namespace else (),
+                standalone=True,
+                liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port is not None else None,
+                memo=kopf.Memo(settings=settings),
+            )
+    except kopf.LoginError as exc:  # every credential answered 401: kopf gives up ("Ran out of ...")
+        raise NoCredentials(f"the Kubernetes API {login.info.server} rejected {login.source}") from exc
+
+
+def _unless_login_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """kopf leaves the LoginError of its API scan in a task nobody awaits; it is reported once, as
+    ``NoCredentials``, not again as "Task exception was never retrieved" with a traceback."""
+    if not isinstance(context.get("exception"), kopf.LoginError):
+        loop.default_exception_handler(context)
 
 
 def run(namespace: str | None = None, *, health_port: int = HEALTH_PORT) -> None:

@@ -6,6 +6,8 @@ account) is in ``test_chart_roles.py``."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from e2e.conftest import role_env
 from nats.aio.client import Client as NATS
@@ -109,3 +111,21 @@ async def test_operator_without_credentials_exits_with_one_line(
     assert code == 1, lines
     assert len(lines) == 1, lines
     assert lines[0].startswith(message.format(path=path)), lines
+
+
+async def test_operator_whose_credentials_the_api_rejects_exits_with_one_line(short_tmp) -> None:
+    async with emulated_api(short_tmp / "k8s", {TOKEN}) as api:
+        kubeconfig = api.kubeconfig(short_tmp / "kubeconfig", "a-revoked-token")
+        (short_tmp / "home").mkdir()
+        env = role_env(Settings(), KUBECONFIG=str(kubeconfig), HOME=str(short_tmp / "home"))
+        log = short_tmp / "operator.log"
+        argv = [EDA, "operator", f"--health-port={free_port()}"]
+        with running(isolated_from_a_real_service_account(argv, short_tmp), env, log) as proc:
+            code = await exit_code(proc)
+    lines = log.read_text().splitlines()
+    assert code == 1, lines
+    assert api.rejected > 0
+    rejected = f"the Kubernetes API {api.url} rejected kubeconfig {kubeconfig} (context kmock)"
+    assert lines[-1] == f"eda operator: error: {rejected}"
+    for line in lines[:-1]:  # kopf's own error logs before it: JSON lines, not a bare traceback
+        json.loads(line)
