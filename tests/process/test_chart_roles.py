@@ -125,6 +125,7 @@ async def deployed(chart: Installed, infra_cluster: Infra) -> AsyncIterator[Depl
     scratch = Path(tempfile.mkdtemp(prefix="eda-pods-"))
     pg_port = int(infra_cluster.database_url.rsplit(":", 1)[1].split("/")[0])
     async with contextlib.AsyncExitStack() as async_stack:
+        async_stack.callback(shutil.rmtree, scratch, True)
         api: K8sApi | None = None
         account = None
         if mount_namespace_prefix() is not None:
@@ -136,7 +137,6 @@ async def deployed(chart: Installed, infra_cluster: Infra) -> AsyncIterator[Depl
         with contextlib.ExitStack() as stack:
             await asyncio.gather(*(_start_pod(n, s, deployed, account, stack) for n, s in pods))
             yield deployed
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_every_init_container_runs_to_completion(deployed: Deployed) -> None:
