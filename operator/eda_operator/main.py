@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 async def serve(namespace: str | None = None, *, health_port: int | None = HEALTH_PORT) -> None:
     """Run the operator until cancelled or signalled (no liveness endpoint when ``health_port`` is None);
-    ``NoCredentials`` before anything starts when there is nothing to log in with."""
+    ``NoCredentials`` when there is nothing to log in with (before kopf starts) or the API rejects it."""
     settings = Settings()
     configure_logging(settings.log_level)
     login = resolve(kopf.OperatorSettings())
