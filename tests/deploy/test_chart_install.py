@@ -125,7 +125,7 @@ def test_app_roles_run_the_one_image_with_their_command_and_probe_paths(default_
         "worker-inventory": ["worker", "inventory"],
         "worker-payment": ["worker", "payment"],
         "worker-shipping": ["worker", "shipping"],
-        "operator": ["operator"],
+        "operator": ["operator", "--health-port=8080"],  # operator.healthPort, also the containerPort
     }
     images = set()
     for role, args in expected_args.items():

@@ -31,11 +31,11 @@ IN_CLUSTER = re.compile(rf"\b{RELEASE}-[a-z-]+(\.{NAMESPACE}\.svc|\.svc|:\d+)|\.
 
 
 def entrypoint() -> list[str]:
-    """The image's ``ENTRYPOINT`` (exec form) with ``eda`` → this venv's console script."""
+    """The image's ``ENTRYPOINT`` (exec form), as the Dockerfile says it."""
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         if line.startswith("ENTRYPOINT "):
             argv: list[str] = json.loads(line.removeprefix("ENTRYPOINT "))
-            return [EDA if argv[0] == "eda" else argv[0], *argv[1:]]
+            return argv
     raise AssertionError("no ENTRYPOINT in the Dockerfile")
 
 
@@ -146,15 +146,18 @@ def localize(
         mounts[mount["mountPath"]] = str(target)
 
     def local_text(value: str) -> str:
+        """Chart text → local text: mount paths and ports first, while the text is still the chart's."""
+        for path, here in mounts.items():
+            value = value.replace(path + "/", here + "/")
+        value = _replace_ports(value, ports)
         value = local.exact().get(value, value)
         for chart, here in local.substitutions():
             value = value.replace(chart, here)
-        for path, here in mounts.items():
-            value = value.replace(path + "/", here + "/")
-        return _replace_ports(value, ports)
+        return value
 
-    argv = [*(container.get("command") or entrypoint()), *container.get("args", [])]
-    argv = [local_text(a) for a in argv]
+    argv = [local_text(a) for a in [*(container.get("command") or entrypoint()), *container.get("args", [])]]
+    if argv[0] == "eda":  # the image's console script is this venv's (rules above apply to chart text only)
+        argv[0] = EDA
     env = {name: local_text(value) for name, value in resolve_env(release, container).items()}
     for text in [*argv, *env.values()]:
         assert not IN_CLUSTER.search(text), f"{pod}/{container['name']}: in-cluster address left in {text!r}"
