@@ -18,11 +18,10 @@ import yaml
 
 from app.dev.stack import HOST, free_port
 from process.procs import Popen, until
-from tests.operator.emulator import EXAMPLES_DIR, Emulator, declare
+from tests.operator.emulator import EXAMPLES_DIR, Emulator, crds, declare
 from tests.pki import make_ca, make_server_cert, write_cert, write_key
 
 NAMESPACE = "default"
-PLURALS = {"ProjectionRebuild": "projectionrebuilds", "Snapshot": "snapshots"}
 
 
 @dataclass
@@ -72,7 +71,9 @@ class K8sApi:
         """``kubectl apply -f manifest`` into the default namespace; returns (plural, name)."""
         body = yaml.safe_load(manifest.read_text())  # noqa: ASYNC240 - a small file
         body["metadata"] |= {"namespace": NAMESPACE, "generation": 1}
-        plural = PLURALS[body["kind"]]
+        plural = next(
+            c["spec"]["names"]["plural"] for c in crds() if c["spec"]["names"]["kind"] == body["kind"]
+        )
         group_version = body["apiVersion"]
         url = f"{self.url}/apis/{group_version}/namespaces/{NAMESPACE}/{plural}"
         headers = {"Authorization": f"Bearer {next(iter(self.tokens))}"}
@@ -149,7 +150,7 @@ async def apply_examples_until_succeeded(
     api: K8sApi, procs: Sequence[Popen], log: Path, timeout: float = 90.0
 ) -> dict[str, dict[str, Any]]:
     """``kubectl apply`` every example, then wait until each has condition ``Succeeded`` = True for its
-    generation (a ProjectionRebuild ends ``Succeeded``; a scheduled Snapshot ran once and is
+    generation (a ProjectionRebuild ends ``Succeeded``; a scheduled Snapshot or Backup ran once and is
     ``Scheduled``); returns each object's status by name."""
     applied = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=api.client_ssl())) as session:

@@ -6,8 +6,9 @@ this venv's console script) followed by its ``args``; the environment is the con
 is replaced, each by an explicit rule: the in-cluster addresses of NATS (node i → local node i), of
 PostgreSQL and of the API Service; every ``containerPort`` (a free port instead, wherever the container
 is given it: an argument or an environment value); every ``mountPath`` (a directory filled from the
-volume's ConfigMap/Secret). An in-cluster address left over fails the test rather than a DNS lookup.
-Health comes from the container's own probes (``httpGet`` path and named port).
+volume's ConfigMap/Secret; an emptyDir or a new claim is an empty one), so nothing writes to this
+machine's own path. An in-cluster address left over fails the test rather than a DNS lookup. Health
+comes from the container's own probes (``httpGet`` path and named port).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def _fill_volume(release: Installed, volume: Obj, target: Path) -> None:
         for key, path in keys.items():
             value = obj["data"][key] if kind == "ConfigMap" else decode_secret(obj, key)
             (target / path).write_text(value)
-    elif "emptyDir" not in volume:
+    elif "emptyDir" not in volume and "persistentVolumeClaim" not in volume:  # those: a fresh, empty dir
         raise AssertionError(f"unsupported volume {volume}")
 
 
@@ -147,8 +148,8 @@ def localize(
 
     def local_text(value: str) -> str:
         """Chart text → local text: mount paths and ports first, while the text is still the chart's."""
-        for path, here in mounts.items():
-            value = value.replace(path + "/", here + "/")
+        for path, here in mounts.items():  # the path itself or below it, wherever it stands in the text
+            value = re.sub(re.escape(path) + r"(?=/|$|[^\w.-])", lambda _, h=here: h, value)
         value = _replace_ports(value, ports)
         value = local.exact().get(value, value)
         for chart, here in local.substitutions():

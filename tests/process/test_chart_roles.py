@@ -4,8 +4,9 @@ start it (``process.pods``: its initContainers ``migrate`` and ``db-user`` first
 the container; exact argv and env, only in-cluster addresses, ports and mount paths replaced), against
 ``eda infra --cluster 3`` (the chart's defaults want 3 stream replicas). Each must pass its own probes;
 an unknown option makes a process exit, an unknown variable fails ``tests/deploy/test_chart_env.py``.
-The chart's ``helm test`` pod then runs an order to completion through the API, and the operator —
-logged in with the service account mounted where the kubelet mounts it — reconciles every example.
+The chart's ``helm test`` pod then runs an order to completion through the API (authenticated by the
+session's OIDC provider), and the operator — logged in with the service account mounted where the kubelet
+mounts it — reconciles every example.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from idp_support import Tokens
 
+from app.dev.idp import DevIdentityProvider
 from app.dev.stack import HOST
 from process.conftest import Infra
 from process.k8s import K8sApi, apply_examples_until_succeeded, emulated_api
@@ -62,10 +65,18 @@ class Deployed:
 
 
 @pytest.fixture(scope="module")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    result = helm_install({}, tmp_path_factory.mktemp("helm"))
+def chart(tmp_path_factory: pytest.TempPathFactory, idp: DevIdentityProvider, tokens: Tokens) -> Installed:
+    """The default values plus what a user must set for authentication: the issuer (here the session's
+    OIDC provider) and, for ``helm test``, a Secret with a trusted backend's token (created the way a
+    user would, beside the release)."""
+    values = {"auth": {"issuer": idp.issuer}, "tests": {"tokenSecret": {"name": "helm-test-token"}}}
+    result = helm_install(values, tmp_path_factory.mktemp("helm"))
     assert result["ok"], result.get("error")
-    return Installed(result)
+    chart = Installed(result)
+    token = tokens("helm-test", "orders:read:all orders:write:any")
+    secret = {"kind": "Secret", "metadata": {"name": "helm-test-token"}, "stringData": {"token": token}}
+    chart.objects.append({"apiVersion": "v1", **secret})
+    return chart
 
 
 def _eda_pods(chart: Installed) -> list[tuple[str, dict[str, Any]]]:
@@ -198,6 +209,8 @@ async def test_the_operator_logs_in_with_its_service_account_and_reconciles_ever
     proc, log = deployed.procs["eda-operator"], deployed.log("eda-operator")
     statuses = await apply_examples_until_succeeded(deployed.api, [proc], log)
     assert statuses["orders-rebuild"]["phase"] == "Succeeded"
+    backups = deployed.containers["eda-operator"].env["EDA_BACKUP_DIR"]  # the claim's local stand-in
+    assert list((Path(backups) / "nightly").iterdir()), "the Backup example wrote nothing on the volume"
     text = log.read_text()
     assert f"logging in to the Kubernetes API {deployed.api.url} with the in-cluster service account" in text
     assert deployed.api.seen_tokens == {SA_TOKEN}

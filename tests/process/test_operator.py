@@ -61,8 +61,13 @@ async def test_operator_with_a_kubeconfig_reconciles_every_example(
     async with emulated_api(short_tmp / "k8s", {TOKEN}) as api:
         kubeconfig = api.kubeconfig(short_tmp / "kubeconfig", TOKEN)
         (short_tmp / "home").mkdir()
+        home, backups = short_tmp / "home", short_tmp / "backups"  # the Backup example writes below it
         env = role_env(
-            settings, KUBECONFIG=str(kubeconfig), HOME=str(short_tmp / "home"), EDA_LOG_LEVEL="INFO"
+            settings,
+            KUBECONFIG=str(kubeconfig),
+            HOME=str(home),
+            EDA_BACKUP_DIR=str(backups),
+            EDA_LOG_LEVEL="INFO",
         )
         argv = isolated_from_a_real_service_account([EDA, "operator", f"--health-port={health}"], short_tmp)
         with running(argv, env, log) as proc:
@@ -75,6 +80,8 @@ async def test_operator_with_a_kubeconfig_reconciles_every_example(
     assert statuses["orders-rebuild"]["phase"] == "Succeeded"
     assert statuses["orders-snapshot"]["phase"] == "Scheduled"  # it has a schedule: ran once, waits
     assert statuses["orders-snapshot"]["aggregatesScanned"] == ORDERS
+    assert statuses["eda-every-6h"]["phase"] == "Scheduled"
+    assert [p.name for p in (backups / "nightly").iterdir()], "the Backup example wrote no backup"
     conn = await db.connect(readmodel_dsn)
     try:
         assert await live_rows(conn, SCHEMA) == expected  # the rebuild repaired the read model
