@@ -38,6 +38,7 @@ async def serve(namespace: str | None = None, *, health_port: int | None = HEALT
     async def checks() -> dict[str, CheckResult]:
         return {}  # readiness is kopf's liveness endpoint; this server is for /metrics
 
+    liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port is not None else None
     asyncio.get_running_loop().set_exception_handler(_unless_login_error)
     try:
         async with serve_health(settings.health_port, checks):
@@ -46,7 +47,7 @@ async def serve(namespace: str | None = None, *, health_port: int | None = HEALT
                 clusterwide=namespace is None,
                 namespaces=[namespace] if namespace else (),
                 standalone=True,
-                liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port is not None else None,
+                liveness_endpoint=liveness,
                 memo=kopf.Memo(settings=settings),
             )
     except kopf.LoginError as exc:  # every credential answered 401: kopf gives up ("Ran out of ...")
