@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Generator
 from typing import Any
 
 import asyncpg
@@ -41,10 +42,79 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
-async def create_pool(dsn: str, *, size: int = 10, **kwargs: Any) -> asyncpg.Pool:
-    """A pool whose connections decode ``jsonb``; ``min_size`` is small so idle roles stay light."""
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min(2, size), max_size=size, init=init_connection, **kwargs
+class PoolExhausted(TimeoutError):
+    """No pool connection became free within the pool's acquire timeout: the process is overloaded."""
+
+
+class _Acquire:
+    """``pool.acquire()`` that raises ``PoolExhausted`` instead of a bare ``TimeoutError``."""
+
+    def __init__(self, inner: Any, timeout: float) -> None:
+        self._inner = inner
+        self._timeout = timeout
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            return await self._inner.__aenter__()
+        except TimeoutError as exc:
+            raise PoolExhausted(f"no database connection free within {self._timeout:g} s") from exc
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._inner.__aexit__(*exc)
+
+    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+        return self.__aenter__().__await__()
+
+
+class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg has no type hints
+    """An asyncpg pool whose every ``acquire`` (also inside ``pool.fetch``/``execute``/...) waits at most
+    ``acquire_timeout`` seconds: under overload a request fails fast with ``PoolExhausted`` (a 503
+    problem in the API) instead of queueing behind the pool without bound."""
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        wait = self.acquire_timeout if timeout is None else timeout
+        return _Acquire(super().acquire(timeout=wait), wait)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    size: int = 10,
+    acquire_timeout: float | None = None,
+    command_timeout: float | None = None,
+    **kwargs: Any,
+) -> asyncpg.Pool:
+    """A pool whose connections decode ``jsonb``; ``min_size`` is small so idle roles stay light.
+    ``acquire_timeout``: a ``BoundedPool`` (see there); ``command_timeout``: asyncpg's default statement
+    timeout (``TimeoutError``, the statement is cancelled on the server)."""
+    if acquire_timeout is None:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min(2, size),
+            max_size=size,
+            init=init_connection,
+            command_timeout=command_timeout,
+            **kwargs,
+        )
+        assert pool is not None
+        return pool
+    bounded = BoundedPool(
+        dsn,
+        acquire_timeout=acquire_timeout,
+        min_size=min(2, size),
+        max_size=size,
+        init=init_connection,
+        command_timeout=command_timeout,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        **kwargs,
     )
-    assert pool is not None
-    return pool
+    await bounded
+    return bounded
