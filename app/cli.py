@@ -239,7 +239,8 @@ def api(
 ) -> None:
     """The HTTP API alone (EDA_NATS_URL, EDA_DATABASE_URL, EDA_AUTH_ISSUER)."""
     from app.auth.authenticator import config_error
-    from app.runtime.roles import api_server, run_until_signal
+    from app.runtime.roles import run_until_signal
+    from app.runtime.server import api_server
 
     settings = _observe("api")
     problem = config_error(settings)

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+import limits
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """All settings of all roles; unknown ``EDA_*`` variables are ignored."""
 
-    model_config = SettingsConfigDict(env_prefix="EDA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="EDA_", extra="ignore", populate_by_name=True)
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",
@@ -66,8 +67,12 @@ class Settings(BaseSettings):
     min_version_wait_s: float = Field(
         default=2.0, ge=0, le=30, description="Max wait of GET ?min_version= for the read model to catch up."
     )
-    readyz_max_lag: int = Field(
-        default=10000, ge=0, description="/readyz fails when the projection is more events behind than this."
+    projection_lag_degraded: int = Field(
+        default=10000,
+        ge=0,
+        validation_alias=AliasChoices("EDA_PROJECTION_LAG_DEGRADED", "EDA_READYZ_MAX_LAG"),
+        description="/readyz reports status degraded (still 200: reads fall back to the event store) when "
+        "the projection is more events behind; EDA_READYZ_MAX_LAG is the old name.",
     )
     idempotency_ttl_s: int = Field(default=86400, ge=60, description="How long Idempotency-Key results live.")
     max_body_bytes: int = Field(default=65536, ge=1024, description="Larger request bodies get 413.")
@@ -133,6 +138,82 @@ class Settings(BaseSettings):
         description="Price of a product never priced via PUT /api/v1/catalog (eda dev: 99.99); unset: "
         "such a product cannot be ordered.",
     )
+
+    # -- rollouts and load limits (issue 17; docs/kubernetes.md § Rollouts, docs/security.md § Abuse) --
+    shutdown_drain_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=120,
+        description="After SIGTERM the API keeps serving this long with /readyz failing and Connection: "
+        "close on every response, then stops accepting (the chart's preStop sleep does this before SIGTERM).",
+    )
+    shutdown_grace_s: int = Field(
+        default=30,
+        gt=0,
+        le=600,
+        description="How long the API lets in-flight requests finish once it stops accepting (longer than "
+        "an append's 15 s retry); the chart derives terminationGracePeriodSeconds from it.",
+    )
+    http_max_concurrency: int = Field(
+        default=512,
+        ge=8,
+        le=100_000,
+        description="Open connections + in-flight requests per API process (uvicorn limit_concurrency); "
+        "past it a 503 problem (overloaded); /livez and /readyz are exempt.",
+    )
+    rate_limit: str = Field(
+        default="50/second;1000/minute",
+        description="Requests per client (the token's subject, else the peer address) to /api/v1 and "
+        "/ui/api, per API process (limits syntax, ';'-separated); past it 429 + Retry-After; empty: off.",
+    )
+    rate_limit_trusted: str = Field(
+        default="1000/second",
+        description="The same for a trusted backend (a token with orders:write:any); empty: unlimited.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated proxy addresses/CIDRs (or *) whose X-Forwarded-For/-Proto is believed: "
+        "the client address of rate limits and logs; empty: the TCP peer is the client.",
+    )
+    db_command_timeout_s: float = Field(
+        default=10.0, gt=0, le=600, description="The API's PostgreSQL statement timeout (asyncpg) → 503."
+    )
+    db_acquire_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=120,
+        description="Max wait for a connection of the API's pool; past it a 503 problem (overloaded).",
+    )
+    ui_max_streams: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description="Concurrent console live-feed (SSE) streams per API process; past it a 503 problem.",
+    )
+
+    @field_validator("rate_limit", "rate_limit_trusted")
+    @classmethod
+    def _rate_limits_parse(cls, value: str) -> str:
+        if value.strip():
+            try:
+                limits.parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"not a rate limit like '50/second;1000/minute': {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _streams_fit_the_concurrency_limit(self) -> Settings:
+        # an SSE stream holds a connection for minutes: streams alone must never fill the server
+        if self.ui_max_streams * 2 > self.http_max_concurrency:
+            raise ValueError(
+                f"EDA_UI_MAX_STREAMS ({self.ui_max_streams}) must be at most half of "
+                f"EDA_HTTP_MAX_CONCURRENCY ({self.http_max_concurrency})"
+            )
+        return self
+
+    def trusted_proxy_list(self) -> list[str]:
+        """``EDA_TRUSTED_PROXIES`` as a list (empty: trust no forwarding header)."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @field_validator("auth_algorithms")
     @classmethod

@@ -2,7 +2,8 @@
 
 Routes take ``ctx: Ctx`` and use ``ctx.nc``, ``ctx.store``, ``ctx.snapshots``, ``ctx.pool``,
 ``ctx.settings``, ``ctx.schema``, ``ctx.repository(decider)`` (a ``Repository`` on these stores),
-``ctx.auth`` (the request authenticator) and ``ctx.products`` (catalog states, for prices).
+``ctx.auth`` (the request authenticator), ``ctx.products`` (catalog states, for prices), ``ctx.shutdown``
+(the process's shutdown state) and ``ctx.streams`` (the console's stream slots).
 Everything is created in the app's lifespan (``app.api.main``), nothing at import time.
 """
 
@@ -25,11 +26,13 @@ from app.domain.common import Decider
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
+from app.process.shutdown import Shutdown
 from app.readmodel.notify import OrderNotifications
 from app.service.repository import Repository
 from app.service.statecache import StateCache
 from app.settings import Settings
 from app.telemetry import set_order_id, traces_exported
+from app.ui.streams import StreamSlots
 
 
 @dataclass
@@ -47,6 +50,8 @@ class AppContext:
     metrics: ApiMetrics
     auth: Authenticator
     products: StateCache[ProductState]
+    shutdown: Shutdown  # begun on SIGTERM: /readyz fails, responses close their connection
+    streams: StreamSlots  # the console's concurrent live-feed streams (EDA_UI_MAX_STREAMS)
 
     @property
     def schema(self) -> str:

@@ -4,7 +4,8 @@
 domain errors (``InvalidValue`` 422, ``NotFound`` 404, ``InvalidTransition``/``AlreadyExists`` 409),
 concurrency (409; ``VersionMismatch`` from a stale ``If-Match`` 412), authentication (``AuthError``:
 401 / 403 ``insufficient_scope`` with their RFC 6750 ``WWW-Authenticate``, 503 without the issuer's
-keys), unavailable dependencies (503) and anything unexpected (500, logged server-side, generic
+keys), load limits (429 ``rate-limited``, 503 ``overloaded``, both with ``Retry-After``), unavailable
+dependencies (503 with ``Retry-After``) and anything unexpected (500, logged server-side, generic
 body). Problem ``type`` URIs are ``https://eda.dev/problems/<slug>`` (documented in docs/api.md);
 plain HTTP errors use ``about:blank``.
 """
@@ -26,6 +27,7 @@ from app.auth.errors import AuthError, InsufficientScope
 from app.domain.catalog import AmountMismatch
 from app.domain.common import AlreadyExists, DomainError, InvalidTransition, InvalidValue, NotFound
 from app.eventstore.ports import ConcurrencyError, EventStoreError
+from app.readmodel.db import PoolExhausted
 from app.service.repository import VersionMismatch
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,19 @@ def _auth_problem(exc: AuthError) -> Problem:
     return Problem(exc.status, slug, title, exc.description, headers=headers)
 
 
+def overloaded(detail: str, retry_after: int = 1) -> Problem:
+    """503 ``overloaded``: this process is at a capacity limit (connections, database pool, streams)."""
+    headers = {"Retry-After": str(retry_after)}
+    return Problem(503, "overloaded", "Service unavailable", detail, headers=headers)
+
+
+def rate_limited(detail: str, retry_after: int) -> Problem:
+    """429 ``rate-limited``: the client sent more than its rate limit allows."""
+    return Problem(
+        429, "rate-limited", "Too Many Requests", detail, headers={"Retry-After": str(retry_after)}
+    )
+
+
 def to_problem(exc: Exception) -> Problem:
     """Map an exception to the problem the client should see."""
     match exc:
@@ -125,6 +140,8 @@ def to_problem(exc: Exception) -> Problem:
                 if isinstance(exc, cls):
                     return Problem(status, exc.code, exc.code.replace("-", " ").capitalize(), exc.message)
             return Problem(409, exc.code, "Conflict", exc.message)
+        case PoolExhausted():
+            return overloaded("every database connection of this process is busy; retry")
         case (
             EventStoreError()
             | NatsError()
@@ -136,7 +153,11 @@ def to_problem(exc: Exception) -> Problem:
             | asyncpg.TooManyConnectionsError()
         ):
             return Problem(
-                503, "unavailable", "Service unavailable", "a backing service did not answer; retry"
+                503,
+                "unavailable",
+                "Service unavailable",
+                "a backing service did not answer; retry",
+                headers={"Retry-After": "1"},
             )
         case _:
             return Problem(500, "internal", "Internal server error", "an unexpected error was logged")
@@ -175,7 +196,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_any(request: Request, exc: Exception) -> Response:
         problem = to_problem(exc)
-        if problem.status >= 500 and not isinstance(exc, AuthError):
+        if problem.slug == "overloaded":  # expected under overload: one line, no traceback flood
+            log.warning("%s %s shed: %s", request.method, request.url.path, exc)
+            ctx = getattr(request.app.state, "ctx", None)
+            if ctx is not None:
+                ctx.metrics.rejections.labels("db_pool").inc()
+        elif problem.status >= 500 and not isinstance(exc, AuthError):
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return problem_response(problem, request.url.path)
 

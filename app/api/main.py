@@ -23,6 +23,8 @@ from app.api.errors import install_error_handlers
 from app.api.httpmetrics import RecordHttpMetrics
 from app.api.idempotency import IdempotencyStore
 from app.api.ids import OrderIds
+from app.api.lifecycle import ClosingConnections
+from app.api.loadlimits import RateLimit, ShedOverload
 from app.api.metrics import ApiMetrics
 from app.api.middleware import BodyLimit, JsonBodies
 from app.api.routes import ROUTERS
@@ -35,6 +37,7 @@ from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.process.gctune import tune_gc
+from app.process.shutdown import Shutdown
 from app.readmodel.db import create_pool
 from app.readmodel.migrations import migrate_dsn
 from app.readmodel.notify import OrderNotifications
@@ -42,6 +45,7 @@ from app.service.repository import Repository
 from app.service.statecache import StateCache
 from app.settings import Settings
 from app.telemetry import instrument_fastapi
+from app.ui.streams import StreamSlots
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_S = 600.0
@@ -64,9 +68,15 @@ async def _purge_loop(store: IdempotencyStore) -> None:
 
 @contextlib.asynccontextmanager
 async def open_context(
-    settings: Settings, *, anonymous_dev: bool = False, metrics: ApiMetrics | None = None
+    settings: Settings,
+    *,
+    anonymous_dev: bool = False,
+    metrics: ApiMetrics | None = None,
+    shutdown: Shutdown | None = None,
 ) -> AsyncIterator[AppContext]:
     """Every client of the API, opened in order and closed in reverse."""
+    shutdown = shutdown or Shutdown()
+    metrics = metrics or ApiMetrics()
     dsn = settings.database_url.get_secret_value()
     if settings.auth_mode == "disabled":
         log.warning("EDA_AUTH_MODE=disabled: the API authenticates nobody; every caller has every scope")
@@ -83,7 +93,12 @@ async def open_context(
         snapshots = await SnapshotStore.open(nc.jetstream(), replicas=settings.stream_replicas)
         ids = await OrderIds.open(nc, replicas=settings.stream_replicas)
         await migrate_dsn(dsn, settings.readmodel_schema)
-        pool = await create_pool(dsn, size=settings.db_pool_size)
+        pool = await create_pool(
+            dsn,
+            size=settings.db_pool_size,
+            acquire_timeout=settings.db_acquire_timeout_s,
+            command_timeout=settings.db_command_timeout_s,
+        )
         stack.push_async_callback(pool.close)
         notifications = OrderNotifications(dsn)
         await notifications.start()
@@ -100,9 +115,13 @@ async def open_context(
             ids=ids,
             notifications=notifications,
             idempotency=idempotency,
-            metrics=metrics or ApiMetrics(),
+            metrics=metrics,
             auth=auth,
             products=StateCache(store, Repository(store, PRODUCT), size=10_000),
+            shutdown=shutdown,
+            streams=StreamSlots(
+                settings.ui_max_streams, shutdown, lambda: metrics.rejections.labels("streams").inc()
+            ),
         )
 
 
@@ -144,18 +163,24 @@ def _problem_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings, *, anonymous_dev: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings, *, anonymous_dev: bool = False, shutdown: Shutdown | None = None
+) -> FastAPI:
     """The API application for ``settings``; connects on startup (lifespan). ``anonymous_dev``: requests
-    without a token from loopback act with every scope (``eda dev`` only)."""
+    without a token from loopback act with every scope (``eda dev`` only). ``shutdown``: the process's
+    shutdown state, begun by whoever runs the server (``app.runtime.server``)."""
     problem = config_error(settings)
     if problem is not None:
         raise AuthConfigError(problem)
+    shutdown = shutdown or Shutdown()
 
     metrics = ApiMetrics()  # made here: the HTTP middleware records into it before the lifespan runs
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_context(settings, anonymous_dev=anonymous_dev, metrics=metrics) as ctx:
+        async with open_context(
+            settings, anonymous_dev=anonymous_dev, metrics=metrics, shutdown=shutdown
+        ) as ctx:
             app.state.ctx = ctx
             tune_gc(settings.gc_gen0_threshold)
             yield
@@ -175,18 +200,22 @@ def create_app(settings: Settings, *, anonymous_dev: bool = False) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(JsonBodies)  # a non-JSON body is refused before it is read
     app.add_middleware(InternalEndpoints, open_endpoints=settings.open_endpoints())
-    app.add_middleware(RecordHttpMetrics, metrics=metrics.http)  # outermost: also counts 413s
+    app.add_middleware(RateLimit, default=settings.rate_limit, trusted=settings.rate_limit_trusted)
+    app.add_middleware(ShedOverload)  # uvicorn's concurrency limit, as a problem
+    app.add_middleware(RecordHttpMetrics, metrics=metrics.http)  # counts 413s, 429s and 503s too
+    app.add_middleware(ClosingConnections, shutdown=shutdown)  # outermost: every response, problems too
     _problem_openapi(app)
     instrument_fastapi(app)  # server spans; /livez, /readyz, /metrics excluded
     return app
 
 
-def app_from_env() -> FastAPI:
-    """uvicorn factory (``app.api.main:app_from_env``): the app configured from the ``EDA_*`` environment."""
-    return create_app(Settings())
+def app_from_env(shutdown: Shutdown | None = None) -> FastAPI:
+    """uvicorn factory (``app.api.main:app_from_env``): the app configured from the ``EDA_*`` environment;
+    ``shutdown``: the process's shutdown state (``app.runtime.server`` passes its own)."""
+    return create_app(Settings(), shutdown=shutdown)
 
 
-def dev_app_from_env() -> FastAPI:
+def dev_app_from_env(shutdown: Shutdown | None = None) -> FastAPI:
     """``eda dev``'s uvicorn factory: as ``app_from_env``, plus the anonymous loopback dev principal.
     Not reachable from ``eda api``, the image's entry points or the chart."""
-    return create_app(Settings(), anonymous_dev=True)
+    return create_app(Settings(), anonymous_dev=True, shutdown=shutdown)

@@ -13,8 +13,8 @@ from app.api.httpmetrics import HttpMetrics
 
 
 class ApiMetrics:
-    """Commands by type/outcome, command latency, projection lag, read fallbacks, idempotent replays,
-    HTTP requests (``app.api.httpmetrics``)."""
+    """Commands by type/outcome, command latency, projection lag, read fallbacks, load-limit rejections,
+    console streams, idempotent replays, HTTP requests (``app.api.httpmetrics``)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -40,6 +40,16 @@ class ApiMetrics:
             "Order reads answered from the event store instead of the read model",
             ["reason"],
             registry=self.registry,
+        )
+        self.rejections = Counter(
+            "eda_http_rejections_total",
+            "Requests refused by a load limit: rate_limited (429), overloaded (503: connections), "
+            "db_pool (503: no database connection free), streams (503: console streams)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.ui_streams = Gauge(
+            "eda_ui_streams", "Console live-feed (SSE) streams open in this process", registry=self.registry
         )
         self.idempotent_replays = Counter(
             "eda_idempotent_replays_total",

@@ -39,12 +39,18 @@ def _authenticator(request: Request) -> Authenticator:
 
 
 async def authenticate(auth: Authenticator, scope: Scope, authorization: str | None) -> Principal:
-    """The principal of a request (``scope`` is the ASGI scope; memoised on it)."""
-    known: Principal | None = scope.get(_STATE_KEY)
+    """The principal of a request (``scope`` is the ASGI scope; memoised on it, a refusal too: the rate
+    limit and the route look at the same request)."""
+    known: Principal | AuthError | None = scope.get(_STATE_KEY)
     if known is None:
         client = scope.get("client")
-        known = await auth.authenticate(authorization, client[0] if client else None)
+        try:
+            known = await auth.authenticate(authorization, client[0] if client else None)
+        except AuthError as exc:
+            known = exc
         scope[_STATE_KEY] = known
+    if isinstance(known, AuthError):
+        raise known
     return known
 
 

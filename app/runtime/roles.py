@@ -1,6 +1,6 @@
 """Role composition: each role as a coroutine, and ``eda dev`` = all of them in one process.
 
-- ``api_role``: uvicorn (httptools, in the running loop) serving ``create_app(settings)``.
+- the API: ``app.runtime.server.api_server`` (uvicorn with the drain, graceful shutdown and load limits).
 - ``projector_role``: the order projector (+ the health server on ``EDA_HEALTH_PORT`` when alone).
 - ``background_roles(settings)``: every non-API role of ``eda dev``; add the saga and the workers here.
 - ``dev(data_dir, port)``: embedded NATS + PostgreSQL (data under ``data_dir``, ports remembered in
@@ -16,11 +16,9 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
@@ -32,40 +30,13 @@ from app.process.health import CheckResult, serve_health
 from app.readmodel.deadletter import RetryPolicy
 from app.readmodel.migrations import migrate_dsn
 from app.readmodel.projector import Projector, consumer_lag
+from app.runtime.server import ApiServer, api_server
 from app.settings import Settings
 from app.telemetry import in_role
 
 log = logging.getLogger(__name__)
 
 Role = Coroutine[Any, Any, None]
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the process owner decides when to stop."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None]:
-        yield
-
-
-def api_server(settings: Settings, host: str, port: int, *, dev: bool = False) -> uvicorn.Server:
-    """The API on uvicorn. The app is built by uvicorn's factory ``app.api.main:app_from_env`` from the
-    ``EDA_*`` environment (``dev`` exports the embedded servers' URLs first, and uses the factory with
-    the anonymous loopback principal; it trusts no ``X-Forwarded-For``: "loopback" is the real peer)."""
-    config = uvicorn.Config(
-        "app.api.main:dev_app_from_env" if dev else "app.api.main:app_from_env",
-        factory=True,
-        proxy_headers=not dev,
-        host=host,
-        port=port,
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,  # uvicorn's loggers propagate to the JSON handler of configure_logging
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=5,
-    )
-    return _Server(config)
 
 
 async def projector_role(settings: Settings, *, health: bool = True) -> None:
@@ -136,8 +107,9 @@ def _ports(data_dir: Path) -> dict[str, int]:
         return {}
 
 
-async def run_until_signal(server: uvicorn.Server, roles: list[Role]) -> None:
-    """Serve the API and run ``roles`` until SIGINT/SIGTERM or until one of them fails."""
+async def run_until_signal(server: ApiServer, roles: list[Role]) -> None:
+    """Serve the API and run ``roles`` until SIGINT/SIGTERM or until one of them fails; the API stops
+    first, gracefully (``app.runtime.server``), then the roles."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -153,7 +125,7 @@ async def run_until_signal(server: uvicorn.Server, roles: list[Role]) -> None:
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(api), 10)
+            await asyncio.wait_for(asyncio.shield(api), server.stop_within_s)
         for task in [*tasks, stop, api]:
             task.cancel()
         await asyncio.gather(*tasks, stop, api, return_exceptions=True)

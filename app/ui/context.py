@@ -21,6 +21,7 @@ from app.auth.authenticator import Authenticator
 from app.eventstore.ports import EventStore
 from app.settings import Settings
 from app.ui import access
+from app.ui.streams import StreamSlots
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -63,6 +64,9 @@ class UiContext(Protocol):
     @property
     def auth(self) -> Authenticator: ...
 
+    @property
+    def streams(self) -> StreamSlots: ...
+
 
 class ConsoleUnavailable(LookupError):
     """The console is disabled, or the API has no context (yet)."""
@@ -92,13 +96,20 @@ def security_headers(settings: Settings | None, extra_connect: str | None = None
     return SECURITY_HEADERS | {"Content-Security-Policy": csp}
 
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
-    """An RFC 9457 problem document."""
+def problem(
+    status: int, title: str, detail: str, *, slug: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An RFC 9457 problem document (``slug``: its ``https://eda.dev/problems/<slug>`` type, as the API's)."""
     return JSONResponse(
-        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        {
+            "type": f"https://eda.dev/problems/{slug}" if slug else "about:blank",
+            "title": title,
+            "status": status,
+            "detail": detail,
+        },
         status_code=status,
         media_type="application/problem+json",
-        headers=SECURITY_HEADERS,
+        headers=SECURITY_HEADERS | (headers or {}),
     )
 
 

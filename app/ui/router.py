@@ -12,10 +12,9 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from app.ui.access import login_config
-from app.ui.context import UiContext, UiRoute, not_found, ui_context
+from app.ui.context import UiContext, UiRoute, not_found, problem, ui_context
 from app.ui.health import LagHistory, health_snapshot
 from app.ui.live import Feed, event_source
 from app.ui.orders import STATUSES, OrderQuery, list_orders, order_detail, wait_for_checkpoint
@@ -119,10 +118,14 @@ async def stream(
     order_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> Response:
+    if not ctx.streams.available:  # refused before any work (no NATS request, no consumer)
+        return _too_many_streams(ctx)
     feed = Feed.for_page(order_id, last_event_id)
     last = await ctx.store.last_sequence()
-    return StreamingResponse(
-        event_source(ctx.nc, feed, last),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    response = ctx.streams.open(event_source(ctx.nc, feed, last))
+    return response if response is not None else _too_many_streams(ctx)
+
+
+def _too_many_streams(ctx: UiContext) -> Response:
+    detail = f"this server streams to at most {ctx.streams.capacity} consoles at once; retry later"
+    return problem(503, "Service Unavailable", detail, slug="too-many-streams", headers={"Retry-After": "5"})

@@ -152,6 +152,9 @@ async def _live_api(
         "EDA_AUTH_JWKS_COOLDOWN_S": "0.5",
         "EDA_DEFAULT_PRICE": "99.99",
         "EDA_UI_ENABLED": "true",
+        # the auth matrix and schemathesis send hundreds of requests a second from one peer, bad tokens
+        # included: no rate limit here (tests/e2e/test_load_limits.py tests it)
+        "EDA_RATE_LIMIT": "",
     }
     log = data_dir / "live-api.log"
     procs = []

@@ -118,10 +118,11 @@ async def test_idempotent_replays(system: System) -> None:
     assert later.headers["idempotent-replayed"] == "true"
     other = await c.post(ORDERS, json={"user_id": 123, "amount": 5}, headers=key)
     assert_problem(other, 422)
-    listing = (await c.get(ORDERS)).json()["items"]
-    assert len(listing) <= 1
-    assert len((await c.get(f"{ORDERS}/1/events")).json()["events"]) == 1
-    assert (await c.get(f"{ORDERS}/2")).status_code == 404  # only one order exists
+    order_id = same[0].json()["order_id"]
+    assert len((await c.get(f"{ORDERS}/{order_id}/events")).json()["events"]) == 1
+    assert (await c.get(f"{ORDERS}/{order_id}", params={"min_version": 1})).status_code == 200
+    # only one order exists (the racing requests' ids, taken before the key's insert, are gaps)
+    assert [o["order_id"] for o in (await c.get(ORDERS)).json()["items"]] == [order_id]
 
 
 async def test_retry_after_crash_reuses_the_allocated_id(system: System) -> None:
@@ -164,7 +165,15 @@ async def test_min_version_falls_back_to_event_store_when_projector_is_down(sett
         assert got.status_code == 200
         assert got.headers["eda-consistency"] == "event-store"
         assert got.json()["version"] == 1
-        assert (await c.get("/readyz")).status_code == 503
+        # a stopped projector keeps the pod ready (writes work, this read fell back): reported, not fatal
+        ready = await c.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "degraded"
+        assert ready.json()["checks"]["projection"] == {
+            "ok": False,
+            "detail": "no projector consumer yet",
+            "affects_readiness": False,
+        }
 
 
 async def test_as_of_returns_past_states(system: System) -> None:

@@ -1,4 +1,9 @@
-"""``/livez``, ``/readyz`` (NATS, PostgreSQL, projection lag) and ``/metrics`` of the API process."""
+"""``/livez``, ``/readyz`` and ``/metrics`` of the API process.
+
+``/readyz`` says whether THIS pod can serve: NATS and PostgreSQL answer and the process is not shutting
+down. The projection's lag is reported beside them (``status: degraded`` above
+``EDA_PROJECTION_LAG_DEGRADED``, and ``eda_projection_lag_events``) but never makes the pod unready.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ router = APIRouter(tags=["health"])
 
 
 async def api_checks(ctx: AppContext) -> dict[str, CheckResult]:
-    """Readiness of the API: NATS answers, PostgreSQL answers, the projection is not too far behind."""
+    """What this pod needs to serve requests: NATS answers, PostgreSQL answers."""
 
     async def nats() -> CheckResult:
         if not ctx.nc.is_connected:
@@ -34,24 +39,29 @@ async def api_checks(ctx: AppContext) -> dict[str, CheckResult]:
         await asyncio.wait_for(ctx.pool.fetchval("SELECT 1"), 1.0)
         return CheckResult(True, "ok")
 
-    async def projection() -> CheckResult:
-        lag = await consumer_lag(ctx.nc)
-        if lag is None:
-            return CheckResult(False, "no projector consumer yet")
-        ctx.metrics.projection_lag.labels(PROJECTION).set(lag)
-        limit = ctx.settings.readyz_max_lag
-        return CheckResult(lag <= limit, f"{lag} events behind (limit {limit})")
-
-    async def guarded(check: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
-        try:
-            return await check()
-        except Exception as exc:  # the message may name hosts, users or SQL: logged, never shown
-            log.warning("readiness check failed", exc_info=True)
-            return CheckResult(False, f"failed ({type(exc).__name__})")
-
-    names = ("nats", "postgres", "projection")
-    results = await asyncio.gather(*(guarded(c) for c in (nats, postgres, projection)))
+    names = ("nats", "postgres")
+    results = await asyncio.gather(*(_guarded(c) for c in (nats, postgres)))
     return dict(zip(names, results, strict=True))
+
+
+async def projection_status(ctx: AppContext) -> CheckResult:
+    """How far the read model is behind: reported (and exported as a metric), never a reason to be
+    unready — a lagging projector is not this pod's fault, writes work, reads of one order fall back
+    to the event store; making every API pod unready would turn a slow rebuild into an outage."""
+    lag = await consumer_lag(ctx.nc)
+    if lag is None:
+        return CheckResult(False, "no projector consumer yet")
+    ctx.metrics.projection_lag.labels(PROJECTION).set(lag)
+    limit = ctx.settings.projection_lag_degraded
+    return CheckResult(lag <= limit, f"{lag} events behind (degraded above {limit})")
+
+
+async def _guarded(check: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
+    try:
+        return await check()
+    except Exception as exc:  # the message may name hosts, users or SQL: logged, never shown
+        log.warning("readiness check failed", exc_info=True)
+        return CheckResult(False, f"failed ({type(exc).__name__})")
 
 
 @router.get("/livez", summary="Liveness")
@@ -59,11 +69,20 @@ async def livez() -> Response:
     return Response(b'{"status":"alive"}', media_type="application/json")
 
 
-@router.get("/readyz", summary="Readiness: NATS, PostgreSQL, projection lag")
+@router.get("/readyz", summary="Readiness: NATS, PostgreSQL, not shutting down (projection lag: reported)")
 async def readyz(ctx: Ctx) -> Response:
-    ok, checks = await run_checks(lambda: api_checks(ctx))
+    if ctx.shutdown.begun:  # first, without any I/O: the balancer must stop sending at once
+        checks = {"shutdown": {"ok": False, "detail": "shutting down"}}
+        return problem_response(
+            Problem(503, "shutting-down", "Not ready", "the process is shutting down", checks=checks)
+        )
+    (ok, checks), projection = await asyncio.gather(
+        run_checks(lambda: api_checks(ctx)), _guarded(lambda: asyncio.wait_for(projection_status(ctx), 3.0))
+    )
+    checks["projection"] = {"ok": projection.ok, "detail": projection.detail, "affects_readiness": False}
     if ok:
-        return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
+        status = "ready" if projection.ok else "degraded"
+        return Response(orjson.dumps({"status": status, "checks": checks}), media_type="application/json")
     return problem_response(
         Problem(503, "not-ready", "Not ready", "a dependency check failed", checks=checks)
     )
@@ -77,4 +96,5 @@ async def metrics(ctx: Ctx) -> Response:
         lag = None
     if lag is not None:
         ctx.metrics.projection_lag.labels(PROJECTION).set(lag)
+    ctx.metrics.ui_streams.set(ctx.streams.active)
     return Response(generate_latest(ctx.metrics), media_type=CONTENT_TYPE_LATEST)

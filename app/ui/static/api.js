@@ -69,6 +69,12 @@ export function follow(params, { onEvent, onResync }) {
           document.dispatchEvent(new CustomEvent("eda:unauthorized"));
           break;
         }
+        if (!response.ok) {  // 429/503: this server's stream or rate limit; come back when it says
+          const seconds = Math.min(Number(response.headers.get("Retry-After")) || 5, 60);
+          setIndicator("connecting", "Server busy, retrying…");
+          await new Promise((resolve) => window.setTimeout(resolve, seconds * 1000));
+          continue;
+        }
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = "";
         for (;;) {
