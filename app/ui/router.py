@@ -17,7 +17,14 @@ from app.ui.access import login_config
 from app.ui.context import UiContext, UiRoute, not_found, problem, ui_context
 from app.ui.health import LagHistory, health_snapshot
 from app.ui.live import Feed, event_source
-from app.ui.orders import STATUSES, OrderQuery, list_orders, order_detail, wait_for_checkpoint
+from app.ui.orders import (
+    STATUSES,
+    OrderQuery,
+    list_orders,
+    order_detail,
+    search_problem,
+    wait_for_checkpoint,
+)
 
 router = APIRouter(prefix="/ui", route_class=UiRoute, include_in_schema=False, tags=["console"])
 
@@ -87,6 +94,9 @@ async def orders(
     min_sequence: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
     schema = ctx.settings.readmodel_schema
+    refused = search_problem(q)
+    if refused is not None:
+        return problem(422, "Unprocessable Content", refused, slug="search-too-short")
     if min_sequence:
         await wait_for_checkpoint(ctx.pool, schema, min_sequence)
     query = OrderQuery(q=q, status=status, user_id=user_id, before=cursor, limit=limit)

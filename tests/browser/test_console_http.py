@@ -130,9 +130,11 @@ async def test_sse_feed_from_jetstream_with_resume(console: Console) -> None:
 async def test_odd_digits_and_huge_ids_are_4xx_not_500(console: Console) -> None:
     """Review holes: ``str.isdigit()`` accepts "²" (``int()`` does not), and ids past int64 reached
     PostgreSQL (DataError); each was a 500."""
-    search = await console.client.get("/ui/api/orders", params={"q": "²"})
-    assert search.status_code == 200, search.text
-    assert search.json()["items"] == []
+    search = await console.client.get("/ui/api/orders", params={"q": "²"})  # text, too short to search
+    assert search.status_code == 422, search.text
+    assert search.headers["content-type"] == PROBLEM
+    assert search.json()["type"].endswith("/search-too-short")
+    assert (await console.client.get("/ui/api/orders", params={"q": "²²²"})).json()["items"] == []
     for order_id in (str(2**63), str(2**64 + 5), "0"):
         response = await console.client.get(f"/ui/api/orders/{order_id}")
         assert response.status_code in (404, 422), (order_id, response.text)
