@@ -32,8 +32,11 @@ async def api_checks(ctx: AppContext) -> dict[str, CheckResult]:
     async def nats() -> CheckResult:
         if not ctx.nc.is_connected:
             return CheckResult(False, "disconnected")
-        await ctx.nc.flush(timeout=1)
-        return CheckResult(True, "connected")
+        # A JetStream request, not nc.flush(timeout=): nats-py 2.16 cancels a timed-out flush's PONG
+        # future and the late PONG then kills the client's read loop for good (InvalidStateError):
+        # one /readyz during a NATS stall of over a second left the API connected but deaf.
+        last = await asyncio.wait_for(ctx.store.last_sequence(), 1.0)
+        return CheckResult(True, f"connected (EVENTS at {last})")
 
     async def postgres() -> CheckResult:
         await asyncio.wait_for(ctx.pool.fetchval("SELECT 1"), 1.0)
