@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 import limits
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -161,6 +161,14 @@ class Settings(BaseSettings):
         description="Open connections + in-flight requests per API process (uvicorn limit_concurrency); "
         "past it a 503 problem (overloaded); /livez and /readyz are exempt.",
     )
+    http_keepalive_s: int = Field(
+        default=75,
+        ge=1,
+        le=3600,
+        description="Idle keep-alive connections close after this many seconds; keep it above the idle "
+        "timeout of the balancer in front (ingress-nginx and AWS ALB: 60 s), or it reuses a connection the "
+        "API is closing and answers 502.",
+    )
     rate_limit: str = Field(
         default="50/second;1000/minute",
         description="Requests per client (the token's subject, else the peer address) to /api/v1 and "
@@ -188,7 +196,8 @@ class Settings(BaseSettings):
         default=100,
         ge=0,
         le=10_000,
-        description="Concurrent console live-feed (SSE) streams per API process; past it a 503 problem.",
+        description="Concurrent console live-feed (SSE) streams per API process (at most half of "
+        "EDA_HTTP_MAX_CONCURRENCY); past it a 503 problem.",
     )
 
     @field_validator("rate_limit", "rate_limit_trusted")
@@ -201,15 +210,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a rate limit like '50/second;1000/minute': {value!r}") from exc
         return value
 
-    @model_validator(mode="after")
-    def _streams_fit_the_concurrency_limit(self) -> Settings:
-        # an SSE stream holds a connection for minutes: streams alone must never fill the server
-        if self.ui_max_streams * 2 > self.http_max_concurrency:
-            raise ValueError(
-                f"EDA_UI_MAX_STREAMS ({self.ui_max_streams}) must be at most half of "
-                f"EDA_HTTP_MAX_CONCURRENCY ({self.http_max_concurrency})"
-            )
-        return self
+    def stream_cap(self) -> int:
+        """The console's concurrent streams: ``EDA_UI_MAX_STREAMS``, at most half of
+        ``EDA_HTTP_MAX_CONCURRENCY`` (a stream holds a connection for minutes: streams alone must never
+        fill the server)."""
+        return min(self.ui_max_streams, self.http_max_concurrency // 2)
 
     def trusted_proxy_list(self) -> list[str]:
         """``EDA_TRUSTED_PROXIES`` as a list (empty: trust no forwarding header)."""

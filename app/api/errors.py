@@ -100,6 +100,17 @@ def _auth_problem(exc: AuthError) -> Problem:
     return Problem(exc.status, slug, title, exc.description, headers=headers)
 
 
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    NatsError,
+    OSError,
+    TimeoutError,  # PoolExhausted and asyncpg's statement timeout too
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
 def overloaded(detail: str, retry_after: int = 1) -> Problem:
     """503 ``overloaded``: this process is at a capacity limit (connections, database pool, streams)."""
     headers = {"Retry-After": str(retry_after)}
@@ -142,16 +153,7 @@ def to_problem(exc: Exception) -> Problem:
             return Problem(409, exc.code, "Conflict", exc.message)
         case PoolExhausted():
             return overloaded("every database connection of this process is busy; retry")
-        case (
-            EventStoreError()
-            | NatsError()
-            | OSError()
-            | TimeoutError()
-            | asyncpg.InterfaceError()
-            | asyncpg.PostgresConnectionError()
-            | asyncpg.CannotConnectNowError()
-            | asyncpg.TooManyConnectionsError()
-        ):
+        case _ if isinstance(exc, (EventStoreError, *_UNAVAILABLE)):
             return Problem(
                 503,
                 "unavailable",
@@ -196,8 +198,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_any(request: Request, exc: Exception) -> Response:
         problem = to_problem(exc)
-        if problem.slug == "overloaded":  # expected under overload: one line, no traceback flood
-            log.warning("%s %s shed: %s", request.method, request.url.path, exc)
+        if problem.slug == "overloaded":  # expected under overload: counted, not logged line by line
+            log.debug("%s %s shed: %s", request.method, request.url.path, exc)
             ctx = getattr(request.app.state, "ctx", None)
             if ctx is not None:
                 ctx.metrics.rejections.labels("db_pool").inc()
@@ -212,6 +214,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, on_any)
     app.add_exception_handler(ConcurrencyError, on_any)
     app.add_exception_handler(EventStoreError, on_any)
+    # The errors of unavailable or overloaded dependencies, each by its class: the catch-all Exception
+    # handler runs in Starlette's ServerErrorMiddleware, which re-raises after answering, and uvicorn
+    # then logs a second traceback and CLOSES the keep-alive connection after the 503 — the client's
+    # next request on it was reset. Only a true 500 (a bug) should take that way.
+    for unavailable in _UNAVAILABLE:
+        app.add_exception_handler(unavailable, on_any)
     app.add_exception_handler(Exception, on_any)
 
 

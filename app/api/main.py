@@ -120,7 +120,7 @@ async def open_context(
             products=StateCache(store, Repository(store, PRODUCT), size=10_000),
             shutdown=shutdown,
             streams=StreamSlots(
-                settings.ui_max_streams, shutdown, lambda: metrics.rejections.labels("streams").inc()
+                settings.stream_cap(), shutdown, lambda: metrics.rejections.labels("streams").inc()
             ),
         )
 

@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 CLOSE_MARGIN_S = 10.0  # the lifespan's closing of NATS, PostgreSQL, ... after the requests
 
 
+class _OverloadLogFilter(logging.Filter):
+    """Drops uvicorn's one-line-per-refusal warning: counted in ``eda_http_rejections_total``, it would
+    flood the log exactly when the process is overloaded."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Exceeded concurrency limit."
+
+
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol whose concurrency-limit refusal is rendered by the app."""
 
@@ -80,6 +88,9 @@ def api_server(settings: Settings, host: str, port: int, *, dev: bool = False) -
     the anonymous loopback principal; it trusts no ``X-Forwarded-For``: "loopback" is the real peer)."""
     shutdown = Shutdown()
     proxies = [] if dev else settings.trusted_proxy_list()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _OverloadLogFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(_OverloadLogFilter())
     config = uvicorn.Config(
         functools.partial(dev_app_from_env if dev else app_from_env, shutdown),
         factory=True,
@@ -93,6 +104,7 @@ def api_server(settings: Settings, host: str, port: int, *, dev: bool = False) -
         log_config=None,  # uvicorn's loggers propagate to the JSON handler of configure_logging
         log_level=settings.log_level.lower(),
         limit_concurrency=settings.http_max_concurrency,
+        timeout_keep_alive=settings.http_keepalive_s,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     return ApiServer(config, shutdown, settings.shutdown_drain_s)
