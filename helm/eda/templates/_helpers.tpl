@@ -165,6 +165,7 @@ http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.ot
   value: {{ $v.healthPort | quote }}
 {{- if eq .role "api" }}
 {{ include "eda.authEnv" .ctx }}
+{{ include "eda.apiLimitsEnv" .ctx }}
 {{- end }}
 {{- with $v.jaeger.uiUrl }}
 - name: EDA_JAEGER_UI_URL
@@ -335,7 +336,7 @@ spec:
       {{- end }}
       securityContext:
         {{- toYaml $ctx.Values.podSecurityContext | nindent 8 }}
-      terminationGracePeriodSeconds: 30
+      terminationGracePeriodSeconds: {{ include "eda.terminationGrace" (dict "ctx" $ctx "role" .role) }}
       {{- if .migrate }}
       {{- include "eda.migrateInitContainer" (dict "ctx" $ctx "role" .role) | nindent 6 }}
       {{- end }}
@@ -379,6 +380,9 @@ spec:
             periodSeconds: 5
             timeoutSeconds: 3
             failureThreshold: 3
+          {{- with include "eda.lifecycle" (dict "ctx" $ctx "role" .role) }}
+          {{- . | nindent 10 }}
+          {{- end }}
           resources:
             {{- toYaml $spec.resources | nindent 12 }}
           securityContext:
@@ -426,13 +430,16 @@ spec:
       affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
-      {{- with $spec.topologySpreadConstraints }}
       topologySpreadConstraints:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+        {{- if $spec.topologySpreadConstraints }}
+        {{- toYaml $spec.topologySpreadConstraints | nindent 8 }}
+        {{- else }}
+        {{- include "eda.defaultSpread" (dict "ctx" $ctx "component" .component) | nindent 8 }}
+        {{- end }}
 {{- end }}
 
-{{/* A PodDisruptionBudget; call with (dict "ctx" $ "component" "api" "pdb" .Values.api.pdb). */}}
+{{/* A PodDisruptionBudget; call with (dict "ctx" $ "component" "api" "pdb" .Values.api.pdb): minAvailable
+when set, else maxUnavailable (the default, 1: a drain of a one-replica role proceeds instead of blocking). */}}
 {{- define "eda.pdb" -}}
 {{- if .pdb.enabled }}
 ---
@@ -444,10 +451,13 @@ metadata:
   labels:
     {{- include "eda.labels" (dict "ctx" .ctx "component" .component) | nindent 4 }}
 spec:
-  {{- if hasKey .pdb "maxUnavailable" }}
-  maxUnavailable: {{ .pdb.maxUnavailable }}
-  {{- else }}
+  {{- if .pdb.minAvailable }}
   minAvailable: {{ .pdb.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ .pdb.maxUnavailable }}
+  {{- end }}
+  {{- with .pdb.unhealthyPodEvictionPolicy }}
+  unhealthyPodEvictionPolicy: {{ . }}
   {{- end }}
   selector:
     matchLabels:
