@@ -108,7 +108,7 @@ async def throughput(events: int, restore_sync: str) -> dict[str, float]:
 
 
 async def mirror_lag(clients: int, seconds: float, warmup: float) -> dict[str, float]:
-    from api_load import drive
+    from api_load import PRICED, drive
 
     with tempfile.TemporaryDirectory(prefix="eda-bench-") as tmp:
         base = Path(tmp)
@@ -117,13 +117,19 @@ async def mirror_lag(clients: int, seconds: float, warmup: float) -> dict[str, f
             nc, mnc = await nats.connect(primary.url), await nats.connect(dr.url)
             await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
             await mirrors.create_mirror(mnc, "EVENTS", "primary", 1)
-            env = dict(os.environ) | {
-                "EDA_NATS_URL": primary.url,
-                "EDA_DATABASE_URL": pg.dsn,
-                "EDA_HEALTH_PORT": "0",
-                "EDA_LOG_LEVEL": "WARNING",
-                "EDA_AUTH_MODE": "disabled",  # the mirror's lag is measured, not authentication
-            }
+            env = (
+                dict(os.environ)
+                | {
+                    "EDA_NATS_URL": primary.url,
+                    "EDA_DATABASE_URL": pg.dsn,
+                    "EDA_HEALTH_PORT": "0",
+                    "EDA_LOG_LEVEL": "WARNING",
+                    "EDA_AUTH_MODE": "disabled",  # the mirror's lag is measured, not authentication
+                    # a trusted load generator, as in harness.running_system: never rate limited
+                    "EDA_RATE_LIMIT_TRUSTED": "1000000/second",
+                }
+                | PRICED
+            )
             port = free_port()
             commands = [["api", "--host", "127.0.0.1", "--port", str(port)], ["projector"]]
             procs = [subprocess.Popen([EDA, *cmd], env=env) for cmd in commands]  # noqa: ASYNC220
@@ -147,6 +153,8 @@ async def mirror_lag(clients: int, seconds: float, warmup: float) -> dict[str, f
             final = await mirrors.wait_caught_up(nc, mnc, "EVENTS", timeout=30)
             await nc.close()
             await mnc.close()
+    if not load["creates_per_s"]:  # a lag of 0 without load measures nothing
+        raise SystemExit(f"no order was created under load ({load['errors']:.0f} errors): nothing measured")
     measured = samples[int(len(samples) * warmup / (warmup + seconds)) :] or samples
     messages = [float(m) for m, _ in measured]
     lag_s = [s for _, s in measured]
