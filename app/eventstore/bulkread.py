@@ -22,7 +22,7 @@ import orjson
 from nats.aio.client import Client as NATS
 
 from app.eventstore import jsapi
-from app.eventstore.directget import RawMessage
+from app.eventstore.envelope import RawMessage
 from app.eventstore.ports import EventStoreError
 
 _CRLF = b"\r\n"

@@ -11,8 +11,27 @@ from typing import Any
 
 import msgspec
 
-from app.eventstore.envelope import Envelope, Metadata, NewEvent, RecordedEvent, StreamId, utcnow
+from app.eventstore.envelope import (
+    Envelope,
+    Metadata,
+    NewEvent,
+    RawMessage,
+    RecordedEvent,
+    StreamId,
+    utcnow,
+)
 from app.eventstore.upcasting import UpcasterRegistry, default_upcasters
+
+
+def message_headers(new: NewEvent, meta: Metadata) -> dict[str, str]:
+    """The headers stored with an event: its id (``Nats-Msg-Id``, the dedupe key), its wire type (so
+    consumers can skip what they do not handle without decoding) and the W3C trace context."""
+    headers = {"Nats-Msg-Id": new.event_id, "Eda-Type": type(new.event).TYPE}
+    if meta.traceparent:
+        headers["traceparent"] = meta.traceparent
+    if meta.tracestate:
+        headers["tracestate"] = meta.tracestate
+    return headers
 
 
 class UnknownEventType(LookupError):
@@ -78,6 +97,10 @@ class EventCodec:
         cls = self._types.get(env.type)
         event = msgspec.convert(env.data, cls) if cls is not None else None
         return RecordedEvent(envelope=env, sequence=sequence, event=event)
+
+    def decode_all(self, messages: Iterable[RawMessage]) -> list[RecordedEvent]:
+        """Stored messages → ``RecordedEvent`` s, in their order."""
+        return [self.decode(m.data, m.sequence) for m in messages]
 
     def to_event(self, envelope: Envelope) -> Any:
         """Decode the domain event of an (already upcast) envelope."""

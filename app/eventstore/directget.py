@@ -9,24 +9,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from app.eventstore import jsapi
+from app.eventstore.envelope import RawMessage
 from app.eventstore.ports import EventStoreError
-
-
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """A stored message as Direct Get returns it."""
-
-    sequence: int
-    subject: str
-    data: bytes
-    headers: dict[str, str]
 
 
 class DirectGetter:

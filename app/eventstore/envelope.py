@@ -93,6 +93,16 @@ class Envelope:
     tracestate: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A stored message, undecoded: its stream sequence, subject, JSON envelope and headers."""
+
+    sequence: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordedEvent:
     """An event as read back: envelope (upcast to the current schema), stream sequence and the decoded

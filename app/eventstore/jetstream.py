@@ -27,31 +27,34 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from app.domain.registry import all_event_types
 from app.eventstore import jsapi
 from app.eventstore.bulkread import BulkReader
-from app.eventstore.codec import EventCodec
-from app.eventstore.directget import DirectGetter, RawMessage
+from app.eventstore.codec import EventCodec, message_headers
+from app.eventstore.directget import DirectGetter
 from app.eventstore.envelope import (
     SUBJECT_PREFIX,
     Metadata,
-    NewEvent,
     Position,
-    RecordedEvent,
+    RawMessage,
     StreamId,
 )
 from app.eventstore.ports import (
+    MAX_BATCH,
     AppendRequest,
     AppendResult,
     ConcurrencyError,
+    EventStore,
+    EventStoreBase,
     EventStoreError,
     LoadedStream,
 )
+from app.settings import Settings
 from app.telemetry import current_traceparent, mark_error, meter, note_appended, producer_span
 
 log = logging.getLogger(__name__)
 
 STREAM = "EVENTS"
-MAX_BATCH = 1000
 BULK_THRESHOLD = 2000  # reads at least this large use the lean bulk connection
 LOAD_PAGE = 1000  # first page of an aggregate's load (below BULK_THRESHOLD: plain direct get)
 
@@ -86,7 +89,15 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)
 
 
-class JetStreamEventStore:
+async def open_event_store(nc: NATS, settings: Settings) -> EventStore:
+    """The event store of every process, as its composition root asks for it: JetStream, stream
+    ``EVENTS`` ensured (``EDA_STREAM_REPLICAS``), every event type of the domain known."""
+    return await JetStreamEventStore.open(
+        nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
+    )
+
+
+class JetStreamEventStore(EventStoreBase):
     """``EventStore`` on one JetStream stream. Create with ``await JetStreamEventStore.open(...)``."""
 
     def __init__(
@@ -133,13 +144,6 @@ class JetStreamEventStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    async def append(
-        self, stream: StreamId, events: Sequence[NewEvent], expected: Position, meta: Metadata
-    ) -> AppendResult:
-        """Append ``events`` iff the stream is still at ``expected``; all or nothing; idempotent."""
-        [result] = await self.append_multi([AppendRequest(stream, events, expected)], meta)
-        return result
-
     async def append_multi(self, requests: Sequence[AppendRequest], meta: Metadata) -> list[AppendResult]:
         """Append to several streams in ONE atomic batch: every stream's expected position is checked
         and either all events of all streams are stored or none (e.g. reserving several products).
@@ -178,7 +182,7 @@ class JetStreamEventStore:
                 env = self._codec.envelope(req.stream, req.expected.version + i + 1, new, meta)
                 subjects.append(req.stream.subject)
                 payloads.append(self._codec.encode(env))
-                hdrs = self._headers(new, meta)
+                hdrs = message_headers(new, meta)
                 if i == 0:
                     hdrs["Nats-Expected-Last-Subject-Sequence"] = str(req.expected.sequence)
                 headers.append(hdrs)
@@ -240,15 +244,6 @@ class JetStreamEventStore:
                     f"append to {subjects[0]} not acknowledged after {attempt} attempts: {failure!r}"
                 ) from failure
             await asyncio.sleep(delay)
-
-    @staticmethod
-    def _headers(new: NewEvent, meta: Metadata) -> dict[str, str]:
-        headers = {"Nats-Msg-Id": new.event_id, "Eda-Type": type(new.event).TYPE}
-        if meta.traceparent:
-            headers["traceparent"] = meta.traceparent
-        if meta.tracestate:
-            headers["tracestate"] = meta.tracestate
-        return headers
 
     async def _publish_one(self, subject: str, payload: bytes, headers: dict[str, str]) -> dict[str, Any]:
         try:
@@ -324,9 +319,6 @@ class JetStreamEventStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _decode(self, raw: RawMessage) -> RecordedEvent:
-        return self._codec.decode(raw.data, raw.sequence)
-
     async def load(self, stream: StreamId, after: Position | None = None) -> LoadedStream:
         """Events of ``stream`` after ``after`` (default: all), and the position after the last."""
         start = after or Position(0, 0)
@@ -335,16 +327,7 @@ class JetStreamEventStore:
         raw = await self.read_raw(start.sequence + 1, limit=LOAD_PAGE, subjects=stream.subject)
         if len(raw) == LOAD_PAGE:
             raw += await self.read_raw(raw[-1].sequence + 1, limit=2**62, subjects=stream.subject)
-        events = [self._decode(m) for m in raw]
-        if not events:
-            return LoadedStream(events=[], position=start)
-        return LoadedStream(events=events, position=Position(events[-1].version, events[-1].sequence))
-
-    async def read_all(
-        self, from_sequence: int, *, limit: int = 1000, subjects: str = "events.>"
-    ) -> list[RecordedEvent]:
-        """Up to ``limit`` events of all aggregates from ``from_sequence`` on, in global stream order."""
-        return [self._decode(m) for m in await self.read_raw(from_sequence, limit=limit, subjects=subjects)]
+        return LoadedStream.after(start, self._codec.decode_all(raw))
 
     async def read_raw(
         self, from_sequence: int, *, limit: int = 1000, subjects: str = "events.>"

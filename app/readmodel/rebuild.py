@@ -33,8 +33,8 @@ from dataclasses import dataclass, replace
 import asyncpg
 import orjson
 
-from app.eventstore.directget import RawMessage
-from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.envelope import RawMessage
+from app.eventstore.ports import EventStore
 from app.readmodel import projections as proj
 from app.readmodel.db import advisory_key, init_connection, quote_ident
 from app.readmodel.migrations import create_readmodel_schema
@@ -169,7 +169,7 @@ class Rebuild:
 
     def __init__(
         self,
-        store: JetStreamEventStore,
+        store: EventStore,
         pool: asyncpg.Pool,
         request: RebuildRequest,
         progress: ProgressFn | None = None,
@@ -341,7 +341,7 @@ class Rebuild:
         raws = await self._store.read_raw(after + 1, limit=self._req.batch_size, subjects=self._subjects)
         if not raws:
             return 0, after
-        events = [self._store.codec.decode(m.data, m.sequence) for m in raws]
+        events = self._store.codec.decode_all(raws)
         with batch_consumer_span(proj.SUBJECTS, [e.envelope.traceparent for e in events]):
             await proj.apply_batch(conn, shadow, events, projection=self._req.projection, notify=False)
         return len(raws), raws[-1].sequence
