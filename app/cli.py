@@ -160,7 +160,7 @@ def operator(
 @cli.command()
 def saga() -> None:
     """Run the order fulfilment saga orchestrator (health on EDA_HEALTH_PORT)."""
-    from app.saga.runner import run_saga
+    from app.runtime.background import run_saga
 
     settings = _observe("saga")
     _run(run_saga(settings))
@@ -171,8 +171,8 @@ def worker(
     names: Annotated[list[str], typer.Argument(help="inventory, payment and/or shipping.")],
 ) -> None:
     """Run one worker type (or several in one process): inventory, payment, shipping."""
+    from app.runtime.background import run_workers
     from app.workers.commands import WORKERS
-    from app.workers.runner import run_workers
 
     chosen = tuple(w for w in WORKERS if w in names)
     if not chosen or len(chosen) != len(set(names)):

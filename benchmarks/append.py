@@ -78,7 +78,7 @@ async def load_times(store: JetStreamEventStore, snaps: SnapshotStore, n: int) -
     for start in range(0, n, 500):  # bulk-load quickly in atomic batches of 500
         pos = (await store.append(stream, events[start : start + 500], pos, META)).position
     plain = Repository(store, ORDER)
-    with_snap = Repository(store, ORDER, snaps, snapshot_every=100)
+    with_snap = Repository(store, ORDER, snaps)
     await with_snap.snapshot(order_id)
 
     async def timed(repo: Repository[object, object, object], reps: int) -> float:

@@ -3,8 +3,8 @@
 Create decides for whom the order is placed (``access.placement``) and what it costs (``pricing``), and
 validates the command purely, all BEFORE allocating an id (refused input burns no id); then it takes a
 fresh id from the counter and appends ``OrderCreated`` at expected version 0 without loading anything
-(a new id has no stream). With an Idempotency-Key (scoped to the caller) the id comes from the key's
-claim and the command runs through ``Repository.execute`` (idempotent: a retry of a half-done attempt
+(a new id has no stream: ``assume_new``, no retry). With an Idempotency-Key (scoped to the caller) the id comes from the key's
+claim and the command runs through the ``CommandHandler`` (idempotent: a retry of a half-done attempt
 appends nothing). Cancel is limited to the caller's own orders unless it may cancel any.
 """
 
@@ -24,9 +24,9 @@ from app.api.schemas import CancelOrderIn, CreateOrderIn
 from app.auth.scopes import Principal
 from app.domain.common import NotFound
 from app.domain.order import INITIAL, ORDER, CancelOrder, CreateOrder, Order
-from app.eventstore.envelope import NEW, Metadata, utcnow
+from app.eventstore.envelope import Metadata, utcnow
 from app.eventstore.ports import ConcurrencyError
-from app.service.repository import Loaded, VersionMismatch
+from app.service.handler import NO_RETRY, VersionMismatch
 from app.telemetry import set_order_id
 
 ID_COLLISION_RETRIES = 5
@@ -58,13 +58,12 @@ def _created(order_id: int) -> StoredResponse:
 
 
 async def _create_new(ctx: AppContext, order: _Order, meta: Metadata) -> int:
-    repo = ctx.repository(ORDER)
+    orders = ctx.handler(ORDER, retry=NO_RETRY)
     for _ in range(ID_COLLISION_RETRIES):
         order_id = await ctx.ids.next()
         set_order_id(order_id)
-        events = ORDER.decide(order.command(order_id), INITIAL)
         try:
-            await repo.append(order_id, events, Loaded(INITIAL, NEW), meta)
+            await orders.execute(order_id, order.command(order_id), meta, assume_new=True)
         except ConcurrencyError:  # the id exists already: the counter was reset; take the next one
             continue
         return order_id
@@ -100,9 +99,7 @@ async def create_order(
                 return StoredResponse(
                     replay.status, replay.body, replay.headers | {"Idempotent-Replayed": "true"}
                 )
-            await ctx.repository(ORDER).execute(
-                claim.order_id, order.command(claim.order_id), meta, retries=3
-            )
+            await ctx.handler(ORDER).execute(claim.order_id, order.command(claim.order_id), meta)
             response = _created(claim.order_id)
             await ctx.idempotency.complete(principal.subject, key, response)
         outcome = "ok"
@@ -141,7 +138,7 @@ async def cancel_order(
         owner = access.cancel_owner(principal)
         command = CancelOrder(order_id=order_id, reason=body.reason, at=utcnow(), owner=owner)
         try:
-            done = await ctx.repository(ORDER).execute(order_id, command, meta, expected_version=expected)
+            done = await ctx.handler(ORDER).execute(order_id, command, meta, expected_version=expected)
         except VersionMismatch:  # checked before the decider's owner check: must not disclose an order
             known = await reads.owner_of(ctx, order_id)
             if known is None or (owner is not None and known != owner):

@@ -1,9 +1,10 @@
 """Shared clients of the API process (``AppContext`` on ``app.state.ctx``) and their FastAPI dependency.
 
 Routes take ``ctx: Ctx`` and use ``ctx.nc``, ``ctx.store``, ``ctx.snapshots``, ``ctx.pool``,
-``ctx.settings``, ``ctx.schema``, ``ctx.repository(decider)`` (a ``Repository`` on these stores),
-``ctx.auth`` (the request authenticator), ``ctx.products`` (catalog states, for prices), ``ctx.shutdown``
-(the process's shutdown state) and ``ctx.streams`` (the console's stream slots).
+``ctx.settings``, ``ctx.schema``, ``ctx.repository(decider)`` (reads: a ``Repository`` on these stores),
+``ctx.handler(decider)`` (commands: a ``CommandHandler``), ``ctx.auth`` (the request authenticator),
+``ctx.products`` (catalog states, for prices), ``ctx.shutdown`` (the process's shutdown state) and
+``ctx.streams`` (the console's stream slots).
 Everything is created in the app's lifespan (``app.api.main``), nothing at import time.
 """
 
@@ -18,16 +19,17 @@ from fastapi import Depends, Request
 from nats.aio.client import Client as NATS
 
 from app.api.idempotency import IdempotencyStore
-from app.api.ids import OrderIds
+from app.api.ids import IdSource
 from app.api.metrics import ApiMetrics
 from app.auth.authenticator import Authenticator
 from app.domain.catalog import ProductState
 from app.domain.common import Decider
 from app.eventstore.envelope import Metadata
-from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.ports import EventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.process.shutdown import Shutdown
 from app.readmodel.notify import OrderNotifications
+from app.service.handler import CommandHandler, RetryPolicy
 from app.service.repository import Repository
 from app.service.statecache import StateCache
 from app.settings import Settings
@@ -41,10 +43,10 @@ class AppContext:
 
     settings: Settings
     nc: NATS
-    store: JetStreamEventStore
+    store: EventStore
     snapshots: SnapshotStore
     pool: asyncpg.Pool
-    ids: OrderIds
+    ids: IdSource
     notifications: OrderNotifications
     idempotency: IdempotencyStore
     metrics: ApiMetrics
@@ -58,7 +60,18 @@ class AppContext:
         return self.settings.readmodel_schema
 
     def repository[C, E, S](self, decider: Decider[C, E, S]) -> Repository[C, E, S]:
-        return Repository(self.store, decider, self.snapshots, snapshot_every=self.settings.snapshot_every)
+        return Repository(self.store, decider, self.snapshots)
+
+    def handler[C, E, S](
+        self, decider: Decider[C, E, S], retry: RetryPolicy | None = None
+    ) -> CommandHandler[C, E, S]:
+        return CommandHandler(
+            self.store,
+            decider,
+            snapshots=self.snapshots,
+            snapshot_every=self.settings.snapshot_every,
+            retry=retry,
+        )
 
 
 async def get_ctx(request: Request) -> AppContext:  # async: sync deps run in a thread pool

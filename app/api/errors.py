@@ -28,7 +28,7 @@ from app.domain.catalog import AmountMismatch
 from app.domain.common import AlreadyExists, DomainError, InvalidTransition, InvalidValue, NotFound
 from app.eventstore.ports import ConcurrencyError, EventStoreError
 from app.readmodel.db import PoolExhausted
-from app.service.repository import VersionMismatch
+from app.service.handler import VersionMismatch
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Protocol
 
 import orjson
 from nats.aio.client import Client as NATS
@@ -30,6 +31,25 @@ __all__ = ["ORDER_ID_SUBJECT", "STREAM", "IdAllocationError", "OrderIds", "count
 
 class IdAllocationError(RuntimeError):
     """The counter did not answer with a value."""
+
+
+class IdSource(Protocol):
+    """Where order ids come from: ``next()`` returns an id no other caller ever gets, from 1 upwards,
+    dense (``tests/contract`` holds ``OrderIds`` and its twin to it)."""
+
+    async def next(self) -> int: ...
+
+
+class InMemoryOrderIds:
+    """The twin of ``OrderIds``: a counter in this process (unit tests)."""
+
+    def __init__(self, last: int = 0) -> None:
+        self._last = last
+
+    async def next(self) -> int:
+        await asyncio.sleep(0)
+        self._last += 1
+        return self._last
 
 
 class OrderIds:

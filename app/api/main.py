@@ -31,10 +31,8 @@ from app.api.routes import ROUTERS
 from app.api.security import InternalEndpoints
 from app.auth.authenticator import AuthConfigError, build_authenticator, config_error
 from app.domain.catalog import PRODUCT
-from app.domain.registry import all_event_types
-from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
-from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.jetstream import open_event_store
 from app.eventstore.snapshots import SnapshotStore
 from app.process.gctune import tune_gc
 from app.process.shutdown import Shutdown
@@ -86,9 +84,7 @@ async def open_context(
         auth = build_authenticator(settings, http, anonymous_dev=anonymous_dev)
         nc = await connect_nats(settings, name="eda-api")
         stack.push_async_callback(nc.close)
-        store = await JetStreamEventStore.open(
-            nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
-        )
+        store = await open_event_store(nc, settings)
         stack.push_async_callback(store.close)
         snapshots = await SnapshotStore.open(nc.jetstream(), replicas=settings.stream_replicas)
         ids = await OrderIds.open(nc, replicas=settings.stream_replicas)

@@ -27,13 +27,9 @@ from nats.errors import (
 )
 from nats.js.errors import APIError
 
-from app.domain.registry import all_event_types
 from app.eventstore import jsapi
-from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
 from app.eventstore.consumer import PullLoop
-from app.eventstore.jetstream import JetStreamEventStore
-from app.eventstore.snapshots import SnapshotStore
 from app.process.gctune import tune_gc
 from app.process.health import CheckResult, serve_health
 from app.settings import Settings
@@ -92,14 +88,6 @@ async def retry_start[T](
             if stopping.is_set():
                 raise StartAborted(what)
         delay = min(delay * 2, max_delay)
-
-
-async def open_store(nc: NATS, settings: Settings) -> tuple[JetStreamEventStore, SnapshotStore]:
-    store = await JetStreamEventStore.open(
-        nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
-    )
-    snapshots = await SnapshotStore.open(nc.jetstream(), replicas=settings.stream_replicas)
-    return store, snapshots
 
 
 async def start_role(

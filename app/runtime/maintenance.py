@@ -14,10 +14,8 @@ from nats.aio.client import Client as NATS
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-from app.domain.registry import all_event_types
-from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
-from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.jetstream import open_event_store
 from app.eventstore.snapshots import SnapshotStore
 from app.readmodel import db, migrations, runs
 from app.readmodel import rebuild as rb
@@ -92,9 +90,7 @@ async def rebuild(settings: Settings, request: rb.RebuildRequest, console: Conso
         batch_size=request.batch_size,
     ).validate()
     nc = await _connect_nats(settings, "eda-rebuild")
-    store = await JetStreamEventStore.open(
-        nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
-    )
+    store = await open_event_store(nc, settings)
     try:
         pool = await _create_pool(settings, 3)
     except Unavailable:
@@ -173,9 +169,7 @@ async def snapshot(settings: Settings, request: SnapshotRequest, console: Consol
     request.validate()
     nc = await _connect_nats(settings, "eda-snapshot")
     try:
-        store = await JetStreamEventStore.open(
-            nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
-        )
+        store = await open_event_store(nc, settings)
         snapshots = await SnapshotStore.open(nc.jetstream(), replicas=settings.stream_replicas)
         pool = await _recording_pool(settings, console)
         run_id = runs.new_run_id("cli-snapshot")

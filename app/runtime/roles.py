@@ -20,10 +20,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from app.domain.registry import all_event_types
-from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
-from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.jetstream import open_event_store
 from app.ops.gauges import PlatformGauges
 from app.process.gctune import tune_gc
 from app.process.health import CheckResult, serve_health
@@ -45,9 +43,7 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
     nc = await connect_nats(settings, name="eda-projector")
     stack = contextlib.ExitStack()
     try:
-        store = await JetStreamEventStore.open(
-            nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
-        )
+        store = await open_event_store(nc, settings)
         await migrate_dsn(dsn, settings.readmodel_schema)
         projector = Projector(
             nc,
@@ -88,9 +84,8 @@ async def projector_role(settings: Settings, *, health: bool = True) -> None:
 def background_roles(settings: Settings) -> list[Role]:
     """The non-API roles of ``eda dev``, each under its own telemetry name (``eda-saga``, ...); each
     worker separately, as ``eda worker <name>`` runs in the cluster."""
-    from app.saga.runner import saga_role
+    from app.runtime.background import saga_role, workers_role
     from app.workers.commands import WORKERS
-    from app.workers.runner import workers_role
 
     return [
         in_role("projector", projector_role(settings, health=False)),

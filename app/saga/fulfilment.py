@@ -12,7 +12,18 @@ from app.domain.order.events import OrderCancelled, OrderCompleted, OrderCreated
 from app.domain.payment import PAYMENT
 from app.domain.saga import React, Saga, Step, StepName, StepTimedOut
 from app.domain.shipping import SHIPPING
-from app.workers.commands import Item, WorkerCommand, WorkerName
+from app.workers.commands import (
+    Charge,
+    Commit,
+    Item,
+    Recall,
+    Refund,
+    Release,
+    Reserve,
+    Ship,
+    WorkerCommand,
+    WorkerName,
+)
 
 FACT_TYPES: frozenset[str] = frozenset(
     cls.TYPE
@@ -28,16 +39,6 @@ FACT_TYPES: frozenset[str] = frozenset(
 """Event types the saga reacts to; everything else on its subjects is acked unread."""
 
 FACT_SUBJECTS = ["events.order.>", "events.reservation.>", "events.payment.>", "events.shipping.>"]
-
-ROUTES: dict[StepName, tuple[WorkerName, str]] = {
-    StepName.RESERVE: ("inventory", "reserve"),
-    StepName.RELEASE: ("inventory", "release"),
-    StepName.COMMIT: ("inventory", "commit"),
-    StepName.CHARGE: ("payment", "charge"),
-    StepName.REFUND: ("payment", "refund"),
-    StepName.SHIP: ("shipping", "ship"),
-    StepName.RECALL: ("shipping", "recall"),
-}
 
 
 def order_id_of(subject: str) -> int:
@@ -100,12 +101,25 @@ def next_deadline(saga: Saga, timeout_s: float, now: datetime) -> datetime | Non
 
 def worker_command(saga: Saga, step: Step) -> tuple[WorkerName, WorkerCommand]:
     """The command a started step sends to its worker."""
-    worker, kind = ROUTES[step.name]
-    return worker, WorkerCommand(
-        command_id=step.command_id,
-        kind=kind,
-        order_id=saga.order_id,
-        user_id=saga.user_id,
-        amount=str(saga.amount),
-        items=tuple(Item(i.product_id, i.quantity) for i in saga.items) if worker == "inventory" else (),
-    )
+    cid, oid = step.command_id, saga.order_id
+    match step.name:
+        case StepName.RESERVE:
+            return "inventory", Reserve(command_id=cid, order_id=oid, items=_items(saga))
+        case StepName.RELEASE:
+            return "inventory", Release(command_id=cid, order_id=oid, items=_items(saga))
+        case StepName.COMMIT:
+            return "inventory", Commit(command_id=cid, order_id=oid, items=_items(saga))
+        case StepName.CHARGE:
+            return "payment", Charge(command_id=cid, order_id=oid, amount=str(saga.amount))
+        case StepName.REFUND:
+            return "payment", Refund(command_id=cid, order_id=oid)
+        case StepName.SHIP:
+            return "shipping", Ship(command_id=cid, order_id=oid, user_id=saga.user_id)
+        case StepName.RECALL:
+            return "shipping", Recall(command_id=cid, order_id=oid)
+        case _:
+            raise TypeError(f"no worker runs step {step.name!r}")
+
+
+def _items(saga: Saga) -> tuple[Item, ...]:
+    return tuple(Item(i.product_id, i.quantity) for i in saga.items)

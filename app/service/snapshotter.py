@@ -24,8 +24,8 @@ from nats.aio.client import Client as NATS
 from app.domain.registry import decider_for
 from app.eventstore import jsapi
 from app.eventstore.envelope import SUBJECT_PREFIX, StreamId
-from app.eventstore.jetstream import STREAM, JetStreamEventStore
-from app.eventstore.ports import EventStoreError
+from app.eventstore.jetstream import STREAM
+from app.eventstore.ports import EventStore, EventStoreError
 from app.eventstore.snapshots import BUCKET, SnapshotStore
 from app.service.repository import Repository
 from app.telemetry import tracer
@@ -105,7 +105,7 @@ async def _bucket_history(nc: NATS) -> int:
 class Snapshotter:
     """Takes snapshots through the aggregate's ``Repository`` (load = snapshot + later events)."""
 
-    def __init__(self, nc: NATS, store: JetStreamEventStore, snapshots: SnapshotStore) -> None:
+    def __init__(self, nc: NATS, store: EventStore, snapshots: SnapshotStore) -> None:
         self._nc = nc
         self._store = store
         self._snapshots = snapshots

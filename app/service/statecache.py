@@ -6,8 +6,7 @@ every append still carries the expected sequence, so a stale read only costs a c
 ``load(id, verify=False)`` skips even that round trip and answers from the cache: for callers that
 append what they decide (the append's expected sequence verifies the state) and that load again with
 ``verify=True`` after a conflict, or before concluding "nothing to do" from a cached state (a stale
-state could hide a decision). ``assume_new`` records an aggregate the caller knows to be new (its first
-append then needs no load at all; if it existed after all, that append conflicts).
+state could hide a decision). ``app.service.handler.CommandHandler`` is its user.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from app.eventstore.envelope import NEW, Position
+from app.eventstore.envelope import Position
 from app.eventstore.ports import EventStore
 from app.service.repository import Loaded, Repository
 
@@ -57,12 +56,6 @@ class StateCache[S]:
 
     def cached(self, aggregate_id: str | int) -> bool:
         return str(aggregate_id) in self._entries
-
-    def assume_new(self, aggregate_id: str | int) -> None:
-        """The aggregate has no events yet, as far as the caller knows (unless it is cached already)."""
-        key = str(aggregate_id)
-        if key not in self._entries:
-            self._remember(key, Loaded(state=self._repo.decider.initial, position=NEW))
 
     def _remember(self, key: str, loaded: Loaded[S]) -> None:
         self._entries[key] = loaded

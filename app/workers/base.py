@@ -1,19 +1,18 @@
-"""What every worker shares: decide-and-append with deterministic event ids, and the role's main loop
-(connect, ensure streams and the durable consumer, serve health, stop cleanly on SIGTERM/SIGINT).
+"""What every worker shares: its durable consumer on ``COMMANDS`` and the message handling around its
+``WorkerHandler``.
 
-A worker is a ``CommandHandler``: ``await handler(command, meta)`` appends its events (or nothing, for
-a command that already took effect) and returns; the message is acked only after that. One durable
-consumer per worker type (``worker-<name>``) is shared by all replicas: the work queue hands each
-command to one of them. Commands of one order run in order within a replica; across replicas the
-aggregates' optimistic concurrency serialises them.
+A worker is a ``WorkerHandler``: ``await handler(command, meta)`` appends its events through a
+``CommandHandler`` (deterministic ids from the command id, so a redelivery appends nothing new) and
+returns; the message is acked only after that. A message that is not one of the worker's commands is
+terminated (``PermanentError``). One durable consumer per worker type (``worker-<name>``) is shared
+by all replicas: the work queue hands each command to one of them. Commands of one order run in
+order within a replica; across replicas the aggregates' optimistic concurrency serialises them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -23,11 +22,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.domain.common import Decider, DomainError
 from app.eventstore.consumer import PermanentError, PullLoop, ensure_consumer
-from app.eventstore.envelope import NEW, EventId, Metadata, NewEvent, StreamId
-from app.eventstore.jetstream import JetStreamEventStore, ensure_stream
-from app.eventstore.ports import ConcurrencyError
+from app.eventstore.envelope import Metadata, utcnow
+from app.eventstore.jetstream import ensure_stream
+from app.eventstore.ports import EventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.service.repository import Loaded, Repository
+from app.service.handler import CommandHandler
 from app.settings import Settings
 from app.workers.commands import (
     COMMANDS_STREAM,
@@ -35,58 +34,37 @@ from app.workers.commands import (
     WorkerName,
     commands_stream_config,
     decode_command,
+    kind_of,
     meta_from_headers,
 )
 from app.workers.observe import WorkerTelemetry
 
-log = logging.getLogger(__name__)
-
-_NAMESPACE = uuid.UUID("0b5f3c1e-7d64-4a8b-8f2e-5c9d1e2f3a4b")
-CONFLICT_RETRIES = 20
-
-CommandHandler = Callable[[WorkerCommand, Metadata], Awaitable[None]]
+WorkerHandler = Callable[[WorkerCommand, Metadata], Awaitable[None]]
+BuildHandler = Callable[[EventStore, SnapshotStore | None, Settings], WorkerHandler]
 
 
-def event_ids(command_id: str, stream: StreamId, events: Sequence[Any]) -> list[NewEvent]:
-    """Deterministic ids: the same command's events on the same stream always get the same ids."""
-    return [
-        NewEvent(event=e, event_id=EventId(str(uuid.uuid5(_NAMESPACE, f"{command_id}:{stream}:{i}"))))
-        for i, e in enumerate(events)
-    ]
+def refused(worker: WorkerName, cmd: WorkerCommand) -> PermanentError:
+    """A command of another worker: terminated, never retried."""
+    return PermanentError(f"the {worker} worker cannot {kind_of(cmd)!r}")
 
 
-async def decide_and_append[C](
-    store: JetStreamEventStore,
-    repo: Repository[C, Any, Any],
-    aggregate_id: int,
-    make: Callable[[], C],
-    *,
-    command_id: str,
-    meta: Metadata,
-    assume_new: bool = False,
-) -> list[Any]:
-    """Load → decide → append (deterministic ids); on a conflict reload and decide again.
+def aggregate_worker[C](
+    store: EventStore,
+    decider: Decider[C, Any, Any],
+    translate: Callable[[WorkerCommand, datetime], C],
+    opening: type[WorkerCommand],
+) -> WorkerHandler:
+    """A worker whose commands each change one aggregate of the order (payment, shipping): the worker
+    command, translated, runs through a ``CommandHandler`` with ids derived from the command id; the
+    ``opening`` command (a charge, a shipment) is decided without a read (``assume_new``)."""
+    handler = CommandHandler(store, decider)
 
-    ``assume_new``: the command normally opens the aggregate (a charge, a shipment), so the first
-    attempt decides on the initial state without a read; a redelivery or a compensation that got there
-    first shows up as a conflict (or a no-op decision) and is decided again on the stored state."""
-    assumed = assume_new
-    for attempt in range(CONFLICT_RETRIES):
-        loaded = Loaded(repo.decider.initial, NEW) if assumed else await repo.load(aggregate_id)
-        events = list(repo.decider.decide(make(), loaded.state))
-        if not events:
-            if assumed:
-                assumed = False
-                continue
-            return []
-        stream = repo.stream(aggregate_id)
-        try:
-            await store.append(stream, event_ids(command_id, stream, events), loaded.position, meta)
-            return events
-        except ConcurrencyError:
-            assumed = False
-            await asyncio.sleep(0.005 * (attempt + 1))
-    raise ConcurrencyError(repo.stream(aggregate_id), loaded.position, "too many conflicts")
+    async def handle(cmd: WorkerCommand, meta: Metadata) -> None:
+        command = translate(cmd, utcnow())
+        opens = isinstance(cmd, opening)
+        await handler.execute(cmd.order_id, command, meta, cause=cmd.command_id, assume_new=opens)
+
+    return handle
 
 
 def worker_consumer_config(name: WorkerName) -> ConsumerConfig:
@@ -101,20 +79,20 @@ def worker_consumer_config(name: WorkerName) -> ConsumerConfig:
     )
 
 
-def make_message_handler(handler: CommandHandler) -> Callable[[Msg], Awaitable[None]]:
+def make_message_handler(name: WorkerName, handler: WorkerHandler) -> Callable[[Msg], Awaitable[None]]:
     telemetry = WorkerTelemetry()
 
     async def on_message(msg: Msg) -> None:
         try:
-            cmd = decode_command(msg.data)
+            cmd = decode_command(msg.data, name)
         except msgspec.DecodeError as exc:
-            raise PermanentError(f"undecodable command: {exc}") from exc
+            raise PermanentError(f"not a {name} command: {exc}") from exc
         meta = meta_from_headers(msg.headers, cmd.command_id)
         with telemetry.handling(msg, cmd):  # span (child of the saga's send) + metrics
             try:
                 await handler(cmd, meta)
             except DomainError as exc:
-                raise PermanentError(f"{cmd.kind} {cmd.command_id}: {exc.message}") from exc
+                raise PermanentError(f"{kind_of(cmd)} {cmd.command_id}: {exc.message}") from exc
 
     return on_message
 
@@ -123,7 +101,7 @@ def order_key(msg: Msg) -> str:
     return msg.subject
 
 
-async def start_worker(nc: NATS, name: WorkerName, handler: CommandHandler, settings: Settings) -> PullLoop:
+async def start_worker(nc: NATS, name: WorkerName, handler: WorkerHandler, settings: Settings) -> PullLoop:
     """Ensure ``COMMANDS`` and the worker's durable consumer; return its (not yet running) loop."""
     js = nc.jetstream()
     await ensure_stream(js, commands_stream_config(settings.stream_replicas))
@@ -134,17 +112,8 @@ async def start_worker(nc: NATS, name: WorkerName, handler: CommandHandler, sett
         nc=nc,
         stream=COMMANDS_STREAM,
         durable=config.durable_name,
-        handler=make_message_handler(handler),
+        handler=make_message_handler(name, handler),
         concurrency=settings.worker_concurrency,
         key=order_key,
         name=f"worker-{name}",
     )
-
-
-BuildHandler = Callable[[JetStreamEventStore, SnapshotStore, Settings], CommandHandler]
-
-
-def decider_repo[C](
-    store: JetStreamEventStore, decider: Decider[C, Any, Any], snapshots: SnapshotStore | None, every: int
-) -> Repository[C, Any, Any]:
-    return Repository(store, decider, snapshots, snapshot_every=every)

@@ -41,23 +41,72 @@ class Item(msgspec.Struct, frozen=True):
     quantity: int
 
 
-class WorkerCommand(msgspec.Struct, frozen=True, kw_only=True):
-    """What the saga asks a worker to do. ``kind``: reserve|release|commit, charge|refund, ship|recall."""
+class _Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    """What the saga asks a worker to do: one step's command (``command_id`` dedupes it), tagged on
+    the wire by ``kind``."""
 
     command_id: str
-    kind: str
     order_id: int
-    user_id: int = 0
-    amount: str = "0"
+
+
+class Reserve(_Command, frozen=True, kw_only=True, tag="reserve"):
     items: tuple[Item, ...] = ()
 
 
+class Release(_Command, frozen=True, kw_only=True, tag="release"):
+    items: tuple[Item, ...] = ()  # empty in commands sent before they carried the order's items
+
+
+class Commit(_Command, frozen=True, kw_only=True, tag="commit"):
+    items: tuple[Item, ...] = ()
+
+
+class Charge(_Command, frozen=True, kw_only=True, tag="charge"):
+    amount: str
+
+
+class Refund(_Command, frozen=True, kw_only=True, tag="refund"):
+    pass
+
+
+class Ship(_Command, frozen=True, kw_only=True, tag="ship"):
+    user_id: int
+
+
+class Recall(_Command, frozen=True, kw_only=True, tag="recall"):
+    pass
+
+
+InventoryCommand = Reserve | Release | Commit
+PaymentCommand = Charge | Refund
+ShippingCommand = Ship | Recall
+WorkerCommand = InventoryCommand | PaymentCommand | ShippingCommand
+"""The closed union of worker commands. Wire format (JSON): ``{"kind": ..., "command_id", "order_id"}``
+plus the kind's own fields. Commands queued by earlier versions carried every field on every kind
+(``user_id``, ``amount``, ``items``); decoding ignores the fields a kind does not have, so they still
+work, and a worker of an earlier version finds in a new command every field its kind needs."""
+
 _ENCODER = msgspec.json.Encoder()
-_DECODER = msgspec.json.Decoder(type=WorkerCommand)
+_DECODERS: dict[WorkerName, msgspec.json.Decoder[WorkerCommand]] = {
+    "inventory": msgspec.json.Decoder(type=InventoryCommand),
+    "payment": msgspec.json.Decoder(type=PaymentCommand),
+    "shipping": msgspec.json.Decoder(type=ShippingCommand),
+}
 
 
-def decode_command(data: bytes) -> WorkerCommand:
-    return _DECODER.decode(data)
+def kind_of(cmd: WorkerCommand) -> str:
+    """The command's wire tag (``reserve``, ``charge``, ...), for logs, spans and metrics."""
+    return str(type(cmd).__struct_config__.tag)
+
+
+def encode_command(cmd: WorkerCommand) -> bytes:
+    return _ENCODER.encode(cmd)
+
+
+def decode_command(data: bytes, worker: WorkerName) -> WorkerCommand:
+    """A command for ``worker``; ``msgspec.DecodeError`` for anything else (undecodable, or a kind
+    this worker does not handle)."""
+    return _DECODERS[worker].decode(data)
 
 
 def meta_headers(meta: Metadata, msg_id: str) -> dict[str, str]:
@@ -88,6 +137,6 @@ async def publish_command(
     """Publish once per command id (server-side dedupe; the worker is idempotent beyond the window).
     A ``send cmd.<worker>.{id}`` PRODUCER span; the worker's span is its child."""
     subject = f"cmd.{worker}.{cmd.order_id}"
-    attrs = {"eda.command.kind": cmd.kind}
+    attrs = {"eda.command.kind": kind_of(cmd)}
     with producer_span(subject, message_id=cmd.command_id, order_id=cmd.order_id, attributes=attrs):
-        await js.publish(subject, _ENCODER.encode(cmd), headers=meta_headers(meta, cmd.command_id))
+        await js.publish(subject, encode_command(cmd), headers=meta_headers(meta, cmd.command_id))

@@ -16,29 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
 from typing import Any
 
 from app.domain.inventory import (
     RESERVATION,
     STOCK,
     CommitItems,
-    Plan,
     ReleaseItems,
     ReservedItem,
     ReserveItems,
+    SetStock,
     plan,
 )
-from app.eventstore.consumer import PermanentError
-from app.eventstore.envelope import Metadata, NewEvent, Position, StreamId, utcnow
-from app.eventstore.jetstream import JetStreamEventStore
-from app.eventstore.ports import ConcurrencyError
+from app.domain.inventory.events import ReservationEvent, StockEvent
+from app.domain.inventory.state import Reservation, StockState
+from app.eventstore.envelope import Metadata, utcnow
+from app.eventstore.ports import EventStore
 from app.eventstore.snapshots import SnapshotStore
-from app.service.repository import Loaded, Repository
-from app.service.statecache import StateCache
+from app.service.handler import CommandHandler, RetryPolicy, Stale
 from app.settings import Settings
-from app.workers.base import CONFLICT_RETRIES, CommandHandler, event_ids
-from app.workers.commands import WorkerCommand
+from app.workers.base import WorkerHandler, refused
+from app.workers.commands import Commit, Item, Release, Reserve, WorkerCommand
 
 
 class _Locks:
@@ -55,54 +55,64 @@ class _Locks:
             yield
 
 
-class InventoryWorker:
-    def __init__(self, store: JetStreamEventStore, snapshots: SnapshotStore, settings: Settings) -> None:
-        self._store = store
-        self._stock: Repository[Any, Any, Any] = Repository(
-            store, STOCK, snapshots, snapshot_every=settings.snapshot_every
-        )
-        self._reservations: Repository[Any, Any, Any] = Repository(store, RESERVATION)
-        self._stock_cache = StateCache(store, self._stock)
-        self._reservation_cache = StateCache(store, self._reservations)
-        self._every = settings.snapshot_every
-        self._default = settings.default_stock
-        self._locks = _Locks()
-
-    def _command(self, cmd: WorkerCommand) -> ReserveItems | ReleaseItems | CommitItems:
-        at = utcnow()
-        items = tuple(ReservedItem(product_id=i.product_id, quantity=i.quantity) for i in cmd.items)
-        if cmd.kind == "reserve":
+def inventory_command(
+    cmd: WorkerCommand, at: datetime, default_stock: int
+) -> ReserveItems | ReleaseItems | CommitItems:
+    """The inventory plan's command for a worker command (pure)."""
+    match cmd:
+        case Reserve():
             return ReserveItems(
                 order_id=cmd.order_id,
-                items=items,
+                items=_items(cmd.items),
                 command_id=cmd.command_id,
                 at=at,
-                default_stock=self._default,
+                default_stock=default_stock,
             )
-        if cmd.kind == "release":
-            return ReleaseItems(order_id=cmd.order_id, command_id=cmd.command_id, at=at, items=items)
-        if cmd.kind == "commit":
-            return CommitItems(order_id=cmd.order_id, command_id=cmd.command_id, at=at, items=items)
-        raise PermanentError(f"inventory worker cannot {cmd.kind!r}")
+        case Release():
+            return ReleaseItems(
+                order_id=cmd.order_id, command_id=cmd.command_id, at=at, items=_items(cmd.items)
+            )
+        case Commit():
+            return CommitItems(
+                order_id=cmd.order_id, command_id=cmd.command_id, at=at, items=_items(cmd.items)
+            )
+        case _:
+            raise refused("inventory", cmd)
+
+
+def _items(items: tuple[Item, ...]) -> tuple[ReservedItem, ...]:
+    return tuple(ReservedItem(product_id=i.product_id, quantity=i.quantity) for i in items)
+
+
+class InventoryWorker:
+    def __init__(self, store: EventStore, snapshots: SnapshotStore | None, settings: Settings) -> None:
+        self._stock: CommandHandler[SetStock, StockEvent, StockState] = CommandHandler(
+            store, STOCK, snapshots=snapshots, snapshot_every=settings.snapshot_every, cache_size=20_000
+        )
+        self._reservations: CommandHandler[Any, ReservationEvent, Reservation] = CommandHandler(
+            store, RESERVATION, cache_size=20_000
+        )
+        self._default = settings.default_stock
+        self._locks = _Locks()
+        self._retry = RetryPolicy()
 
     async def handle(self, cmd: WorkerCommand, meta: Metadata) -> None:
-        products = sorted({i.product_id for i in cmd.items})
+        command = inventory_command(cmd, utcnow(), self._default)
+        products = sorted({i.product_id for i in command.items})
         if not products:  # a release/commit sent before commands carried the order's items
-            products = sorted(
-                i.product_id for i in (await self._reservation_cache.load(cmd.order_id)).state.items
-            )
-        for attempt in range(CONFLICT_RETRIES):
-            async with self._locks.hold(products):
-                try:
-                    if await self._once(cmd, meta, products):
-                        return
-                    continue  # an outcome was recorded first: plan the give-back on fresh reads
-                except ConcurrencyError:
-                    pass
-            await asyncio.sleep(0.005 * (attempt + 1))
-        raise ConcurrencyError(self._reservations.stream(cmd.order_id), Position(0, 0), "too many conflicts")
+            reservation = (await self._reservations.load(cmd.order_id)).state
+            products = sorted(i.product_id for i in reservation.items)
 
-    async def _once(self, cmd: WorkerCommand, meta: Metadata, products: list[int]) -> bool:
+        async def attempt(fresh: bool) -> None:
+            async with self._locks.hold(products):
+                if not await self._once(command, meta, products):
+                    raise Stale  # an outcome was recorded first: plan the give-back on fresh reads
+
+        await self._retry.run(attempt, self._reservations.stream(cmd.order_id), fresh=True)
+
+    async def _once(
+        self, command: ReserveItems | ReleaseItems | CommitItems, meta: Metadata, products: list[int]
+    ) -> bool:
         """One plan, stored; ``False`` when the command needs another plan (after an outcome that ends
         the reservation, the give-back is planned on products read after that outcome was stored)."""
         # The products are read BEFORE the reservation: a hold is only added by a plan that read the
@@ -110,48 +120,21 @@ class InventoryWorker:
         # outcome — if the reservation was decided meanwhile, that append fails and the next plan gives
         # the hold back.
         loaded = dict(
-            zip(products, await asyncio.gather(*(self._stock_cache.load(p) for p in products)), strict=True)
+            zip(products, await asyncio.gather(*(self._stock.load(p) for p in products)), strict=True)
         )
-        reservation = await self._reservation_cache.load(cmd.order_id)
-        decided = plan(self._command(cmd), reservation.state, {p: s.state for p, s in loaded.items()})
-        if decided.outcome_first:
-            await self._record_outcome(cmd, meta, reservation, decided)
-            return False
-        for pid in sorted(decided.stock):
-            events = decided.stock[pid]
-            stream = self._stock.stream(pid)
-            result = await self._store.append(
-                stream, _ids(cmd.command_id, stream, events), loaded[pid].position, meta
+        reservation = await self._reservations.load(command.order_id)
+        decided = plan(command, reservation.state, {p: s.state for p, s in loaded.items()})
+        if not decided.outcome_first:
+            for pid in sorted(decided.stock):
+                await self._stock.append(pid, decided.stock[pid], loaded[pid], meta, cause=command.command_id)
+        if decided.reservation:
+            await self._reservations.append(
+                command.order_id, decided.reservation, reservation, meta, cause=command.command_id
             )
-            self._stock_cache.appended(pid, STOCK.fold(events, loaded[pid].state), result.position)
-            if result.position.version // self._every > loaded[pid].position.version // self._every:
-                with contextlib.suppress(Exception):
-                    await self._stock.snapshot(pid)
-        await self._record_outcome(cmd, meta, reservation, decided)
-        return True
-
-    async def _record_outcome(
-        self, cmd: WorkerCommand, meta: Metadata, reservation: Loaded[Any], decided: Plan
-    ) -> None:
-        if not decided.reservation:
-            return
-        stream = self._reservations.stream(cmd.order_id)
-        outcome = decided.reservation
-        result = await self._store.append(
-            stream, _ids(cmd.command_id, stream, outcome), reservation.position, meta
-        )
-        self._reservation_cache.appended(
-            cmd.order_id, RESERVATION.fold(outcome, reservation.state), result.position
-        )
-
-
-def _ids(command_id: str, stream: StreamId, events: Sequence[Any]) -> list[NewEvent]:
-    """Deterministic per command, stream and event type: the same command may hold a product and later
-    give the hold back (an attempt cut short, then released), and those two must not share an id."""
-    return event_ids(f"{command_id}:{type(events[0]).__name__}", stream, events)
+        return not decided.outcome_first
 
 
 def inventory_handler(
-    store: JetStreamEventStore, snapshots: SnapshotStore, settings: Settings
-) -> CommandHandler:
+    store: EventStore, snapshots: SnapshotStore | None, settings: Settings
+) -> WorkerHandler:
     return InventoryWorker(store, snapshots, settings).handle

@@ -18,7 +18,7 @@ from app.domain.payment.decider import PaymentDeclined
 from app.domain.shipping.decider import ShipmentFailed
 from app.eventstore.consumer import PermanentError
 from app.telemetry import consumer_span, mark_error, meter, recording_appends
-from app.workers.commands import WorkerCommand
+from app.workers.commands import WorkerCommand, kind_of
 
 REFUSALS = frozenset({ReservationRejected.TYPE, PaymentDeclined.TYPE, ShipmentFailed.TYPE})
 """Events that mean "the step failed" (the saga compensates)."""
@@ -41,7 +41,8 @@ class WorkerTelemetry:
         """Span and metrics around handling ``cmd`` (exceptions propagate: nak or term)."""
         headers = msg.headers or {}
         worker = msg.subject.split(".")[1]
-        attrs = {"worker": worker, "kind": cmd.kind}
+        kind = kind_of(cmd)
+        attrs = {"worker": worker, "kind": kind}
         delivered = msg.metadata.num_delivered if msg.metadata else 1
         started = time.perf_counter()
         outcome = "error"
@@ -52,7 +53,7 @@ class WorkerTelemetry:
                 tracestate=headers.get("tracestate"),
                 message_id=cmd.command_id,
                 order_id=cmd.order_id,
-                attributes={"eda.command.kind": cmd.kind, "messaging.nats.delivery_count": delivered},
+                attributes={"eda.command.kind": kind, "messaging.nats.delivery_count": delivered},
             ) as span,
             recording_appends() as appended,
         ):
@@ -66,7 +67,7 @@ class WorkerTelemetry:
                 outcome = "refused" if refused else ("ok" if appended else "noop")
                 span.set_attribute("eda.command.outcome", outcome)
                 if refused:
-                    mark_error(span, f"{cmd.kind} refused: {', '.join(sorted(refused))}")
+                    mark_error(span, f"{kind} refused: {', '.join(sorted(refused))}")
             finally:
                 self._commands.add(1, attrs | {"outcome": outcome})
                 self._seconds.record(time.perf_counter() - started, attrs)

@@ -9,52 +9,52 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import datetime
 from decimal import Decimal
 
 from app.domain.common import money
-from app.domain.payment import PAYMENT, ChargePayment, PaymentCommand, RefundPayment
-from app.eventstore.consumer import PermanentError
-from app.eventstore.envelope import Metadata, utcnow
-from app.eventstore.jetstream import JetStreamEventStore
+from app.domain.payment import PAYMENT, ChargePayment, RefundPayment
+from app.eventstore.envelope import Metadata
+from app.eventstore.ports import EventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.settings import Settings
-from app.workers.base import CommandHandler, decide_and_append, decider_repo
-from app.workers.commands import WorkerCommand
+from app.workers.base import WorkerHandler, aggregate_worker, refused
+from app.workers.commands import Charge, Refund, WorkerCommand
 
 
 class InjectedFault(Exception):
     """A transient failure injected by ``EDA_PAYMENT_FAULT_FAIL_RATE``."""
 
 
-def payment_handler(
-    store: JetStreamEventStore, snapshots: SnapshotStore, settings: Settings
-) -> CommandHandler:
-    repo = decider_repo(store, PAYMENT, None, settings.snapshot_every)
+def payment_command(
+    cmd: WorkerCommand, at: datetime, decline_above: Decimal
+) -> ChargePayment | RefundPayment:
+    """The Payment aggregate's command for a worker command (pure)."""
+    match cmd:
+        case Charge():
+            amount = money(cmd.amount)
+            return ChargePayment(
+                order_id=cmd.order_id,
+                amount=amount,
+                command_id=cmd.command_id,
+                at=at,
+                decline_above=decline_above,
+            )
+        case Refund():
+            return RefundPayment(order_id=cmd.order_id, command_id=cmd.command_id, at=at)
+        case _:
+            raise refused("payment", cmd)
+
+
+def payment_handler(store: EventStore, snapshots: SnapshotStore | None, settings: Settings) -> WorkerHandler:
     limit = Decimal(str(settings.payment_decline_above))
+    payments = aggregate_worker(store, PAYMENT, lambda cmd, at: payment_command(cmd, at, limit), Charge)
 
     async def handle(cmd: WorkerCommand, meta: Metadata) -> None:
         if settings.payment_fault_fail_rate and random.random() < settings.payment_fault_fail_rate:
             raise InjectedFault("injected payment failure")
-        if cmd.kind == "charge" and settings.payment_fault_delay_s:
+        if isinstance(cmd, Charge) and settings.payment_fault_delay_s:
             await asyncio.sleep(settings.payment_fault_delay_s)
-
-        def make() -> PaymentCommand:
-            at = utcnow()
-            if cmd.kind == "charge":
-                return ChargePayment(
-                    order_id=cmd.order_id,
-                    amount=money(cmd.amount),
-                    command_id=cmd.command_id,
-                    at=at,
-                    decline_above=limit,
-                )
-            if cmd.kind == "refund":
-                return RefundPayment(order_id=cmd.order_id, command_id=cmd.command_id, at=at)
-            raise PermanentError(f"payment worker cannot {cmd.kind!r}")
-
-        opens = cmd.kind == "charge"  # the first command of the aggregate: decided without a read
-        await decide_and_append(
-            store, repo, cmd.order_id, make, command_id=cmd.command_id, meta=meta, assume_new=opens
-        )
+        await payments(cmd, meta)
 
     return handle

@@ -6,37 +6,33 @@ tests and demos).
 
 from __future__ import annotations
 
-from app.domain.shipping import SHIPPING, CancelShipment, DispatchShipment, ShippingCommand
-from app.eventstore.consumer import PermanentError
-from app.eventstore.envelope import Metadata, utcnow
-from app.eventstore.jetstream import JetStreamEventStore
+from collections.abc import Container
+from datetime import datetime
+
+from app.domain.shipping import SHIPPING, CancelShipment, DispatchShipment
+from app.eventstore.ports import EventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.settings import Settings
-from app.workers.base import CommandHandler, decide_and_append, decider_repo
-from app.workers.commands import WorkerCommand
+from app.workers.base import WorkerHandler, aggregate_worker, refused
+from app.workers.commands import Recall, Ship, WorkerCommand
 
 
-def shipping_handler(
-    store: JetStreamEventStore, snapshots: SnapshotStore, settings: Settings
-) -> CommandHandler:
-    repo = decider_repo(store, SHIPPING, None, settings.snapshot_every)
+def shipping_command(
+    cmd: WorkerCommand, at: datetime, failing: Container[int]
+) -> DispatchShipment | CancelShipment:
+    """The Shipping aggregate's command for a worker command (pure)."""
+    match cmd:
+        case Ship():
+            reason = "carrier rejected the parcel (injected)" if cmd.user_id in failing else None
+            return DispatchShipment(
+                order_id=cmd.order_id, command_id=cmd.command_id, at=at, fail_reason=reason
+            )
+        case Recall():
+            return CancelShipment(order_id=cmd.order_id, command_id=cmd.command_id, at=at)
+        case _:
+            raise refused("shipping", cmd)
+
+
+def shipping_handler(store: EventStore, snapshots: SnapshotStore | None, settings: Settings) -> WorkerHandler:
     failing = settings.shipping_failing_users()
-
-    async def handle(cmd: WorkerCommand, meta: Metadata) -> None:
-        def make() -> ShippingCommand:
-            at = utcnow()
-            if cmd.kind == "ship":
-                reason = "carrier rejected the parcel (injected)" if cmd.user_id in failing else None
-                return DispatchShipment(
-                    order_id=cmd.order_id, command_id=cmd.command_id, at=at, fail_reason=reason
-                )
-            if cmd.kind == "recall":
-                return CancelShipment(order_id=cmd.order_id, command_id=cmd.command_id, at=at)
-            raise PermanentError(f"shipping worker cannot {cmd.kind!r}")
-
-        opens = cmd.kind == "ship"  # the first command of the aggregate: decided without a read
-        await decide_and_append(
-            store, repo, cmd.order_id, make, command_id=cmd.command_id, meta=meta, assume_new=opens
-        )
-
-    return handle
+    return aggregate_worker(store, SHIPPING, lambda cmd, at: shipping_command(cmd, at, failing), Ship)

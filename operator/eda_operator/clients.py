@@ -11,10 +11,9 @@ import asyncpg
 from nats.aio.client import Client as NATS
 
 from app.backup.mirror import connect_mirror
-from app.domain.registry import all_event_types
-from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
-from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.jetstream import open_event_store
+from app.eventstore.ports import EventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.readmodel import db
 from app.settings import Settings
@@ -28,7 +27,7 @@ class Clients:
         self.settings = settings
         self._lock = asyncio.Lock()
         self._nc: NATS | None = None
-        self._store: JetStreamEventStore | None = None
+        self._store: EventStore | None = None
         self._snapshots: SnapshotStore | None = None
         self._pool: asyncpg.Pool | None = None
         self._mirror: NATS | None = None
@@ -42,14 +41,12 @@ class Clients:
                     raise NatsUnavailable(f"cannot connect to NATS: {exc}") from exc
             return self._nc
 
-    async def store(self) -> JetStreamEventStore:
+    async def store(self) -> EventStore:
         nc = await self.nats()
         async with self._lock:
             if self._store is None:
                 try:
-                    self._store = await JetStreamEventStore.open(
-                        nc, EventCodec(all_event_types()), replicas=self.settings.stream_replicas
-                    )
+                    self._store = await open_event_store(nc, self.settings)
                 except Exception as exc:
                     raise NatsUnavailable(f"cannot open the EVENTS stream: {exc}") from exc
             return self._store

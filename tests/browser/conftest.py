@@ -22,7 +22,7 @@ from console_harness import CHROMIUM, CHROMIUM_ARGS, JAEGER, Console, free_port
 from idp_support import Tokens
 
 from app.api.main import create_app
-from app.process.role import open_store
+from app.eventstore.jetstream import open_event_store
 from app.readmodel.projector import Projector
 from app.settings import Settings
 
@@ -71,7 +71,7 @@ async def console(
         await asyncio.sleep(0.02)
     assert server.started, "uvicorn did not start"
     nc = await nats.connect(nats_url)
-    store, _ = await open_store(nc, settings)
+    store = await open_event_store(nc, settings)
     projector = asyncio.create_task(Projector(nc, store.codec, fresh_db, settings.readmodel_schema).run())
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {tokens.admin()}"}

@@ -15,7 +15,8 @@ import httpx
 import nats
 
 from app.eventstore.consumer import PullLoop
-from app.process.role import open_store
+from app.eventstore.jetstream import open_event_store
+from app.eventstore.snapshots import SnapshotStore
 from app.saga.runner import saga_loops
 from app.settings import Settings
 from app.workers.commands import WORKERS
@@ -59,9 +60,10 @@ class Console:
         if self.loops:
             return
         nc = await nats.connect(self.settings.nats_url)
-        store, _ = await open_store(nc, self.settings)
+        store = await open_event_store(nc, self.settings)
+        snapshots = await SnapshotStore.open(nc.jetstream())
         _, loops = await saga_loops(nc, store, self.settings)
-        loops += await worker_loops(nc, WORKERS, self.settings)
+        loops += await worker_loops(nc, WORKERS, self.settings, store, snapshots)
         self.loops = loops
         self.tasks += [asyncio.create_task(loop.run()) for loop in loops]
 

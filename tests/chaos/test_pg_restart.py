@@ -31,7 +31,7 @@ from app.readmodel.migrations import migrate
 from app.readmodel.projections import read_checkpoint
 from app.readmodel.projector import DURABLE
 from app.readmodel.queries import get_order, record_from_events
-from app.service.repository import Repository
+from app.service.handler import CommandHandler
 from tests.chaos.conftest import record
 from tests.integration.test_projector_crash import META, _commands
 
@@ -51,7 +51,7 @@ async def own_pg(short_tmp: Path) -> AsyncIterator[Postgres]:
     await pg.stop("immediate")
 
 
-async def _append_all(repo: Repository, done: asyncio.Event) -> None:  # type: ignore[type-arg]
+async def _append_all(repo: CommandHandler, done: asyncio.Event) -> None:  # type: ignore[type-arg]
     async def one(order_id: int) -> None:
         for command in _commands(order_id):
             await repo.execute(order_id, command, META)
@@ -117,7 +117,7 @@ async def test_projector_rides_through_postgres_immediate_stops(
     )
     done, stop_watch = asyncio.Event(), asyncio.Event()
     started = time.monotonic()
-    appender = asyncio.create_task(_append_all(Repository(store, ORDER), done))
+    appender = asyncio.create_task(_append_all(CommandHandler(store, ORDER), done))
     violations: list[tuple[int, int]] = []
     watcher = asyncio.create_task(_watch_acks(nc, dsn, stop_watch, violations))
     outages: list[dict[str, float]] = []

@@ -24,7 +24,7 @@ from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
-from app.service.repository import Repository
+from app.service.handler import CommandHandler
 from tests.chaos.conftest import current_leader, record
 from tests.saga.invariants import all_events, check
 from tests.saga.test_crash import ROLES, Roles, _chaos, random_order, settled_check
@@ -54,7 +54,7 @@ async def test_saga_and_workers_killed_on_the_cluster(
     roles = Roles(env, short_tmp)
     nc = await connect("chaos-saga")
     store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()), replicas=3)
-    orders = Repository(store, ORDER)
+    orders = CommandHandler(store, ORDER)
     for role in ROLES:
         roles.start(role)
     stop = asyncio.Event()

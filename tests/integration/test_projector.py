@@ -20,7 +20,7 @@ from app.readmodel.migrations import create_readmodel_schema, load_migrations, m
 from app.readmodel.projections import apply_batch, read_checkpoint, set_checkpoint
 from app.readmodel.projector import Projector, consumer_lag
 from app.readmodel.queries import get_order, list_orders, record_from_events
-from app.service.repository import Repository
+from app.service.handler import CommandHandler
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="test")
@@ -77,7 +77,7 @@ async def test_migrations_are_idempotent_and_concurrent(fresh_db: str) -> None:
 async def test_projects_orders_and_timeline(
     store: JetStreamEventStore, nc: NATS, pg: asyncpg.Connection, fresh_db: str
 ) -> None:
-    repo = Repository(store, ORDER)
+    repo = CommandHandler(store, ORDER)
     for i in range(1, 4):
         await repo.execute(i, create(i), META)
     await repo.execute(2, MarkOrderPaid(order_id=2, payment_id="p-2", at=T0), META)
@@ -104,7 +104,7 @@ async def test_projects_orders_and_timeline(
     assert two.status == "paid"
     assert [e.type for e in two.events or []] == ["OrderCreated", "OrderPaid"]
     for oid in (1, 2, 3):
-        assert await get_order(pg, SCHEMA, oid) == record_from_events(await repo.history(oid))
+        assert await get_order(pg, SCHEMA, oid) == record_from_events(await repo.repository.history(oid))
     page = await list_orders(pg, SCHEMA, after=1, limit=1)
     assert [r.order_id for r in page] == [2]
     assert [r.order_id for r in await list_orders(pg, SCHEMA, status="cancelled")] == [3]
@@ -118,7 +118,7 @@ async def _lag_zero(nc: NATS) -> bool:
 async def test_apply_batch_skips_at_or_below_checkpoint(
     store: JetStreamEventStore, pg: asyncpg.Connection
 ) -> None:
-    repo = Repository(store, ORDER)
+    repo = CommandHandler(store, ORDER)
     await repo.execute(1, create(1), META)
     await repo.execute(1, MarkOrderPaid(order_id=1, payment_id="p", at=T0), META)
     events = await store.read_all(1)
@@ -132,7 +132,7 @@ async def test_apply_batch_skips_at_or_below_checkpoint(
 async def test_failover_between_two_projectors(
     store: JetStreamEventStore, nc: NATS, pg: asyncpg.Connection, fresh_db: str
 ) -> None:
-    repo = Repository(store, ORDER)
+    repo = CommandHandler(store, ORDER)
     first = Projector(nc, store.codec, fresh_db, SCHEMA, retry_s=0.1)
     second = Projector(nc, store.codec, fresh_db, SCHEMA, retry_s=0.1)
     async with running(second):
@@ -152,7 +152,7 @@ async def test_failover_between_two_projectors(
 async def test_rebuilt_schema_swap_restarts_from_new_checkpoint(
     store: JetStreamEventStore, nc: NATS, pg: asyncpg.Connection, fresh_db: str
 ) -> None:
-    repo = Repository(store, ORDER)
+    repo = CommandHandler(store, ORDER)
     await repo.execute(1, create(1), META)
     projector = Projector(nc, store.codec, fresh_db, SCHEMA)
     async with running(projector):
@@ -184,7 +184,7 @@ async def test_fast_path_gives_way_to_a_swapped_schema_with_the_same_checkpoint(
     that ends exactly where the live model was swaps in a schema with the SAME checkpoint value: the
     guard also checks the checkpoint table, so nothing goes to the renamed old schema and the next batch
     is written to the new one from what is stored there."""
-    repo = Repository(store, ORDER)
+    repo = CommandHandler(store, ORDER)
     projector = Projector(nc, store.codec, fresh_db, SCHEMA)
     async with running(projector):
         for order_id in (1, 2, 3):
@@ -219,7 +219,9 @@ async def test_fast_path_gives_way_to_a_swapped_schema_with_the_same_checkpoint(
     assert one is not None
     assert (one.status, one.version, one.amount) == ("paid", 2, Decimal("11.00"))  # built on the stored row
     for order_id in (2, 3):
-        assert await get_order(pg, SCHEMA, order_id) == record_from_events(await repo.history(order_id))
+        assert await get_order(pg, SCHEMA, order_id) == record_from_events(
+            await repo.repository.history(order_id)
+        )
     assert await read_checkpoint(pg, SCHEMA) == await store.last_sequence()
 
 

@@ -26,7 +26,7 @@ from app.readmodel import db
 from app.readmodel.migrations import migrate
 from app.readmodel.projections import read_checkpoint
 from app.readmodel.queries import get_order, record_from_events
-from app.service.repository import Repository
+from app.service.handler import CommandHandler
 
 EDA = str(Path(sys.executable).parent / "eda")
 ORDERS = 1250  # x 4 events = 5,000
@@ -49,7 +49,7 @@ def _commands(order_id: int) -> list[object]:
     ]
 
 
-async def _append_all(repo: Repository, done: asyncio.Event) -> None:  # type: ignore[type-arg]
+async def _append_all(repo: CommandHandler, done: asyncio.Event) -> None:  # type: ignore[type-arg]
     async def one(order_id: int) -> None:
         for command in _commands(order_id):
             await repo.execute(order_id, command, META)
@@ -79,7 +79,7 @@ async def test_projector_survives_sigkill_loop(
         return subprocess.Popen([EDA, "projector"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
     done = asyncio.Event()
-    appender = asyncio.create_task(_append_all(Repository(store, ORDER), done))
+    appender = asyncio.create_task(_append_all(CommandHandler(store, ORDER), done))
     kills, progress = 0, []
     try:
         while not done.is_set() or kills < 5:

@@ -24,10 +24,9 @@ from app.api.main import create_app
 from app.backup import snapshotapi
 from app.deploy.natsauth import authorization_block, role_permissions
 from app.dev.stack import NatsServer
+from app.runtime.background import saga_role, workers_role
 from app.runtime.roles import projector_role
-from app.saga.runner import saga_role
 from app.settings import Settings
-from app.workers.runner import workers_role
 
 ROLES = list(role_permissions())
 DENIED = (nats.errors.TimeoutError, nats.errors.NoRespondersError)  # the server drops a denied publish

@@ -26,7 +26,7 @@ from app.readmodel import db
 from app.readmodel.migrations import create_readmodel_schema, migrate, migrate_dsn
 from app.readmodel.projector import Projector
 from app.readmodel.queries import get_order
-from app.service.repository import Repository
+from app.service.handler import CommandHandler
 
 SCHEMA = "readmodel"
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -181,7 +181,7 @@ async def test_concurrent_migrations_of_several_databases(logins: Logins, fresh_
 
 async def test_projector_applies_events_as_eda_projector(logins: Logins, nc: NATS) -> None:
     store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
-    repo = Repository(store, ORDER)
+    repo = CommandHandler(store, ORDER)
     items = (OrderItem(product_id=1, quantity=2),)
     for i in (1, 2):
         await repo.execute(

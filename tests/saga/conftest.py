@@ -19,9 +19,11 @@ from app.domain.order import ORDER, CreateOrder, OrderItem
 from app.domain.saga import SAGA, Saga
 from app.eventstore.consumer import PullLoop
 from app.eventstore.envelope import Metadata
-from app.eventstore.jetstream import JetStreamEventStore
-from app.process.role import open_store
+from app.eventstore.jetstream import open_event_store
+from app.eventstore.ports import EventStore
+from app.eventstore.snapshots import SnapshotStore
 from app.saga.runner import saga_loops
+from app.service.handler import CommandHandler
 from app.service.repository import Repository
 from app.settings import Settings
 from app.workers.commands import WORKERS
@@ -31,13 +33,16 @@ from app.workers.runner import worker_loops
 @dataclass
 class System:
     nc: NATS
-    store: JetStreamEventStore
+    store: EventStore
     settings: Settings
     loops: list[PullLoop]
     tasks: list[asyncio.Task[None]]
 
     def orders(self) -> Repository[Any, Any, Any]:
         return Repository(self.store, ORDER)
+
+    def order_commands(self) -> CommandHandler[Any, Any, Any]:
+        return CommandHandler(self.store, ORDER)
 
     def sagas(self) -> Repository[Any, Any, Any]:
         return Repository(self.store, SAGA)
@@ -52,7 +57,7 @@ class System:
             amount=Decimal(amount),
             at=datetime.now(UTC),
         )
-        await self.orders().execute(order_id, cmd, Metadata(correlation_id=f"corr-{order_id}"))
+        await self.order_commands().execute(order_id, cmd, Metadata(correlation_id=f"corr-{order_id}"))
 
     async def saga_of(self, order_id: int, *, terminal: bool = True, timeout: float = 10.0) -> Saga:
         """Wait until the saga exists (and is terminal, by default)."""
@@ -79,9 +84,10 @@ async def start_system(nats_url: str, js_clean: None) -> AsyncIterator[StartSyst
         values.update(overrides)
         settings = Settings(**values)
         nc = await nats.connect(nats_url)
-        store, _ = await open_store(nc, settings)
+        store = await open_event_store(nc, settings)
+        snapshots = await SnapshotStore.open(nc.jetstream())
         _, loops = await saga_loops(nc, store, settings)
-        loops += await worker_loops(nc, workers, settings)
+        loops += await worker_loops(nc, workers, settings, store, snapshots)
         tasks = [asyncio.create_task(loop.run()) for loop in loops]
         system = System(nc, store, settings, loops, tasks)
         started.append(system)

@@ -24,7 +24,7 @@ from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata, RecordedEvent
 from app.eventstore.jetstream import JetStreamEventStore
-from app.service.repository import Repository
+from app.service.handler import CommandHandler
 from tests.saga.invariants import all_events, check
 
 EDA = str(Path(sys.executable).parent / "eda")
@@ -126,7 +126,7 @@ async def test_sigkill_roles_during_500_sagas(nats_url: str, js_clean: None, sho
     roles = Roles(env, short_tmp)
     nc = await nats.connect(nats_url)
     store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
-    orders = Repository(store, ORDER)
+    orders = CommandHandler(store, ORDER)
     for role in ROLES:
         roles.start(role)
     stop = asyncio.Event()

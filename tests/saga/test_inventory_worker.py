@@ -10,20 +10,22 @@ from typing import Any
 
 from app.domain.inventory import RESERVATION, STOCK, ReservationStatus, Stock, current
 from app.domain.inventory.events import StockReserved
-from app.eventstore.envelope import Metadata, Position, utcnow
+from app.eventstore.envelope import NEW, Metadata, utcnow
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
+from app.service.handler import derived_ids
 from app.service.repository import Repository
 from app.settings import Settings
-from app.workers.commands import Item, WorkerCommand
-from app.workers.inventory import InventoryWorker, _ids
+from app.workers.commands import Commit, InventoryCommand, Item, Release, Reserve
+from app.workers.inventory import InventoryWorker
 
 META = Metadata(correlation_id="test")
 ITEMS = (Item(1, 2), Item(2, 3))
 
 
-def _cmd(kind: str, order_id: int = 7) -> WorkerCommand:
-    return WorkerCommand(command_id=f"{order_id}:{kind}:1", kind=kind, order_id=order_id, items=ITEMS)
+def _cmd(kind: str, order_id: int = 7) -> InventoryCommand:
+    command = {"reserve": Reserve, "release": Release, "commit": Commit}[kind]
+    return command(command_id=f"{order_id}:{kind}:1", order_id=order_id, items=ITEMS)
 
 
 async def _state(store: JetStreamEventStore, order_id: int = 7) -> tuple[Any, dict[int, Stock]]:
@@ -37,7 +39,7 @@ async def _reserve_cut_short(store: JetStreamEventStore) -> None:
     """The reserve's first append (product 1's hold) was stored, then the worker died."""
     stream = Repository(store, STOCK).stream(1)
     held = [StockReserved(product_id=1, order_id=7, quantity=2, command_id="7:reserve:1", at=utcnow())]
-    await store.append(stream, _ids("7:reserve:1", stream, held), Position(0, 0), META)
+    await store.append(stream, derived_ids("7:reserve:1", stream, NEW, held), NEW, META)
 
 
 def _worker(store: JetStreamEventStore, snapshots: SnapshotStore) -> InventoryWorker:

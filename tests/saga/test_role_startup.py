@@ -25,9 +25,9 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata, StreamId
 from app.eventstore.jetstream import JetStreamEventStore
 from app.process.role import retry_start
+from app.runtime.background import workers_role
 from app.settings import Settings
-from app.workers.commands import WorkerCommand, publish_command
-from app.workers.runner import workers_role
+from app.workers.commands import Ship, publish_command
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,7 +36,7 @@ async def _ship_and_wait(nc: NATS, replicas: int, order_id: int, timeout: float 
     """Send a ``ship`` command (retried until ``COMMANDS`` accepts it) and wait for the worker's event."""
     codec = EventCodec(all_event_types())
     store = await retry_start("test store", lambda: JetStreamEventStore.open(nc, codec, replicas=replicas))
-    cmd = WorkerCommand(command_id=f"{order_id}:ship_order:1", kind="ship", order_id=order_id)
+    cmd = Ship(command_id=f"{order_id}:ship_order:1", order_id=order_id, user_id=1)
     deadline = asyncio.get_running_loop().time() + timeout
     sent = False
     while asyncio.get_running_loop().time() < deadline:

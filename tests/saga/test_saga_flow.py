@@ -157,7 +157,7 @@ async def test_user_cancel_during_payment_compensates(start_system: StartSystem)
     await system.saga_of(7, terminal=False)
     await asyncio.sleep(0.3)
     cancel = CancelOrder(order_id=7, reason="changed my mind", at=datetime.now(UTC))
-    await system.orders().execute(7, cancel, Metadata(correlation_id="corr-7"), retries=3)
+    await system.order_commands().execute(7, cancel, Metadata(correlation_id="corr-7"))
     saga = await system.saga_of(7)
     assert saga.status is SagaStatus.CANCELLED
     await asyncio.sleep(1.2)

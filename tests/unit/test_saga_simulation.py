@@ -18,20 +18,16 @@ from hypothesis import strategies as st
 
 from app.domain.common import DomainError
 from app.domain.inventory import (
-    CommitItems,
     NoStock,
-    ReleaseItems,
     Reservation,
     ReservationStatus,
-    ReservedItem,
-    ReserveItems,
     Stock,
     StockState,
     plan,
 )
 from app.domain.inventory.decider import evolve_reservation, evolve_stock
 from app.domain.order import ORDER, CancelOrder, CreateOrder, OrderItem, OrderStatus
-from app.domain.payment import PAYMENT, Charged, ChargePayment, RefundPayment
+from app.domain.payment import PAYMENT, Charged
 from app.domain.saga import (
     SAGA,
     React,
@@ -43,8 +39,12 @@ from app.domain.saga import (
     order_commands,
     started_steps,
 )
-from app.domain.shipping import SHIPPING, CancelShipment, Dispatched, DispatchShipment
+from app.domain.shipping import SHIPPING, Dispatched
 from app.saga.fulfilment import worker_command
+from app.workers.commands import Charge, Commit, Refund, Release, Reserve, WorkerCommand
+from app.workers.inventory import inventory_command
+from app.workers.payment import payment_command
+from app.workers.shipping import shipping_command
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 ORDER_ID = 1
@@ -95,24 +95,10 @@ class World:
             out = []
         self.order_events(out)
 
-    def work(self, cmd: Any) -> None:
-        if cmd.kind in ("reserve", "release", "commit"):
-            items = tuple(ReservedItem(product_id=i.product_id, quantity=i.quantity) for i in cmd.items)
-            command = {
-                "reserve": lambda: ReserveItems(
-                    order_id=ORDER_ID,
-                    items=items,
-                    command_id=cmd.command_id,
-                    at=T,
-                    default_stock=self.default_stock,
-                ),
-                "release": lambda: ReleaseItems(
-                    order_id=ORDER_ID, command_id=cmd.command_id, at=T, items=items
-                ),
-                "commit": lambda: CommitItems(
-                    order_id=ORDER_ID, command_id=cmd.command_id, at=T, items=items
-                ),
-            }[cmd.kind]()
+    def work(self, cmd: WorkerCommand) -> None:
+        """As the workers: their own translation of the command, the real deciders."""
+        if isinstance(cmd, Reserve | Release | Commit):
+            command = inventory_command(cmd, T, self.default_stock)
             while True:  # as the worker: after an outcome stored first, plan the give-back
                 p = plan(command, self.reservation, self.stocks)
                 for pid, events in p.stock.items():
@@ -124,34 +110,14 @@ class World:
                     self.fact(e)
                 if not p.outcome_first:
                     break
-        elif cmd.kind in ("charge", "refund"):
-            pay = (
-                ChargePayment(
-                    order_id=ORDER_ID,
-                    amount=Decimal(cmd.amount),
-                    command_id=cmd.command_id,
-                    at=T,
-                    decline_above=self.decline_above,
-                )
-                if cmd.kind == "charge"
-                else RefundPayment(order_id=ORDER_ID, command_id=cmd.command_id, at=T)
-            )
-            for e in PAYMENT.decide(pay, self.payment):
+        elif isinstance(cmd, Charge | Refund):
+            for e in PAYMENT.decide(payment_command(cmd, T, self.decline_above), self.payment):
                 self.payment = PAYMENT.evolve(self.payment, e)
                 self.effects.append(type(e).__name__)
                 self.fact(e)
         else:
-            ship = (
-                DispatchShipment(
-                    order_id=ORDER_ID,
-                    command_id=cmd.command_id,
-                    at=T,
-                    fail_reason="x" if self.ship_fails else None,
-                )
-                if cmd.kind == "ship"
-                else CancelShipment(order_id=ORDER_ID, command_id=cmd.command_id, at=T)
-            )
-            for e in SHIPPING.decide(ship, self.shipping):
+            failing = {9} if self.ship_fails else set()
+            for e in SHIPPING.decide(shipping_command(cmd, T, failing), self.shipping):
                 self.shipping = SHIPPING.evolve(self.shipping, e)
                 self.effects.append(type(e).__name__)
                 self.fact(e)

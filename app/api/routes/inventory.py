@@ -69,5 +69,5 @@ async def get_stock(product_id: ProductId, ctx: Ctx) -> StockOut:
 )
 async def put_stock(product_id: ProductId, body: StockIn, ctx: Ctx, meta: Meta) -> StockOut:
     command = SetStock(product_id=product_id, stock=body.stock, at=datetime.now(UTC))
-    await ctx.repository(STOCK).execute(product_id, command, meta, retries=5)
+    await ctx.handler(STOCK).execute(product_id, command, meta)
     return await _read(ctx, product_id)

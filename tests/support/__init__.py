@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages (waiting for a condition, store harnesses, chaos tooling)."""
