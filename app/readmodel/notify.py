@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from app.readmodel import db
-from app.readmodel.projections import NOTIFY_CHANNEL
+from app.readmodel.sql import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 

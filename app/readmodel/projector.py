@@ -3,7 +3,7 @@
 Delivery: a durable pull consumer ``projector-orders`` on stream ``EVENTS`` filtered to
 ``events.order.>``. Pull requests stay outstanding (re-issued before they run dry or expire), messages
 are handled as they arrive and whatever has queued up (≤ ``EDA_PROJECTOR_BATCH``) is applied as one
-batch: rows + checkpoint in ONE transaction (``projections.apply_batch``), then the batch is acknowledged
+batch: rows + checkpoint in ONE transaction (``apply.apply_batch``), then the batch is acknowledged
 (ack policy "all": one ack covers the batch). Events at or below the checkpoint are skipped, so a crash
 between commit and ack, or any redelivery, never applies an event twice. Once a batch went through,
 the leader keeps the rows it wrote and its checkpoint in memory and writes the next batches with
@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -41,19 +41,11 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import STREAM
 from app.readmodel import db
+from app.readmodel.apply import CheckpointRewound, apply_batch, apply_batch_fast
 from app.readmodel.deadletter import DeadLetters, RetryPolicy, apply_isolated, transient
+from app.readmodel.fold import PROJECTION, SUBJECTS, OrderView
 from app.readmodel.lag import ProjectionLag
-from app.readmodel.projections import (
-    PROJECTION,
-    SUBJECTS,
-    CheckpointRewound,
-    OrderView,
-    apply_batch,
-    apply_batch_fast,
-    checkpoint_table,
-    read_checkpoint,
-    set_checkpoint,
-)
+from app.readmodel.sql import checkpoint_table, read_checkpoint, set_checkpoint
 from app.telemetry import batch_consumer_span
 
 log = logging.getLogger(__name__)
@@ -98,6 +90,17 @@ class DeliveryGap(RuntimeError):
     typically across a consumer leader change. With ack policy "all", applying and acknowledging what
     follows would acknowledge — and skip forever — what was lost, so the consumer is restarted from the
     checkpoint instead."""
+
+
+def in_order(delivered: int, deliveries: Sequence[int]) -> int:
+    """How many of ``deliveries`` (consumer delivery sequences, as received) continue ``delivered`` one
+    by one; fewer than all means a delivery was lost or repeated before the next one (a gap)."""
+    n = 0
+    for expected, dseq in enumerate(deliveries, start=delivered + 1):
+        if dseq != expected:
+            break
+        n += 1
+    return n
 
 
 class Projector:
@@ -227,13 +230,13 @@ class Projector:
                 for m in msgs:
                     if m.headers and m.headers.get("Status") == "409":
                         raise RuntimeError(f"consumer gone: {m.headers.get('Description')}")
-                for i, m in enumerate(data):
-                    dseq = m.metadata.sequence.consumer
-                    if dseq != delivered + 1:
-                        if i:  # apply what arrived in order before the gap, then restart
-                            await self._apply(conn, data[:i])
-                        raise DeliveryGap(f"delivery sequence {dseq} after {delivered}")
-                    delivered = dseq
+                deliveries = [m.metadata.sequence.consumer for m in data]
+                n = in_order(delivered, deliveries)
+                if n < len(data):
+                    if n:  # apply what arrived in order before the gap, then restart
+                        await self._apply(conn, data[:n])
+                    raise DeliveryGap(f"delivery sequence {deliveries[n]} after {delivered + n}")
+                delivered += n
                 since_pull += len(data)
                 now = time.monotonic()
                 if since_pull >= self._batch or now - last_pull > PULL_EXPIRES_S / 2:

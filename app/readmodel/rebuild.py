@@ -5,7 +5,8 @@
 2. **Bulk**: the shadow schema ``<live>_rebuild_<id>`` gets every read-model migration
    (``create_readmodel_schema``); events up to the target sequence are read in batches (direct get,
    next batch prefetched while the current one is folded) and folded in memory with the projection's
-   own ``fold_views``; timeline rows are COPYed per batch, order rows once at the end (their final state).
+   own fold (``BulkFold``, equal to ``fold_views``); timeline rows are COPYed per batch, order rows
+   once at the end (their final state).
 3. **Catch-up**: events appended meanwhile are applied with the projection's ``apply_batch``.
 4. **Swap**, in ONE transaction: lock the live checkpoint table (``EXCLUSIVE``: the live projector's
    ``SELECT … FOR UPDATE`` waits), apply the last events, rename live → old and shadow → live. The live
@@ -35,12 +36,15 @@ import orjson
 
 from app.eventstore.envelope import RawMessage
 from app.eventstore.ports import EventStore
-from app.readmodel import projections as proj
+from app.readmodel import fold
+from app.readmodel.apply import apply_batch
 from app.readmodel.db import advisory_key, init_connection, quote_ident
 from app.readmodel.migrations import create_readmodel_schema
+from app.readmodel.rows import ORDER_COLUMNS, TIMELINE_COLUMNS, order_row, timeline_row
+from app.readmodel.sql import read_checkpoint, set_checkpoint
 from app.telemetry import batch_consumer_span, tracer
 
-PROJECTIONS = {proj.PROJECTION: proj.SUBJECTS}
+PROJECTIONS = {fold.PROJECTION: fold.SUBJECTS}
 
 
 class InvalidRebuild(ValueError):
@@ -51,7 +55,7 @@ class InvalidRebuild(ValueError):
 class RebuildRequest:
     """What to rebuild; ``rebuild_id`` names the shadow schema (default: random)."""
 
-    projection: str = proj.PROJECTION
+    projection: str = fold.PROJECTION
     live_schema: str = "readmodel"
     from_sequence: int = 1
     to_sequence: int | None = None
@@ -213,8 +217,8 @@ class Rebuild:
                 await init_connection(conn)
             if touched is not None:
                 orders += await self._copy_untouched(conn, shadow, touched)
-            last = max(target, await proj.read_checkpoint(conn, shadow, req.projection))
-            await proj.set_checkpoint(conn, shadow, last, req.projection)
+            last = max(target, await read_checkpoint(conn, shadow, req.projection))
+            await set_checkpoint(conn, shadow, last, req.projection)
             self._report(
                 self._progress("CatchingUp", replayed, target, started=started, orders=orders, last=last)
             )
@@ -286,19 +290,19 @@ class Rebuild:
     ) -> tuple[int, int]:
         """Fold ``[1, target]`` (only ``touched`` orders if given); COPY timeline then order rows."""
         codec = self._store.codec
-        folded = proj.BulkFold()
+        folded = fold.BulkFold()
         replayed, last, last_report = 0, 0, 0.0
         async for batch in self._batches(1 if touched is not None else self._req.from_sequence, target):
             events = [codec.decode(m.data, m.sequence) for m in batch]
             if touched is not None:
-                events = [e for e in events if proj.order_id_of(e) in touched]
+                events = [e for e in events if fold.order_id_of(e) in touched]
             # a span per batch, linked to (up to 128 of) its events' producers
-            with batch_consumer_span(proj.SUBJECTS, [e.envelope.traceparent for e in events]):
+            with batch_consumer_span(fold.SUBJECTS, [e.envelope.traceparent for e in events]):
                 applied = folded.fold(events)
                 if applied:
-                    rows = [proj.timeline_row(e) for e in applied]
+                    rows = [timeline_row(e) for e in applied]
                     await conn.copy_records_to_table(
-                        "order_events", schema_name=shadow, columns=proj.TIMELINE_COLUMNS, records=rows
+                        "order_events", schema_name=shadow, columns=TIMELINE_COLUMNS, records=rows
                     )
             replayed += len(batch)
             last = batch[-1].sequence
@@ -313,8 +317,8 @@ class Rebuild:
         await conn.copy_records_to_table(
             "orders",
             schema_name=shadow,
-            columns=proj.ORDER_COLUMNS,
-            records=[proj.order_row(v) for v in folded.views().values()],
+            columns=ORDER_COLUMNS,
+            records=[order_row(v) for v in folded.views().values()],
         )
         return replayed, len(folded)
 
@@ -342,8 +346,8 @@ class Rebuild:
         if not raws:
             return 0, after
         events = self._store.codec.decode_all(raws)
-        with batch_consumer_span(proj.SUBJECTS, [e.envelope.traceparent for e in events]):
-            await proj.apply_batch(conn, shadow, events, projection=self._req.projection, notify=False)
+        with batch_consumer_span(fold.SUBJECTS, [e.envelope.traceparent for e in events]):
+            await apply_batch(conn, shadow, events, projection=self._req.projection, notify=False)
         return len(raws), raws[-1].sequence
 
     async def _swap(self, conn: asyncpg.Connection, shadow: str) -> tuple[int, int]:
@@ -355,7 +359,7 @@ class Rebuild:
             live_exists = await conn.fetchval("SELECT to_regclass($1)", f"{quote_ident(live)}.orders")
             if live_exists is not None:
                 await conn.execute(f"LOCK TABLE {quote_ident(live)}.projection_checkpoints IN EXCLUSIVE MODE")
-            last = await proj.read_checkpoint(conn, shadow, self._req.projection)
+            last = await read_checkpoint(conn, shadow, self._req.projection)
             while True:
                 n, last = await self._catch_up(conn, shadow, last)
                 replayed += n

@@ -20,8 +20,11 @@ from app.domain.order import (
 from app.eventstore.envelope import NEW, Metadata, NewEvent, StreamId
 from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.ports import AppendRequest
-from app.readmodel import projections as proj
+from app.readmodel import fold
+from app.readmodel.apply import apply_batch
 from app.readmodel.db import quote_ident
+from app.readmodel.rows import ORDER_COLUMNS, order_row
+from app.readmodel.sql import read_checkpoint
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 META = Metadata(correlation_id="seed")
@@ -71,12 +74,12 @@ async def seed_orders(
 
 async def project_all(conn: asyncpg.Connection, store: JetStreamEventStore, schema: str) -> int:
     """Bring ``schema`` up to date the way the live projector does (``apply_batch``); returns last seq."""
-    last = await proj.read_checkpoint(conn, schema)
+    last = await read_checkpoint(conn, schema)
     while True:
-        events = await store.read_all(last + 1, limit=1000, subjects=proj.SUBJECTS)
+        events = await store.read_all(last + 1, limit=1000, subjects=fold.SUBJECTS)
         if not events:
             return last
-        await proj.apply_batch(conn, schema, events, notify=False)
+        await apply_batch(conn, schema, events, notify=False)
         last = events[-1].sequence
 
 
@@ -95,17 +98,17 @@ async def checksum(conn: asyncpg.Connection, schema: str) -> tuple[int, int, str
 
 async def folded_rows(store: JetStreamEventStore) -> dict[int, tuple[Any, ...]]:
     """The expected ``orders`` rows: the fold of every stored order event (projection helpers)."""
-    views: dict[int, proj.OrderView] = {}
+    views: dict[int, fold.OrderView] = {}
     seq = 1
     while True:
-        events = await store.read_all(seq, limit=5000, subjects=proj.SUBJECTS)
+        events = await store.read_all(seq, limit=5000, subjects=fold.SUBJECTS)
         if not events:
             break
-        proj.fold_views(views, events)
+        fold.fold_views(views, events)
         seq = events[-1].sequence + 1
-    return {oid: proj.order_row(v) for oid, v in views.items()}
+    return {oid: order_row(v) for oid, v in views.items()}
 
 
 async def live_rows(conn: asyncpg.Connection, schema: str) -> dict[int, tuple[Any, ...]]:
-    rows = await conn.fetch(f"SELECT {', '.join(proj.ORDER_COLUMNS)} FROM {quote_ident(schema)}.orders")
+    rows = await conn.fetch(f"SELECT {', '.join(ORDER_COLUMNS)} FROM {quote_ident(schema)}.orders")
     return {r["order_id"]: tuple(r.values()) for r in rows}

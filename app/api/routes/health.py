@@ -19,7 +19,7 @@ from starlette.responses import Response
 from app.api.deps import AppContext, Ctx
 from app.api.errors import Problem, problem_response
 from app.process.health import CheckResult, run_checks
-from app.readmodel.projections import PROJECTION
+from app.readmodel.fold import PROJECTION
 from app.readmodel.projector import consumer_lag
 
 log = logging.getLogger(__name__)
