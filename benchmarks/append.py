@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nats
 
-from app.dev.stack import embedded_nats
+from app.dev.nats import embedded_nats
 from app.domain.order import ORDER, OrderCreated, OrderPaid
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec

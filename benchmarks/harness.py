@@ -18,7 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
-from app.dev.stack import embedded_stack, free_port
+from app.dev.process import free_port
+from app.dev.stack import embedded_stack
 
 EDA = str(Path(sys.executable).parent / "eda")
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import nats
 
-from app.dev.stack import embedded_nats, embedded_postgres
+from app.dev.nats import embedded_nats
+from app.dev.postgres import embedded_postgres
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.jetstream import JetStreamEventStore

@@ -41,7 +41,8 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from saga_load import TARGETS, drive, load_args, with_cpu
 from saga_load import run as run_product
 
-from app.dev.stack import embedded_stack, free_port
+from app.dev.process import free_port
+from app.dev.stack import embedded_stack
 from app.eventstore.consumer import KeyedLocks, PullLoop
 from app.eventstore.jetstream import STREAM, events_stream_config
 from app.saga.fulfilment import timeout_subject

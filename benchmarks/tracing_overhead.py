@@ -40,7 +40,8 @@ import uvloop
 from aiohttp import web
 from harness import pct
 
-from app.dev.stack import embedded_stack, free_port
+from app.dev.process import free_port
+from app.dev.stack import embedded_stack
 
 EDA = str(Path(sys.executable).parent / "eda")
 TARGET_THROUGHPUT = 0.10  # ratio's creates/s within 10 % of off

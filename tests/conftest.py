@@ -1,5 +1,5 @@
 """Session fixtures: one real nats-server (JetStream) and one real PostgreSQL per test session, both on
-free ports in a private temp dir (see ``app.dev.stack``), plus per-test isolation helpers.
+free ports in a private temp dir (``app.dev.nats``, ``app.dev.postgres``), plus per-test isolation helpers.
 
 - ``nats_server`` / ``nats_url``: the shared JetStream server; ``js_clean`` empties it before a test.
 - ``postgres`` / ``database_url``: the shared PostgreSQL (``fast=True``: no fsync); ``database_url`` is the
@@ -30,7 +30,8 @@ from nats.aio.client import Client as NATS
 
 from app.dev.idp import DevIdentityProvider
 from app.dev.issuer import AUDIENCE
-from app.dev.stack import NatsServer, Postgres, embedded_nats, embedded_postgres
+from app.dev.nats import NatsServer, embedded_nats
+from app.dev.postgres import Postgres, embedded_postgres
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.jetstream import JetStreamEventStore

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.dev.stack import HOST, DevstackError, NatsServer, embedded_postgres, free_port
+from app.dev.nats import NatsServer
+from app.dev.postgres import embedded_postgres
+from app.dev.process import HOST, DevstackError, free_port
 
 CLUSTER_NAME = "eda"
 

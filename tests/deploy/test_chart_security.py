@@ -14,7 +14,7 @@ import pytest
 from deploytools import CHART, Installed, Obj
 
 from app.deploy.natsauth import password_variable, permissions_document
-from app.dev.stack import nats_server_binary
+from app.dev.nats import nats_server_binary
 
 pytestmark = pytest.mark.timeout(600)
 

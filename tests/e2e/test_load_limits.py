@@ -31,7 +31,7 @@ import nats
 import pytest
 from idp_support import Tokens
 
-from app.dev.stack import free_port
+from app.dev.process import free_port
 from app.settings import Settings
 from e2e.conftest import eda_process, role_env
 

@@ -30,7 +30,9 @@ import httpx
 import nats
 import pytest
 
-from app.dev.stack import NatsServer, embedded_nats, free_port
+from app.dev.nats import NatsServer, embedded_nats
+
+from app.dev.process import free_port
 from app.runtime.roles import projector_role
 from app.settings import Settings
 from e2e.conftest import eda_process, role_env, running_system

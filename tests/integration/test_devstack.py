@@ -13,7 +13,8 @@ import asyncpg
 import nats
 import pytest
 
-from app.dev.stack import NatsServer, Postgres, embedded_postgres
+from app.dev.nats import NatsServer
+from app.dev.postgres import Postgres, embedded_postgres
 
 
 async def test_nats_answers_jetstream(nats_server: NatsServer, js_clean: None) -> None:

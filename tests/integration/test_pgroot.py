@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from app.dev import pgroot
-from app.dev.stack import postgres_bin_dir
+from app.dev.postgres import postgres_bin_dir
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
 

@@ -23,7 +23,7 @@ from nats.aio.client import Client as NATS
 from app.api.main import create_app
 from app.backup import snapshotapi
 from app.deploy.natsauth import authorization_block, role_permissions
-from app.dev.stack import NatsServer
+from app.dev.nats import NatsServer
 from app.runtime.background import saga_role, workers_role
 from app.runtime.roles import projector_role
 from app.settings import Settings

@@ -16,7 +16,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from app.dev.stack import HOST, NatsServer, TlsFiles
+from app.dev.nats import NatsServer, TlsFiles
+from app.dev.process import HOST
 from app.domain.order import OrderCreated, OrderItem, OrderPaid
 from app.domain.registry import all_event_types
 from app.eventstore.bulkread import BulkReader

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp.web
 import yaml
 
-from app.dev.stack import HOST, free_port
+from app.dev.process import HOST, free_port
 from process.procs import Popen, until
 from tests.operator.emulator import EXAMPLES_DIR, Emulator, crds, declare
 from tests.pki import make_ca, make_server_cert, write_cert, write_key

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.dev.stack import HOST, free_port, postgres_bin_dir
+from app.dev.postgres import postgres_bin_dir
+
+from app.dev.process import HOST, free_port
 from process.procs import EDA, SERVICE_ACCOUNT_PATH, with_service_account
 from tests.deploy.deploytools import ROOT, Installed
 

@@ -25,7 +25,7 @@ import pytest
 from idp_support import Tokens
 
 from app.dev.idp import DevIdentityProvider
-from app.dev.stack import HOST
+from app.dev.process import HOST
 from process.conftest import Infra
 from process.k8s import K8sApi, apply_examples_until_succeeded, emulated_api
 from process.pods import Container, Local, command, decode_secret, localize, process_env

@@ -17,7 +17,7 @@ from e2e.conftest import role_env
 from nats.aio.client import Client as NATS
 from nats.js.api import StreamConfig
 
-from app.dev.stack import free_port
+from app.dev.process import free_port
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import StreamId

@@ -21,7 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.dev.stack import free_port, postgres_bin_dir
+from app.dev.postgres import postgres_bin_dir
+
+from app.dev.process import free_port
 from process.procs import EDA, exit_code, running, tail, until
 from tests.deploy.deploytools import ROOT
 

@@ -19,7 +19,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from app.dev.cluster import running_cluster
-from app.dev.stack import NatsServer
+from app.dev.nats import NatsServer
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata, StreamId

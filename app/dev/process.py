@@ -1,0 +1,73 @@
+"""What every embedded server shares: the loopback host, free ports, spawning a server process in its
+own process group with its output in a log file, stopping it (signal, wait, then SIGKILL), the tail of
+its log for error messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+from pathlib import Path
+
+HOST = "127.0.0.1"
+Popen = subprocess.Popen[bytes]
+RunAs = tuple[int, int] | None
+
+
+class DevstackError(RuntimeError):
+    """An embedded server failed to start or stop; the message carries its log tail."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def tcp_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+        return True
+    return False
+
+
+def spawn(args: list[str], log_path: Path, cwd: Path | None = None, run_as: RunAs = None) -> Popen:
+    """Start ``args`` with output appended to ``log_path``, in its own process group (so a terminal Ctrl-C
+    reaches only us and we stop servers in order), optionally as ``run_as`` = (uid, gid)."""
+    with log_path.open("ab") as log:
+        if run_as is None:
+            return subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, process_group=0
+            )
+        uid, gid = run_as
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            process_group=0,
+            user=uid,
+            group=gid,
+            extra_groups=[],
+        )
+
+
+async def terminate(proc: Popen, sig: int, timeout: float) -> None:
+    """Send ``sig``, wait up to ``timeout`` off the event loop, then SIGKILL."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+    try:
+        await asyncio.to_thread(proc.wait, timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        await asyncio.to_thread(proc.wait)
