@@ -13,6 +13,8 @@ import typer
 from app.runtime.backup_cli import register as _register_backup
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from app.settings import Settings
 
 cli = typer.Typer(
@@ -77,21 +79,13 @@ def rebuild(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=50000)] = 5000,
 ) -> None:
     """Rebuild a read model: replay events into a shadow schema, catch up, swap it in atomically."""
-    import asyncio
-
-    from rich.console import Console
-
     from app.readmodel.rebuild import InvalidRebuild, RebuildRequest
     from app.runtime.maintenance import rebuild as run
 
     request = RebuildRequest(
         projection, from_sequence=from_sequence, to_sequence=to_sequence, batch_size=batch_size
     )
-    try:
-        with _one_line_errors("rebuild"):
-            asyncio.run(run(_observe("rebuild"), request, Console()))
-    except InvalidRebuild as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    _maintenance("rebuild", run(_observe("rebuild"), request, _console()), InvalidRebuild)
 
 
 @cli.command()
@@ -102,20 +96,30 @@ def snapshot(
     retain: Annotated[int | None, typer.Option("--retain", min=1, max=100)] = None,
 ) -> None:
     """Snapshot aggregates now: all of a type, some ids, or those with >= N events since their last one."""
-    import asyncio
-
-    from rich.console import Console
-
     from app.runtime.maintenance import snapshot as run
     from app.service.snapshotter import InvalidSnapshotRequest, SnapshotRequest
 
     request = SnapshotRequest(
         aggregate, ids=tuple(ids) if ids else None, min_events=min_events, retain=retain
     )
+    _maintenance("snapshot", run(_observe("snapshot"), request, _console()), InvalidSnapshotRequest)
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+def _maintenance(command: str, run: Coroutine[Any, Any, Any], invalid: type[Exception]) -> None:
+    """Run a maintenance command to its end; a request the engine refuses is a usage error, a server
+    that does not answer one line (``_one_line_errors``)."""
+    import asyncio
+
     try:
-        with _one_line_errors("snapshot"):
-            asyncio.run(run(_observe("snapshot"), request, Console()))
-    except InvalidSnapshotRequest as exc:
+        with _one_line_errors(command):
+            asyncio.run(run)
+    except invalid as exc:
         raise typer.BadParameter(str(exc)) from exc
 
 

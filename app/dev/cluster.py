@@ -23,7 +23,7 @@ from typing import Any
 
 from app.dev.nats import NatsServer
 from app.dev.postgres import embedded_postgres
-from app.dev.process import HOST, DevstackError, free_port
+from app.dev.process import HOST, DevstackError, free_port, http_ok, stop_signals
 
 CLUSTER_NAME = "eda"
 
@@ -144,7 +144,7 @@ class NatsCluster:
         if not running <= {f.get("name") for f in followers if f.get("current")}:
             return None
         for name in docs:
-            if not await asyncio.to_thread(_http_ok, f"{self.node(name).monitor_url}/healthz"):
+            if not await asyncio.to_thread(http_ok, f"{self.node(name).monitor_url}/healthz", 2.0):
                 return None
         return str(leader)
 
@@ -197,14 +197,6 @@ async def stream_leader(js: Any, stream: str) -> str | None:
     return info.cluster.leader if info.cluster is not None else None
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 def _get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=2) as resp:
         doc: dict[str, Any] = json.loads(resp.read())
@@ -228,11 +220,7 @@ async def serve_cluster_infra(data_dir: Path, size: int = 3) -> None:
     """``eda infra --cluster N``: N JetStream nodes plus PostgreSQL; print the URLs, wait for a signal.
 
     The application creates its streams at ``EDA_STREAM_REPLICAS`` (set it to N to get RN streams)."""
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    try:
+    with stop_signals() as stopping:
         async with (
             running_cluster(data_dir / "cluster", size=size) as cluster,
             embedded_postgres(data_dir) as pg,
@@ -243,6 +231,3 @@ async def serve_cluster_infra(data_dir: Path, size: int = 3) -> None:
             for note in pg.notes:  # stderr: stdout is KEY=value lines for scripts
                 print(note, file=sys.stderr, flush=True)
             await stopping.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

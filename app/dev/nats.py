@@ -10,12 +10,21 @@ import shutil
 import signal
 import sys
 import sysconfig
-import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.dev.process import HOST, DevstackError, Popen, free_port, log_tail, spawn, tcp_open, terminate
+from app.dev.process import (
+    HOST,
+    DevstackError,
+    Popen,
+    free_port,
+    http_ok,
+    log_tail,
+    spawn,
+    tcp_open,
+    terminate,
+)
 
 
 def nats_server_binary() -> Path:
@@ -119,7 +128,7 @@ class NatsServer:
             assert self._proc is not None
             if self._proc.poll() is not None:
                 break
-            if await asyncio.to_thread(_http_ok, url) and await asyncio.to_thread(tcp_open, self.port):
+            if await asyncio.to_thread(http_ok, url) and await asyncio.to_thread(tcp_open, self.port):
                 return
             await asyncio.sleep(0.05)
         await self.stop()
@@ -138,14 +147,6 @@ class NatsServer:
 
 def _quote(path: Path) -> str:
     return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 @contextlib.asynccontextmanager

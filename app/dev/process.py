@@ -1,13 +1,16 @@
 """What every embedded server shares: the loopback host, free ports, spawning a server process in its
 own process group with its output in a log file, stopping it (signal, wait, then SIGKILL), the tail of
-its log for error messages."""
+its log for error messages, health probes, and serving until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 import subprocess
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -71,3 +74,27 @@ async def terminate(proc: Popen, sig: int, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         await asyncio.to_thread(proc.wait)
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """``GET url`` answers 200 (a server's health endpoint)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT/SIGTERM while the block runs (``eda infra``: serve until told to stop,
+    then leave the servers' context managers, which stop them in order)."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        yield stopping
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

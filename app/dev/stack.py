@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from app.dev.nats import NatsServer, embedded_nats
 from app.dev.postgres import Postgres, embedded_postgres
+from app.dev.process import stop_signals
 
 
 @contextlib.asynccontextmanager
@@ -37,17 +37,10 @@ async def embedded_stack(
 
 async def serve_infra(data_dir: Path) -> None:
     """``eda infra``: run both servers, print their URLs, wait for SIGINT/SIGTERM, stop cleanly."""
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    try:
+    with stop_signals() as stopping:
         async with embedded_stack(data_dir) as (nats, pg):
             print(f"EDA_NATS_URL={nats.url}", flush=True)
             print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
             for note in pg.notes:  # stderr: stdout is KEY=value lines for scripts
                 print(note, file=sys.stderr, flush=True)
             await stopping.wait()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

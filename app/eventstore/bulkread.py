@@ -22,6 +22,7 @@ import orjson
 from nats.aio.client import Client as NATS
 
 from app.eventstore import jsapi
+from app.eventstore.directget import pages
 from app.eventstore.envelope import RawMessage
 from app.eventstore.ports import EventStoreError
 
@@ -138,22 +139,19 @@ class BulkReader:
         async with self._lock:
             if self._writer is None:
                 await self._connect()
-            seq = max(1, from_sequence)
-            remaining = limit
-            while remaining is None or remaining > 0:
-                size = batch if remaining is None else min(batch, remaining)
-                try:
-                    msgs, pending = await self._one_batch(subject_filter, seq, size)
-                except (OSError, TimeoutError, EventStoreError):
-                    await self.close()
-                    raise
-                if msgs:
-                    yield msgs
-                    seq = msgs[-1].sequence + 1
-                    if remaining is not None:
-                        remaining -= len(msgs)
-                if not msgs or pending == 0:
-                    return
+            async for msgs in pages(
+                self._closing_on_error, subject_filter, from_sequence, batch=batch, limit=limit
+            ):
+                yield msgs
+
+    async def _closing_on_error(
+        self, subject_filter: str, seq: int, size: int
+    ) -> tuple[list[RawMessage], int]:
+        try:
+            return await self._one_batch(subject_filter, seq, size)
+        except (OSError, TimeoutError, EventStoreError):
+            await self.close()  # the connection is in an unknown state: the next read reconnects
+            raise
 
     async def _one_batch(self, subject_filter: str, seq: int, size: int) -> tuple[list[RawMessage], int]:
         assert self._writer is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -17,6 +17,27 @@ from nats.aio.subscription import Subscription
 from app.eventstore import jsapi
 from app.eventstore.envelope import RawMessage
 from app.eventstore.ports import EventStoreError
+
+OneBatch = Callable[[str, int, int], Awaitable[tuple[list[RawMessage], int]]]
+
+
+async def pages(
+    one_batch: OneBatch, subject_filter: str, from_sequence: int, *, batch: int, limit: int | None
+) -> AsyncIterator[list[RawMessage]]:
+    """Batched Direct Get, page after page: ``one_batch(filter, seq, size)`` answers up to ``size``
+    messages from ``seq`` and how many more are pending; stops at the end, an empty page or ``limit``."""
+    seq = max(1, from_sequence)
+    remaining = limit
+    while remaining is None or remaining > 0:
+        size = batch if remaining is None else min(batch, remaining)
+        msgs, pending = await one_batch(subject_filter, seq, size)
+        if msgs:
+            yield msgs
+            seq = msgs[-1].sequence + 1
+            if remaining is not None:
+                remaining -= len(msgs)
+        if not msgs or pending == 0:
+            return
 
 
 class DirectGetter:
@@ -50,18 +71,8 @@ class DirectGetter:
     ) -> AsyncIterator[list[RawMessage]]:
         """Yield lists of messages matching ``subject_filter`` from ``from_sequence`` in stream order."""
         await self._ensure_sub()
-        seq = max(1, from_sequence)
-        remaining = limit
-        while remaining is None or remaining > 0:
-            size = batch if remaining is None else min(batch, remaining)
-            msgs, pending = await self._one_batch(subject_filter, seq, size)
-            if msgs:
-                yield msgs
-                seq = msgs[-1].sequence + 1
-                if remaining is not None:
-                    remaining -= len(msgs)
-            if not msgs or pending == 0:
-                return
+        async for msgs in pages(self._one_batch, subject_filter, from_sequence, batch=batch, limit=limit):
+            yield msgs
 
     async def _one_batch(self, subject_filter: str, seq: int, size: int) -> tuple[list[RawMessage], int]:
         token = str(next(self._tokens))

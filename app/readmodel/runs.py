@@ -173,6 +173,22 @@ async def record_finish(
     )
 
 
+async def record_interrupted(recorder: RunRecorder | None, run_id: str) -> None:
+    """A run cancelled from outside (deletion, shutdown): ``cancelled``, recorded even while the caller
+    is being cancelled itself."""
+    if recorder is not None:
+        await asyncio.shield(record_finish(recorder.pool, run_id, "cancelled", message="cancelled"))
+
+
+async def record_failed(
+    recorder: RunRecorder | None, run_id: str, message: str, *, retrying: bool, phase: str | None = None
+) -> None:
+    """A run that failed (``retrying``: it will be attempted again)."""
+    if recorder is not None:
+        note = " (retrying)" if retrying else ""
+        await record_finish(recorder.pool, run_id, "failed", phase=phase, message=message + note)
+
+
 class RunRecorder:
     """Turns engine progress callbacks into (rate-bounded) updates of one run's row.
 

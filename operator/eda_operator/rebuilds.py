@@ -168,21 +168,15 @@ async def _run(  # noqa: PLR0917 - the arguments of run_rebuild, passed on
         async with recorder.writing():
             result = await _until_stopped(engine.run(), stopped)
     except asyncio.CancelledError:
-        if recorder is not None:
-            await asyncio.shield(runs.record_finish(recorder.pool, run_id, "cancelled", message="cancelled"))
+        await runs.record_interrupted(recorder, run_id)
         raise
     except Exception as exc:
         failure = classify(exc)
         failed(tracker, failure)
         notify(failure.reason, failure.message, True)
-        if recorder is not None:
-            await runs.record_finish(
-                recorder.pool,
-                run_id,
-                "failed",
-                phase=tracker.phase,
-                message=failure.message + (" (retrying)" if failure.transient else ""),
-            )
+        await runs.record_failed(
+            recorder, run_id, failure.message, retrying=failure.transient, phase=tracker.phase
+        )
         return failure if failure.transient else None
     if result is None:  # stopped: deleted or operator exiting
         tracker.update(phase="Cancelled", message="cancelled; the shadow schema was dropped")

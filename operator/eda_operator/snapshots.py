@@ -154,20 +154,13 @@ async def _run_once(  # noqa: PLR0917 - the arguments of run_once, passed on
             async with recorder.writing():
                 result = await engine.run(request, recorder.snapshot_progress(progress))
     except asyncio.CancelledError:
-        if recorder is not None:
-            await asyncio.shield(runs.record_finish(recorder.pool, run_id, "cancelled", message="cancelled"))
+        await runs.record_interrupted(recorder, run_id)
         raise
     except Exception as exc:
         failure = classify(exc)
-        if recorder is not None:
-            await runs.record_finish(
-                recorder.pool,
-                run_id,
-                "failed",
-                phase="Pending" if failure.transient else "Failed",
-                message=failure.message + (" (retrying)" if failure.transient else ""),
-            )
-        tracker.update(phase="Pending" if failure.transient else "Failed", message=failure.message)
+        phase = "Pending" if failure.transient else "Failed"
+        await runs.record_failed(recorder, run_id, failure.message, retrying=failure.transient, phase=phase)
+        tracker.update(phase=phase, message=failure.message)
         tracker.set_condition("Running", False, failure.reason, failure.message)
         tracker.set_condition("Failed", not failure.transient, failure.reason, failure.message)
         if not failure.transient:
