@@ -38,6 +38,7 @@ from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.readmodel import db
 from app.readmodel.migrations import migrate_dsn
+from tests.support.jetstream import delete_all_streams
 
 READMODEL_SCHEMA = "readmodel"
 
@@ -128,15 +129,8 @@ async def fresh_db(postgres: Postgres) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def js_clean(nats_url: str) -> None:
-    """Delete every JetStream stream before the test; KV buckets (``KV_*``) and object stores (``OBJ_*``)
-    are streams too, so they go as well."""
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            await js.delete_stream(info.config.name)
-    finally:
-        await nc.close()
+    """Every JetStream stream (KV buckets and object stores too) deleted before the test."""
+    await delete_all_streams(nats_url)
 
 
 @pytest.fixture

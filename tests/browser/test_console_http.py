@@ -97,14 +97,18 @@ async def test_orders_api_search_and_unknown_order(console: Console) -> None:
 
 
 async def _read_events(
-    console: Console, headers: dict[str, str], want: int
+    console: Console, headers: dict[str, str], want: int, subscribed: asyncio.Event | None = None
 ) -> list[tuple[str, dict[str, object]]]:
+    """The first ``want`` events of the feed; ``subscribed`` is set on its ``hello`` (sent once the
+    feed's consumer exists: from then on every new event reaches it)."""
     got: list[tuple[str, dict[str, object]]] = []
     async with console.client.stream("GET", "/ui/api/stream", headers=headers) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         event_id = ""
         async for line in response.aiter_lines():
-            if line.startswith("id: "):
+            if line == "event: hello" and subscribed is not None:
+                subscribed.set()
+            elif line.startswith("id: "):
                 event_id = line[4:]
             elif line.startswith("data: ") and event_id:
                 got.append((event_id, orjson.loads(line[6:])))
@@ -115,8 +119,9 @@ async def _read_events(
 
 
 async def test_sse_feed_from_jetstream_with_resume(console: Console) -> None:
-    reader = asyncio.create_task(_read_events(console, {}, 2))
-    await asyncio.sleep(0.5)  # the feed delivers new events only: let it subscribe first
+    subscribed = asyncio.Event()
+    reader = asyncio.create_task(_read_events(console, {}, 2, subscribed))
+    await asyncio.wait_for(subscribed.wait(), 10)  # the feed delivers new events only
     first = await console.create_order({"user_id": 1, "amount": 1})
     second = await console.create_order({"user_id": 2, "amount": 2})
     events = await asyncio.wait_for(reader, 10)

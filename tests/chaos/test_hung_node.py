@@ -11,7 +11,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from app.dev.cluster import NatsCluster
-from tests.chaos.conftest import record
+from tests.support.chaos import record
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

@@ -25,9 +25,9 @@ from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.readmodel import db
 from app.readmodel.migrations import migrate
 from app.readmodel.queries import get_order, record_from_events
-from tests.chaos.conftest import ARTIFACTS, current_leader, record, wait_for
-from tests.chaos.test_pg_restart import _checkpoint
-from tests.chaos.workload import Ledger, audit, codec_for, run_writers
+from tests.support.chaos import ARTIFACTS, current_leader, record, stored_checkpoint
+from tests.support.eventually import eventually
+from tests.support.workload import Ledger, assert_nothing_lost, audit, audit_figures, codec_for, run_writers
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -83,7 +83,9 @@ async def _run(
     kills: list[tuple[str, int, float]] = []  # (node, appends acknowledged then, when)
     rejoins: list[asyncio.Task[float]] = []
     for fraction in KILL_AT:
-        await wait_for(lambda f=fraction: ledger.appends_acked >= f * APPENDS or load.done(), 600, "load")
+        await eventually(
+            lambda f=fraction: ledger.appends_acked >= f * APPENDS or load.done(), timeout=600, what="load"
+        )
         assert not load.done(), "the load finished before the fault: make it longer"
         leader = await current_leader(admin, STREAM)
         killed_at = time.monotonic()
@@ -99,12 +101,12 @@ async def _run(
     converge_s = time.monotonic() - load_done
     result = await audit(store, ledger, "order")
     last = await store.last_sequence()
-    while (await _checkpoint(dsn) or 0) < last:  # the projector catches up with the stream
+    while (await stored_checkpoint(dsn) or 0) < last:  # the projector catches up with the stream
         assert proc.poll() is None, "the projector process exited"
         assert time.monotonic() - load_done < CATCH_UP_S, "the read model did not catch up"
         await asyncio.sleep(0.1)
     caught_up_s = time.monotonic() - load_done
-    checkpoint = await _checkpoint(dsn)
+    checkpoint = await stored_checkpoint(dsn)
     assert proc.poll() is None, "the projector process exited"
     fold = await _compare_read_model(store, dsn, last)
     log_text = await asyncio.to_thread(log_path.read_text, errors="replace")
@@ -116,23 +118,12 @@ async def _run(
     figures = {
         "appends": APPENDS,
         "writers": WRITERS,
-        "appends_acknowledged": ledger.appends_acked,
         "events_attempted": len(ledger.attempted),
-        "events_acknowledged": events_acked,
-        "events_stored": result.stored,
-        "lost": result.lost,
-        "duplicated": result.duplicated,
-        "misplaced": result.misplaced,
-        "order_violations": result.order_violations,
-        "stored_but_unacknowledged": result.unacked_stored,
-        "retries": ledger.retries,
-        "errors": dict(ledger.errors),
-        "late_recognised_own_appends": ledger.late_recognised,
+        **audit_figures(ledger, result),
         "kills": [
             {"node": node, "at_acked": at, "write_outage_s": ledger.outage_after(t)} for node, at, t in kills
         ],
         "rejoin_s": [round(await t, 3) for t in rejoins],
-        "max_append_stall_s": round(ledger.max_stall_s, 3),
         "load_s": round(load_s, 1),
         "throughput_appends_per_s": round(APPENDS / load_s, 1),
         "replicas_converged_s": round(converge_s, 3),
@@ -151,13 +142,7 @@ async def _run(
     }
     record("leader-kill", figures)
     assert ledger.appends_acked == APPENDS
-    assert result.lost == 0
-    assert result.duplicated == 0
-    assert result.misplaced == 0
-    assert result.order_violations == 0
-    assert result.unacked_stored == 0
-    assert ledger.foreign_conflicts == 0
-    assert ledger.late_recognised == 0, "the store reported a conflict for its own stored append"
+    assert_nothing_lost(ledger, result)
     assert result.stored == events_acked
     assert checkpoint == last
     assert fold["orders"] > 0

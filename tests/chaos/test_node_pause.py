@@ -13,8 +13,9 @@ from nats.aio.client import Client as NATS
 
 from app.dev.cluster import NatsCluster
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
-from tests.chaos.conftest import current_leader, record, replica_digests, wait_for
-from tests.chaos.workload import Ledger, audit, chaos_codec, run_writers
+from tests.support.chaos import current_leader, record, replica_digests
+from tests.support.eventually import eventually
+from tests.support.workload import Ledger, assert_nothing_lost, audit, audit_figures, chaos_codec, run_writers
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -34,7 +35,7 @@ async def test_sigstop_leader_30s_then_replicas_converge(
     ledger = Ledger()
     stop = asyncio.Event()
     load = asyncio.create_task(run_writers(writers, ledger, appends=1_000_000, stop=stop))
-    await wait_for(lambda: ledger.appends_acked > 0, 60, "first acknowledgement")
+    await eventually(lambda: ledger.appends_acked > 0, timeout=60, what="first acknowledgement")
     await asyncio.sleep(BEFORE_S)
     victim = await current_leader(admin, STREAM)
     victim_port = cluster.node(victim).port
@@ -71,20 +72,9 @@ async def test_sigstop_leader_30s_then_replicas_converge(
         "pause_s": PAUSE_S,
         "writers_on_paused_node": sum(1 for p in on_node if p == victim_port),
         "new_leader_during_pause": new_leader,
-        "appends_acknowledged": ledger.appends_acked,
         "appends_acknowledged_during_pause": acked_during,
-        "events_acknowledged": len(ledger.acked),
-        "events_stored": result.stored,
-        "lost": result.lost,
-        "duplicated": result.duplicated,
-        "misplaced": result.misplaced,
-        "order_violations": result.order_violations,
-        "stored_but_unacknowledged": result.unacked_stored,
-        "retries": ledger.retries,
-        "errors": dict(ledger.errors),
-        "late_recognised_own_appends": ledger.late_recognised,
+        **audit_figures(ledger, result),
         "write_outage_after_pause_s": ledger.outage_after(paused_at),
-        "max_append_stall_s": round(ledger.max_stall_s, 3),
         "replicas_converged_after_load_s": round(converge_s, 3),
         "replicas_converged_after_resume_s": round(load_done + converge_s - resumed_at, 3),
         "replica_last_seq": {s.node: s.last_seq for s in states},
@@ -94,13 +84,7 @@ async def test_sigstop_leader_30s_then_replicas_converge(
         "digest_s": round(digest_s, 1),
     }
     record("node-pause", figures)
-    assert result.lost == 0
-    assert result.duplicated == 0
-    assert result.misplaced == 0
-    assert result.order_violations == 0
-    assert result.unacked_stored == 0
-    assert ledger.foreign_conflicts == 0
-    assert ledger.late_recognised == 0, "the store reported a conflict for its own stored append"
+    assert_nothing_lost(ledger, result)
     assert len({s.last_seq for s in states}) == 1
     assert all(n == 0 for n in mismatches.values())
     assert all(n == 0 for n in missing.values())

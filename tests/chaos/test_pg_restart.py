@@ -7,7 +7,6 @@ with no gaps (one timeline row per event, every order equal to the fold of its e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -16,11 +15,10 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from nats.aio.client import Client as NATS
 
-from app.dev.stack import Postgres
+from app.dev.postgres import Postgres
 from app.domain.order import ORDER
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
@@ -28,12 +26,11 @@ from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.readmodel import db
 from app.readmodel.migrations import migrate
-from app.readmodel.projections import read_checkpoint
 from app.readmodel.projector import DURABLE
 from app.readmodel.queries import get_order, record_from_events
 from app.service.handler import CommandHandler
-from tests.chaos.conftest import record
-from tests.integration.test_projector_crash import META, _commands
+from tests.support.chaos import record, stored_checkpoint
+from tests.support.orders import append_lifecycles
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -51,31 +48,6 @@ async def own_pg(short_tmp: Path) -> AsyncIterator[Postgres]:
     await pg.stop("immediate")
 
 
-async def _append_all(repo: CommandHandler, done: asyncio.Event) -> None:  # type: ignore[type-arg]
-    async def one(order_id: int) -> None:
-        for command in _commands(order_id):
-            await repo.execute(order_id, command, META)
-
-    for start in range(1, ORDERS + 1, 20):
-        await asyncio.gather(*(one(i) for i in range(start, min(start + 20, ORDERS + 1))))
-    done.set()
-
-
-async def _checkpoint(dsn: str) -> int | None:
-    """The stored checkpoint, or ``None`` while PostgreSQL is down."""
-    try:
-        conn = await asyncpg.connect(dsn, timeout=2)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return None
-    try:
-        return await read_checkpoint(conn, SCHEMA)
-    except (OSError, asyncpg.PostgresError):
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            await conn.close()
-
-
 async def _watch_acks(nc: NATS, dsn: str, stop: asyncio.Event, violations: list[tuple[int, int]]) -> int:
     """Sample (ack floor, then checkpoint): an ack floor ahead of the checkpoint is an ack before commit
     (or a lost commit). Returns the number of samples."""
@@ -87,7 +59,7 @@ async def _watch_acks(nc: NATS, dsn: str, stop: asyncio.Event, violations: list[
             floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
         except Exception:
             floor = None
-        checkpoint = await _checkpoint(dsn) if floor is not None else None
+        checkpoint = await stored_checkpoint(dsn) if floor is not None else None
         if floor is not None and checkpoint is not None:
             samples += 1
             if floor > checkpoint:
@@ -117,22 +89,22 @@ async def test_projector_rides_through_postgres_immediate_stops(
     )
     done, stop_watch = asyncio.Event(), asyncio.Event()
     started = time.monotonic()
-    appender = asyncio.create_task(_append_all(CommandHandler(store, ORDER), done))
+    appender = asyncio.create_task(append_lifecycles(CommandHandler(store, ORDER), ORDERS, done, wave=20))
     violations: list[tuple[int, int]] = []
     watcher = asyncio.create_task(_watch_acks(nc, dsn, stop_watch, violations))
     outages: list[dict[str, float]] = []
     try:
         for target in (800, 2400):  # stop PostgreSQL while batches are being applied
-            while (await _checkpoint(dsn) or 0) < target:
+            while (await stored_checkpoint(dsn) or 0) < target:
                 assert proc.poll() is None, "projector died"
                 await asyncio.sleep(0.02)
-            at = await _checkpoint(dsn) or 0
+            at = await stored_checkpoint(dsn) or 0
             t0 = time.monotonic()
             await own_pg.stop("immediate")
             await asyncio.sleep(DOWN_S)
             await own_pg.start()
             up = time.monotonic()
-            while (await _checkpoint(dsn) or 0) <= at:  # the projector applies again
+            while (await stored_checkpoint(dsn) or 0) <= at:  # the projector applies again
                 assert time.monotonic() - up < 60, "projector did not resume after the restart"
                 await asyncio.sleep(0.05)
             outages.append(
@@ -144,7 +116,7 @@ async def test_projector_rides_through_postgres_immediate_stops(
             )
         await appender
         last = await store.last_sequence()
-        while (await _checkpoint(dsn) or 0) < last:
+        while (await stored_checkpoint(dsn) or 0) < last:
             assert proc.poll() is None, "projector died"
             assert time.monotonic() - started < 240, "read model did not converge"
             await asyncio.sleep(0.1)

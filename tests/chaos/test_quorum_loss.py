@@ -14,8 +14,8 @@ from nats.aio.client import Client as NATS
 from app.dev.cluster import NatsCluster
 from app.eventstore.envelope import NEW, NewEvent, Position, StreamId
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
-from tests.chaos.conftest import current_leader, record
-from tests.chaos.workload import META, ChaosTick, chaos_codec
+from tests.support.chaos import current_leader, record
+from tests.support.workload import META, ChaosTick, chaos_codec
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 

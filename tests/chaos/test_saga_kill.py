@@ -25,9 +25,9 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.service.handler import CommandHandler
-from tests.chaos.conftest import current_leader, record
-from tests.saga.invariants import all_events, check
-from tests.saga.test_crash import ROLES, Roles, _chaos, random_order, settled_check
+from tests.support.chaos import current_leader, record
+from tests.support.orders import random_order
+from tests.support.roles import ROLES, Roles, kill_roles_at_random, saga_env, settled_check, until_terminal
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -39,17 +39,7 @@ LOGS = Path(__file__).resolve().parents[2] / "test-artifacts" / "chaos-saga-kill
 async def test_saga_and_workers_killed_on_the_cluster(
     cluster: NatsCluster, connect: Callable[[str], Awaitable[NATS]], short_tmp: Path
 ) -> None:
-    env = dict(os.environ) | {
-        "EDA_NATS_URL": cluster.url,
-        "EDA_STREAM_REPLICAS": "3",
-        "EDA_HEALTH_PORT": "0",
-        "EDA_LOG_LEVEL": "WARNING",
-        "EDA_DEFAULT_STOCK": str(DEFAULT_STOCK),
-        "EDA_SAGA_STEP_TIMEOUT_S": "15",
-        "EDA_PAYMENT_DECLINE_ABOVE": "900",
-        "EDA_PAYMENT_FAULT_FAIL_RATE": "0.05",
-        "EDA_SHIPPING_FAIL_USER_IDS": "13",
-    }
+    env = saga_env(cluster.url, DEFAULT_STOCK, EDA_STREAM_REPLICAS="3")
     rng = random.Random(8)
     roles = Roles(env, short_tmp)
     nc = await connect("chaos-saga")
@@ -58,7 +48,7 @@ async def test_saga_and_workers_killed_on_the_cluster(
     for role in ROLES:
         roles.start(role)
     stop = asyncio.Event()
-    chaos = asyncio.create_task(_chaos(roles, stop, rng))
+    chaos = asyncio.create_task(kill_roles_at_random(roles, stop, rng))
     started = time.monotonic()
     node_killed = ""
     try:
@@ -77,22 +67,8 @@ async def test_saga_and_workers_killed_on_the_cluster(
             await asyncio.sleep(0.2)
         created_s = time.monotonic() - started
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 180
         ids = set(range(1, ORDERS + 1))
-        while True:
-            result = check(await all_events(store), ids, DEFAULT_STOCK)
-            pending = [p for p in result["problems"] if "not terminal" in p]
-            if not pending or loop.time() > deadline:
-                break
-            if loop.time() > deadline - 120:
-                stop.set()  # let the last stragglers finish without further kills
-            await asyncio.sleep(2)
-        stop.set()
-        await chaos
-        for role in ROLES:  # every role alive for the final checks (commits, compensations)
-            if roles.procs[role].poll() is not None:
-                roles.start(role)
+        await until_terminal(store, ids, DEFAULT_STOCK, roles, stop, chaos, within_s=180)
         # A saga is terminal when its order is; the stock commit that follows a completed order may
         # still be in flight (a killed inventory worker's command is redelivered after ack_wait, a lost
         # one re-sent by the step timer), so the invariants are awaited, bounded, not sampled once.

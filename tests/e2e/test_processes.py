@@ -12,24 +12,11 @@ import nats
 import orjson
 from idp_support import Tokens
 
-from app.dev.stack import free_port
+from app.dev.process import free_port
 from app.settings import Settings
 from e2e.conftest import eda_process, role_env
 from e2e.helpers import SEED
-
-
-async def _ready(client: httpx.AsyncClient, url: str, timeout: float = 30.0) -> httpx.Response:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            resp = await client.get(url)
-            if resp.status_code == 200:
-                return resp
-        except httpx.TransportError:
-            pass
-        assert asyncio.get_running_loop().time() < deadline, url
-        await asyncio.sleep(0.1)
-
+from tests.support.eventually import serving
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -57,7 +44,7 @@ async def test_seed_flow_across_processes(settings: Settings, short_tmp: Path, t
         async with httpx.AsyncClient(
             timeout=10, headers=tokens.header("backend", "orders:write:any orders:read:all")
         ) as client:
-            await _ready(client, f"{base}/readyz")
+            await serving(client, f"{base}/readyz", timeout=30)
             created = await client.post(f"{base}/api/v1/orders", json=SEED)
             assert created.status_code == 201
             assert created.json() == {"order_id": 1, "status": "created", "version": 1}
@@ -75,7 +62,7 @@ async def test_seed_flow_across_processes(settings: Settings, short_tmp: Path, t
             untraced = await client.post(f"{base}/api/v1/orders", json=SEED)
             assert await _trace_id_of(settings, traced.json()["order_id"]) == TRACE_ID
             assert await _trace_id_of(settings, untraced.json()["order_id"]) != TRACE_ID
-            ready = await _ready(client, f"http://127.0.0.1:{health_port}/readyz")
+            ready = await serving(client, f"http://127.0.0.1:{health_port}/readyz", timeout=30)
             assert ready.json()["checks"]["projector"]["ok"] is True
             assert (await client.get(f"http://127.0.0.1:{health_port}/livez")).status_code == 200
             assert "python_info" in (await client.get(f"http://127.0.0.1:{health_port}/metrics")).text

@@ -15,7 +15,7 @@ from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import NEW, Metadata, NewEvent, StreamId
 from app.eventstore.jetstream import STREAM, JetStreamEventStore, ensure_stream, events_stream_config
 from app.eventstore.ports import EventStoreError
-from tests.chaos.workload import ChaosTick
+from tests.support.workload import ChaosTick
 
 META = Metadata(correlation_id="test")
 

@@ -16,11 +16,13 @@ from app.domain.order import ORDER, CancelOrder, CreateOrder, MarkOrderPaid, Ord
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import JetStreamEventStore
 from app.readmodel import db
+from app.readmodel.apply import apply_batch
 from app.readmodel.migrations import create_readmodel_schema, load_migrations, migrate
-from app.readmodel.projections import apply_batch, read_checkpoint, set_checkpoint
 from app.readmodel.projector import Projector, consumer_lag
 from app.readmodel.queries import get_order, list_orders, record_from_events
+from app.readmodel.sql import read_checkpoint, set_checkpoint
 from app.service.handler import CommandHandler
+from tests.support.eventually import eventually
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="test")
@@ -56,13 +58,6 @@ async def running(projector: Projector) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-async def until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def test_migrations_are_idempotent_and_concurrent(fresh_db: str) -> None:
     conns = [await asyncpg.connect(fresh_db) for _ in range(3)]
     try:
@@ -89,8 +84,8 @@ async def test_projects_orders_and_timeline(
             rec = await get_order(pg, SCHEMA, 3)
             return rec is not None and rec.version == 2
 
-        await until(done)
-        await until(lambda: _lag_zero(nc))
+        await eventually(done)
+        await eventually(lambda: _lag_zero(nc))
     one = await get_order(pg, SCHEMA, 1)
     two = await get_order(pg, SCHEMA, 2)
     assert one is not None
@@ -137,15 +132,15 @@ async def test_failover_between_two_projectors(
     second = Projector(nc, store.codec, fresh_db, SCHEMA, retry_s=0.1)
     async with running(second):
         async with running(first):
-            await until(lambda: _async(first.status.leader or second.status.leader))
+            await eventually(lambda: first.status.leader or second.status.leader)
             await asyncio.sleep(0.3)  # both had time to try: exactly one leads
             assert first.status.leader != second.status.leader
             await repo.execute(1, create(1), META)
-            await until(lambda: _has(pg, 1))
+            await eventually(lambda: _has(pg, 1))
         if not second.status.leader:  # the first one led; it is gone now, the standby takes over
-            await until(lambda: _async(second.status.leader))
+            await eventually(lambda: second.status.leader)
         await repo.execute(2, create(2), META)
-        await until(lambda: _has(pg, 2))
+        await eventually(lambda: _has(pg, 2))
     assert await pg.fetchval("SELECT count(*) FROM readmodel.order_events") == 2
 
 
@@ -156,7 +151,7 @@ async def test_rebuilt_schema_swap_restarts_from_new_checkpoint(
     await repo.execute(1, create(1), META)
     projector = Projector(nc, store.codec, fresh_db, SCHEMA)
     async with running(projector):
-        await until(lambda: _has(pg, 1))
+        await eventually(lambda: _has(pg, 1))
         # a "rebuild": an empty shadow schema with checkpoint 0, swapped in
         async with pg.transaction():
             await create_readmodel_schema(pg, "readmodel_shadow")
@@ -164,13 +159,9 @@ async def test_rebuilt_schema_swap_restarts_from_new_checkpoint(
             await pg.execute("ALTER SCHEMA readmodel RENAME TO readmodel_old")
             await pg.execute("ALTER SCHEMA readmodel_shadow RENAME TO readmodel")
         await repo.execute(2, create(2), META)
-        await until(lambda: _has(pg, 2))
-        await until(lambda: _has(pg, 1))
+        await eventually(lambda: _has(pg, 2))
+        await eventually(lambda: _has(pg, 1))
     assert await pg.fetchval("SELECT count(*) FROM readmodel.order_events") == 2
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 async def _has(pg: asyncpg.Connection, order_id: int) -> bool:
@@ -189,7 +180,7 @@ async def test_fast_path_gives_way_to_a_swapped_schema_with_the_same_checkpoint(
     async with running(projector):
         for order_id in (1, 2, 3):
             await repo.execute(order_id, create(order_id), META)
-            await until(lambda oid=order_id: _has(pg, oid))  # type: ignore[misc]
+            await eventually(lambda oid=order_id: _has(pg, oid))  # type: ignore[misc]
         assert projector.status.fast_batches >= 1
         async with pg.transaction():  # as the rebuild's swap: under the live checkpoint table's lock
             await pg.execute("LOCK TABLE readmodel.projection_checkpoints IN EXCLUSIVE MODE")
@@ -208,9 +199,9 @@ async def test_fast_path_gives_way_to_a_swapped_schema_with_the_same_checkpoint(
             rec = await get_order(pg, SCHEMA, 1)
             return rec is not None and rec.status == "paid"
 
-        await until(paid)
+        await eventually(paid)
         await repo.execute(2, MarkOrderPaid(order_id=2, payment_id="p-2", at=T0), META)
-        await until(lambda: _version(pg, 2, 2))
+        await eventually(lambda: _version(pg, 2, 2))
         assert projector.status.fast_batches > fast_before  # back on the fast path on the new table
     old = await get_order(pg, "readmodel_old", 1)
     assert old is not None

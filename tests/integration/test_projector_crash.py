@@ -12,53 +12,26 @@ import subprocess
 import sys
 from collections import defaultdict
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
-from app.domain.order import ORDER, CompleteOrder, CreateOrder, MarkOrderPaid, OrderItem, ShipOrder
+from app.domain.order import ORDER
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata, RecordedEvent
 from app.eventstore.jetstream import JetStreamEventStore
 from app.readmodel import db
 from app.readmodel.migrations import migrate
-from app.readmodel.projections import read_checkpoint
 from app.readmodel.queries import get_order, record_from_events
+from app.readmodel.sql import read_checkpoint
 from app.service.handler import CommandHandler
+from tests.support.orders import append_lifecycles
 
 EDA = str(Path(sys.executable).parent / "eda")
 ORDERS = 1250  # x 4 events = 5,000
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="crash-test")
-
-
-def _commands(order_id: int) -> list[object]:
-    return [
-        CreateOrder(
-            order_id=order_id,
-            user_id=order_id % 17 + 1,
-            items=(OrderItem(product_id=order_id % 5 + 1, quantity=1),),
-            amount=Decimal(order_id) / 4,
-            at=T0,
-        ),
-        MarkOrderPaid(order_id=order_id, payment_id=f"p-{order_id}", at=T0),
-        ShipOrder(order_id=order_id, tracking_number=f"t-{order_id}", at=T0),
-        CompleteOrder(order_id=order_id, at=T0),
-    ]
-
-
-async def _append_all(repo: CommandHandler, done: asyncio.Event) -> None:  # type: ignore[type-arg]
-    async def one(order_id: int) -> None:
-        for command in _commands(order_id):
-            await repo.execute(order_id, command, META)
-            await asyncio.sleep(random.uniform(0, 0.01))
-
-    ids = list(range(1, ORDERS + 1))
-    for start in range(0, len(ids), 25):
-        await asyncio.gather(*(one(i) for i in ids[start : start + 25]))
-    done.set()
 
 
 async def test_projector_survives_sigkill_loop(
@@ -79,7 +52,9 @@ async def test_projector_survives_sigkill_loop(
         return subprocess.Popen([EDA, "projector"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
     done = asyncio.Event()
-    appender = asyncio.create_task(_append_all(CommandHandler(store, ORDER), done))
+    appender = asyncio.create_task(
+        append_lifecycles(CommandHandler(store, ORDER), ORDERS, done, jitter_s=0.01)
+    )
     kills, progress = 0, []
     try:
         while not done.is_set() or kills < 5:

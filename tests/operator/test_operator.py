@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -23,6 +23,7 @@ from app.readmodel.db import advisory_key
 from app.service.repository import Repository
 from app.settings import Settings
 from eda_operator.handlers import register
+from tests.support.eventually import eventually
 
 pytestmark = [pytest.mark.kmock(cls=Emulator)]
 NS = "default"
@@ -73,12 +74,6 @@ class Kube:
         return [
             (o["type"], o["reason"]) for (res, _, _), o in self.kmock.objects.items() if res == "v1/events"
         ]
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling state owned by another process
-            await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -146,7 +141,9 @@ async def test_rebuild_20k_events_while_reads_continue(
     try:
         async with operator(kmock, settings) as kube:
             await kube.create(PRB, "ProjectionRebuild", "r1", {"projection": "orders", "batchSize": 1000})
-            await eventually(lambda: kube.status("projectionrebuilds", "r1").get("phase") == "Succeeded", 60)
+            await eventually(
+                lambda: kube.status("projectionrebuilds", "r1").get("phase") == "Succeeded", timeout=60
+            )
             await eventually(lambda: ("Normal", "Succeeded") in kube.events())
             status = kube.status("projectionrebuilds", "r1")
     finally:

@@ -75,19 +75,28 @@ async def test_cancel_drops_the_shadow_and_keeps_live(store: JetStreamEventStore
 
 async def test_second_rebuild_waits(store: JetStreamEventStore, pool: asyncpg.Pool) -> None:
     await seed_orders(store, 1, 1500)
-    first_running, second = asyncio.Event(), []
+    first_running, second_waiting = asyncio.Event(), asyncio.Event()
+    second: list[Progress] = []
+    second_while_first_swaps: list[str] = []
 
     def report_first(p: Progress) -> None:
         if p.phase == "Running":
             first_running.set()
+        if p.phase == "Swapping":  # the first still holds the rebuild lock
+            second_while_first_swaps.extend(q.phase for q in second)
+
+    def report_second(p: Progress) -> None:
+        second.append(p)
+        if p.phase == "Waiting":
+            second_waiting.set()
 
     first = asyncio.create_task(Rebuild(store, pool, RebuildRequest(batch_size=100), report_first).run())
     await asyncio.wait_for(first_running.wait(), 10)
-    other = asyncio.create_task(Rebuild(store, pool, RebuildRequest(batch_size=2000), second.append).run())
-    await asyncio.sleep(0.3)
-    assert [p.phase for p in second] == ["Waiting"]
+    other = asyncio.create_task(Rebuild(store, pool, RebuildRequest(batch_size=2000), report_second).run())
+    await asyncio.wait_for(second_waiting.wait(), 10)
     await first
     await other
+    assert second_while_first_swaps == ["Waiting"]  # it did nothing else until the first was done
     assert second[-1].phase == "Succeeded"
     async with pool.acquire() as conn:
         assert await live_rows(conn, LIVE) == await folded_rows(store)

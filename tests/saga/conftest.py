@@ -28,6 +28,7 @@ from app.service.repository import Repository
 from app.settings import Settings
 from app.workers.commands import WORKERS
 from app.workers.runner import worker_loops
+from tests.support.eventually import eventually
 
 
 @dataclass
@@ -61,14 +62,12 @@ class System:
 
     async def saga_of(self, order_id: int, *, terminal: bool = True, timeout: float = 10.0) -> Saga:
         """Wait until the saga exists (and is terminal, by default)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
+
+        async def reached() -> Saga | None:
             state = (await self.sagas().load(order_id)).state
-            if isinstance(state, Saga) and (state.terminal or not terminal):
-                return state
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"saga {order_id} not terminal in {timeout}s: {state}")
-            await asyncio.sleep(0.05)
+            return state if isinstance(state, Saga) and (state.terminal or not terminal) else None
+
+        return await eventually(reached, timeout=timeout, what=f"saga {order_id}")
 
 
 StartSystem = Callable[..., Awaitable[System]]

@@ -15,6 +15,7 @@ from app.eventstore.envelope import StreamId
 from app.settings import Settings
 from tests.e2e.conftest import System, running_system
 from tests.saga.conftest import StartSystem
+from tests.support.eventually import eventually
 
 
 @dataclass(frozen=True)
@@ -41,33 +42,31 @@ async def whole_system(
         yield system
 
 
+async def _get(system: System, path: str) -> dict[str, Any] | None:
+    resp = await system.client.get(path)
+    return resp.json() if resp.status_code == 200 else None  # type: ignore[no-any-return]
+
+
 async def _until(system: System, order_id: int, status: str, timeout: float = 5.0) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + timeout
-    body: dict[str, Any] = {}
-    while asyncio.get_running_loop().time() < deadline:
-        resp = await system.client.get(f"/api/v1/orders/{order_id}")
-        if resp.status_code == 200:
-            body = resp.json()
-            if body["status"] == status:
-                return body
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"order {order_id} not {status} within {timeout}s: {body}")
+    async def reached() -> dict[str, Any] | None:
+        body = await _get(system, f"/api/v1/orders/{order_id}")
+        return body if body is not None and body["status"] == status else None
+
+    return await eventually(reached, timeout=timeout, what=f"order {order_id} {status}")
 
 
 async def _saga(
     system: System, order_id: int, state: str, timeout: float = 10.0, *, step: str | None = None
 ) -> dict[str, Any]:
     """Wait for the saga to be in ``state`` (and, if given, to have started ``step``)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    body: dict[str, Any] = {}
-    while asyncio.get_running_loop().time() < deadline:
-        resp = await system.client.get(f"/api/v1/orders/{order_id}/saga")
-        if resp.status_code == 200:
-            body = resp.json()
-            if body["state"] == state and (step is None or step in {s["name"] for s in body["steps"]}):
-                return body
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"saga {order_id} not {state} within {timeout}s: {body}")
+
+    async def reached() -> dict[str, Any] | None:
+        body = await _get(system, f"/api/v1/orders/{order_id}/saga")
+        if body is None or body["state"] != state:
+            return None
+        return body if step is None or step in {s["name"] for s in body["steps"]} else None
+
+    return await eventually(reached, timeout=timeout, what=f"saga {order_id} {state}")
 
 
 async def _create(system: System, body: dict[str, Any]) -> int:

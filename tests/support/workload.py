@@ -267,3 +267,33 @@ async def audit(store: JetStreamEventStore, ledger: Ledger, aggregate_type: str 
         order_violations=order_violations,
         unacked_stored=sum(1 for eid in counts if eid not in ledger.acked),
     )
+
+
+def audit_figures(ledger: Ledger, result: Audit) -> dict[str, object]:
+    """What every chaos run reports about its appends: acknowledged vs stored, and what went wrong."""
+    return {
+        "appends_acknowledged": ledger.appends_acked,
+        "events_acknowledged": len(ledger.acked),
+        "events_stored": result.stored,
+        "lost": result.lost,
+        "duplicated": result.duplicated,
+        "misplaced": result.misplaced,
+        "order_violations": result.order_violations,
+        "stored_but_unacknowledged": result.unacked_stored,
+        "retries": ledger.retries,
+        "errors": dict(ledger.errors),
+        "late_recognised_own_appends": ledger.late_recognised,
+        "max_append_stall_s": round(ledger.max_stall_s, 3),
+    }
+
+
+def assert_nothing_lost(ledger: Ledger, result: Audit) -> None:
+    """Every acknowledged event stored once, in its place and order; nothing stored unacknowledged;
+    no conflict but real ones."""
+    assert result.lost == 0
+    assert result.duplicated == 0
+    assert result.misplaced == 0
+    assert result.order_violations == 0
+    assert result.unacked_stored == 0
+    assert ledger.foreign_conflicts == 0
+    assert ledger.late_recognised == 0, "the store reported a conflict for its own stored append"

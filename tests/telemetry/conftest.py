@@ -17,12 +17,14 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.dev.stack import Postgres, free_port
+from app.dev.postgres import Postgres
+from app.dev.process import free_port
 from tests.e2e.conftest import EDA
+from tests.support.eventually import eventually, serving
+from tests.support.jetstream import delete_all_streams
 from tests.telemetry.receiver import Receiver, otlp_receiver
 
 DECLINE_ABOVE = 1000
@@ -59,16 +61,12 @@ class Traced:
         return order_id
 
     async def status(self, order_id: int, want: set[str], timeout: float = 20.0) -> str:
-        deadline = asyncio.get_running_loop().time() + timeout
-        last = None
-        while asyncio.get_running_loop().time() < deadline:
+        async def reached() -> str | None:
             resp = await self.client.get(f"{self.api}/api/v1/orders/{order_id}")
-            if resp.status_code == 200:
-                last = resp.json()["status"]
-                if last in want:
-                    return str(last)
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"order {order_id} not in {want} within {timeout}s (last: {last})")
+            status = resp.json()["status"] if resp.status_code == 200 else None
+            return str(status) if status in want else None
+
+        return await eventually(reached, timeout=timeout, interval=0.1, what=f"order {order_id} in {want}")
 
     async def metrics(self, role: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """``/metrics`` of ``role`` as {(sample name, sorted labels without otel_scope_*): value}."""
@@ -92,18 +90,6 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-async def _wait(client: httpx.AsyncClient, url: str, timeout: float = 60.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            if (await client.get(url)).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert asyncio.get_running_loop().time() < deadline, url
-        await asyncio.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def module_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="eda-otel-"))
@@ -113,13 +99,7 @@ def module_tmp() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 async def traced(nats_url: str, postgres: Postgres, module_tmp: Path) -> AsyncIterator[Traced]:
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            await js.delete_stream(info.config.name)
-    finally:
-        await nc.close()
+    await delete_all_streams(nats_url)
     name = f"otel_{uuid.uuid4().hex}"
     admin = await asyncpg.connect(postgres.dsn_for("postgres"))
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -151,10 +131,10 @@ async def traced(nats_url: str, postgres: Postgres, module_tmp: Path) -> AsyncIt
                 )
         system = Traced(f"http://127.0.0.1:{api_port}", health, receiver, dsn, log)
         try:
-            await _wait(system.client, f"{system.api}/readyz")
+            await serving(system.client, f"{system.api}/readyz")
             for role in ROLES:
                 if role != "api":
-                    await _wait(system.client, f"http://127.0.0.1:{health[role]}/livez")
+                    await serving(system.client, f"http://127.0.0.1:{health[role]}/livez")
             yield system
         finally:
             await system.client.aclose()

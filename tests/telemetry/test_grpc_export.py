@@ -11,10 +11,10 @@ import httpx
 from e2e.conftest import eda_process, role_env
 from e2e.helpers import SEED
 
-from app.dev.stack import free_port
+from app.dev.process import free_port
 from app.settings import Settings
-from telemetry.conftest import _wait
 from telemetry.receiver import otlp_grpc_receiver
+from tests.support.eventually import serving
 
 
 async def test_spans_are_exported_over_grpc(
@@ -33,7 +33,7 @@ async def test_spans_are_exported_over_grpc(
         with eda_process(["api", "--host", "127.0.0.1", "--port", str(port)], env, short_tmp / "api.log"):
             base = f"http://127.0.0.1:{port}"
             async with httpx.AsyncClient(timeout=10) as client:
-                await _wait(client, f"{base}/livez")
+                await serving(client, f"{base}/livez")
                 created = await client.post(f"{base}/api/v1/orders", json=SEED)
                 assert created.status_code == 201
             for _ in range(100):

@@ -5,10 +5,10 @@ and seconds while the read model's database is stalled, back to zero once it is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from tests.support.eventually import eventually
 from tests.telemetry.conftest import DECLINE_ABOVE, Traced
 
 Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -18,13 +18,6 @@ def value(metrics: Metrics, name: str, **labels: str) -> float:
     """Sum of the samples called ``name`` whose labels include ``labels``."""
     want = set(labels.items())
     return sum(v for (n, ls), v in metrics.items() if n == name and want <= set(ls))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.2)
 
 
 async def test_saga_outcomes_step_durations_and_worker_commands(traced: Traced) -> None:
@@ -45,7 +38,7 @@ async def test_saga_outcomes_step_durations_and_worker_commands(traced: Traced) 
             value(saga0, "eda_saga_outcomes_total", outcome="cancelled") + 3,
         )
 
-    await eventually(counted)
+    await eventually(counted, interval=0.2, what="the saga and worker metrics")
     saga = await traced.metrics("saga")
     failed = "eda_saga_step_duration_seconds_count"
     assert value(saga, failed, step="charge_payment", status="failed") == (
@@ -80,7 +73,7 @@ async def test_projection_lag_grows_while_the_database_stalls_and_recovers(trace
     async def caught_up() -> bool:
         return await lag() == (0.0, 0.0)
 
-    await eventually(caught_up)
+    await eventually(caught_up, interval=0.2, what="the projection metrics")
     conn = await asyncpg.connect(traced.dsn)
     try:
         tx = conn.transaction()
@@ -95,4 +88,4 @@ async def test_projection_lag_grows_while_the_database_stalls_and_recovers(trace
         await tx.rollback()
     finally:
         await conn.close()
-    await eventually(caught_up)
+    await eventually(caught_up, interval=0.2, what="the projection metrics")

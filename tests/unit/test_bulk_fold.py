@@ -13,14 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.domain.order import (
-    OrderCancelled,
-    OrderCompleted,
-    OrderCreated,
-    OrderItem,
-    OrderPaid,
-    OrderShipped,
-)
+from app.domain import order
 from app.eventstore.envelope import Envelope, RecordedEvent
 from app.readmodel.fold import BulkFold, fold_views
 
@@ -31,18 +24,18 @@ def _event(kind: str, order_id: int, n: int) -> Any:
     at = T0 + timedelta(seconds=n)
     match kind:
         case "created":
-            items = (OrderItem(product_id=n % 3 + 1, quantity=n % 2 + 1),)
-            return OrderCreated(
+            items = (order.OrderItem(product_id=n % 3 + 1, quantity=n % 2 + 1),)
+            return order.OrderCreated(
                 order_id=order_id, user_id=n % 4 + 1, items=items, amount=Decimal(n), currency="USD", at=at
             )
         case "paid":
-            return OrderPaid(order_id=order_id, payment_id=f"p{n}", amount=Decimal(n), at=at)
+            return order.OrderPaid(order_id=order_id, payment_id=f"p{n}", amount=Decimal(n), at=at)
         case "shipped":
-            return OrderShipped(order_id=order_id, tracking_number=f"t{n}", at=at)
+            return order.OrderShipped(order_id=order_id, tracking_number=f"t{n}", at=at)
         case "completed":
-            return OrderCompleted(order_id=order_id, at=at)
+            return order.OrderCompleted(order_id=order_id, at=at)
         case "cancelled":
-            return OrderCancelled(order_id=order_id, reason=f"r{n}", at=at)
+            return order.OrderCancelled(order_id=order_id, reason=f"r{n}", at=at)
         case _:
             return None  # a type this build does not know
 

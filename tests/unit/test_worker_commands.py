@@ -7,21 +7,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from app.workers.commands import (
-    Charge,
-    Commit,
-    Item,
-    Recall,
-    Refund,
-    Release,
-    Reserve,
-    Ship,
-    WorkerCommand,
-    WorkerName,
-    decode_command,
-    encode_command,
-    kind_of,
-)
+from app.workers import commands as wire
 
 
 class PreviousItem(msgspec.Struct, frozen=True):
@@ -30,7 +16,7 @@ class PreviousItem(msgspec.Struct, frozen=True):
 
 
 class PreviousCommand(msgspec.Struct, frozen=True, kw_only=True):
-    """``WorkerCommand`` as the previous version encoded and decoded it."""
+    """``wire.WorkerCommand`` as the previous version encoded and decoded it."""
 
     command_id: str
     kind: str
@@ -40,58 +26,60 @@ class PreviousCommand(msgspec.Struct, frozen=True, kw_only=True):
     items: tuple[PreviousItem, ...] = ()
 
 
-ITEMS = (Item(1, 2), Item(3, 4))
-NEW: list[tuple[WorkerName, WorkerCommand]] = [
-    ("inventory", Reserve(command_id="5:reserve:1", order_id=5, items=ITEMS)),
-    ("inventory", Release(command_id="5:release:1", order_id=5, items=ITEMS)),
-    ("inventory", Commit(command_id="5:commit:1", order_id=5, items=ITEMS)),
-    ("payment", Charge(command_id="5:charge:1", order_id=5, amount="19.99")),
-    ("payment", Refund(command_id="5:refund:1", order_id=5)),
-    ("shipping", Ship(command_id="5:ship:1", order_id=5, user_id=42)),
-    ("shipping", Recall(command_id="5:recall:1", order_id=5)),
+ITEMS = (wire.Item(1, 2), wire.Item(3, 4))
+NEW: list[tuple[wire.WorkerName, wire.WorkerCommand]] = [
+    ("inventory", wire.Reserve(command_id="5:reserve:1", order_id=5, items=ITEMS)),
+    ("inventory", wire.Release(command_id="5:release:1", order_id=5, items=ITEMS)),
+    ("inventory", wire.Commit(command_id="5:commit:1", order_id=5, items=ITEMS)),
+    ("payment", wire.Charge(command_id="5:charge:1", order_id=5, amount="19.99")),
+    ("payment", wire.Refund(command_id="5:refund:1", order_id=5)),
+    ("shipping", wire.Ship(command_id="5:ship:1", order_id=5, user_id=42)),
+    ("shipping", wire.Recall(command_id="5:recall:1", order_id=5)),
 ]
 
 
-def previous_of(cmd: WorkerCommand) -> PreviousCommand:
+def previous_of(cmd: wire.WorkerCommand) -> PreviousCommand:
     """What the previous saga sent for the same step: every field, whatever the kind."""
     items = tuple(PreviousItem(i.product_id, i.quantity) for i in ITEMS)
     return PreviousCommand(
-        command_id=cmd.command_id, kind=kind_of(cmd), order_id=5, user_id=42, amount="19.99", items=items
+        command_id=cmd.command_id, kind=wire.kind_of(cmd), order_id=5, user_id=42, amount="19.99", items=items
     )
 
 
-@pytest.mark.parametrize(("worker", "cmd"), NEW, ids=[kind_of(c) for _, c in NEW])
+@pytest.mark.parametrize(("worker", "cmd"), NEW, ids=[wire.kind_of(c) for _, c in NEW])
 def test_a_command_queued_by_the_previous_version_decodes_as_the_typed_one(
-    worker: WorkerName, cmd: WorkerCommand
+    worker: wire.WorkerName, cmd: wire.WorkerCommand
 ) -> None:
     old = msgspec.json.encode(previous_of(cmd))
     assert old.startswith(b'{"command_id"')  # the tag is not the first field there
-    assert decode_command(old, worker) == cmd
+    assert wire.decode_command(old, worker) == cmd
 
 
-@pytest.mark.parametrize(("worker", "cmd"), NEW, ids=[kind_of(c) for _, c in NEW])
+@pytest.mark.parametrize(("worker", "cmd"), NEW, ids=[wire.kind_of(c) for _, c in NEW])
 def test_the_previous_worker_reads_what_its_kind_needs_from_a_new_command(
-    worker: WorkerName, cmd: WorkerCommand
+    worker: wire.WorkerName, cmd: wire.WorkerCommand
 ) -> None:
-    old = msgspec.json.decode(encode_command(cmd), type=PreviousCommand)
-    assert (old.kind, old.command_id, old.order_id) == (kind_of(cmd), cmd.command_id, 5)
-    if isinstance(cmd, Reserve | Release | Commit):
+    old = msgspec.json.decode(wire.encode_command(cmd), type=PreviousCommand)
+    assert (old.kind, old.command_id, old.order_id) == (wire.kind_of(cmd), cmd.command_id, 5)
+    if isinstance(cmd, wire.Reserve | wire.Release | wire.Commit):
         assert [(i.product_id, i.quantity) for i in old.items] == [(1, 2), (3, 4)]
-    if isinstance(cmd, Charge):
+    if isinstance(cmd, wire.Charge):
         assert old.amount == "19.99"
-    if isinstance(cmd, Ship):
+    if isinstance(cmd, wire.Ship):
         assert old.user_id == 42
 
 
-@pytest.mark.parametrize(("worker", "cmd"), NEW, ids=[kind_of(c) for _, c in NEW])
-def test_only_the_addressed_worker_accepts_a_command(worker: WorkerName, cmd: WorkerCommand) -> None:
-    data = encode_command(cmd)
-    assert decode_command(data, worker) == cmd
+@pytest.mark.parametrize(("worker", "cmd"), NEW, ids=[wire.kind_of(c) for _, c in NEW])
+def test_only_the_addressed_worker_accepts_a_command(
+    worker: wire.WorkerName, cmd: wire.WorkerCommand
+) -> None:
+    data = wire.encode_command(cmd)
+    assert wire.decode_command(data, worker) == cmd
     for other in {"inventory", "payment", "shipping"} - {worker}:
         with pytest.raises(msgspec.DecodeError):
-            decode_command(data, other)  # type: ignore[arg-type]
+            wire.decode_command(data, other)  # type: ignore[arg-type]
 
 
 def test_an_unknown_kind_is_not_a_command() -> None:
     with pytest.raises(msgspec.DecodeError):
-        decode_command(b'{"kind": "teleport", "command_id": "x", "order_id": 1}', "shipping")
+        wire.decode_command(b'{"kind": "teleport", "command_id": "x", "order_id": 1}', "shipping")
