@@ -3,9 +3,10 @@
 Create decides for whom the order is placed (``access.placement``) and what it costs (``pricing``), and
 validates the command purely, all BEFORE allocating an id (refused input burns no id); then it takes a
 fresh id from the counter and appends ``OrderCreated`` at expected version 0 without loading anything
-(a new id has no stream: ``assume_new``, no retry). With an Idempotency-Key (scoped to the caller) the id comes from the key's
-claim and the command runs through the ``CommandHandler`` (idempotent: a retry of a half-done attempt
-appends nothing). Cancel is limited to the caller's own orders unless it may cancel any.
+(a new id has no stream: ``assume_new``, no retry). With an Idempotency-Key (scoped to the caller) the
+id comes from the key's claim and the command runs through the ``CommandHandler`` (idempotent: a retry
+of a half-done attempt appends nothing). Cancel is limited to the caller's own orders unless it may
+cancel any.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A JetStream cluster of ``nats-server`` processes on loopback, for chaos tests and ``eda infra --cluster``.
 
 Owns the nodes' cluster config (names ``n1..nN``, client/route/monitor ports, one store dir each, routes
-to every peer, ``sync_interval: always`` from ``app.dev.stack``), waiting for the meta leader, finding a
+to every peer, ``sync_interval: always`` from ``app.dev.nats``), waiting for the meta leader, finding a
 stream's leader and each node's own view of a stream (monitor ``/jsz``), and per-node fault injection:
 kill (SIGKILL), pause/resume (SIGSTOP/SIGCONT), stop and restart with the same ports and data.
 

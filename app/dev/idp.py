@@ -39,7 +39,7 @@ from app.dev.issuer import (
     TOKEN_MINUTES,
     DevIssuer,
 )
-from app.dev.stack import HOST, DevstackError, Popen, _http_ok, _log_tail, _spawn, _terminate, free_port
+from app.dev.process import HOST, DevstackError, Popen, free_port, http_ok, log_tail, spawn, terminate
 
 
 def _secrets(path: Path, issuer: str) -> dict[str, Any]:
@@ -142,21 +142,21 @@ class DevIdentityProvider:
         await asyncio.to_thread(self._write_config)
         args = [sys.executable, "-m", "nanoidp", "--config", str(self.home)]
         args += ["--host", HOST, "--port", str(self.port)]
-        self._proc = await asyncio.to_thread(_spawn, args, self.log_path, self.home)
+        self._proc = await asyncio.to_thread(spawn, args, self.log_path, self.home)
         url = f"{self.issuer}/.well-known/openid-configuration"
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
             if self._proc.poll() is not None:
                 break
-            if await asyncio.to_thread(_http_ok, url):
+            if await asyncio.to_thread(http_ok, url):
                 return
             await asyncio.sleep(0.1)
         await self.stop()
-        raise DevstackError(f"nanoidp did not start on {self.issuer}; log tail:\n{_log_tail(self.log_path)}")
+        raise DevstackError(f"nanoidp did not start on {self.issuer}; log tail:\n{log_tail(self.log_path)}")
 
     async def stop(self, timeout: float = 10.0) -> None:
         if self._proc is not None:
-            await _terminate(self._proc, signal.SIGTERM, timeout)
+            await terminate(self._proc, signal.SIGTERM, timeout)
             self._proc = None
 
     @property

@@ -47,7 +47,8 @@ import uvloop
 from harness import completion_stats, cpu_usage, open_loop, pct, report, wait_ready
 from saga_load import TARGETS, load_args, with_cpu
 
-from app.dev.stack import Postgres, embedded_postgres, free_port
+from app.dev.postgres import Postgres, embedded_postgres
+from app.dev.process import free_port
 
 DBOS_SERIES = "3.4."
 INSTALL = ".venv/bin/pip install -e '.[bench]' (from the repository root)"

@@ -21,7 +21,7 @@ META = Metadata(correlation_id="contract", causation_id="cause-1", traceparent=N
 def created(order_id: int) -> OrderCreated:
     item = OrderItem(product_id=1, quantity=1)
     return OrderCreated(
-        order_id=order_id, user_id=1, items=(item,), amount=Decimal("10.00"), currency="USD", at=T0
+        order_id=order_id, user_id=1, items=(item,), amount=Decimal("10.00"), currency="USD", at=T0, owner="1"
     )
 
 

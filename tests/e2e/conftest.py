@@ -24,7 +24,8 @@ from idp_support import Tokens
 from app.api.main import create_app
 from app.dev.idp import DevIdentityProvider
 from app.dev.issuer import AUDIENCE
-from app.dev.stack import embedded_nats, free_port
+from app.dev.nats import embedded_nats
+from app.dev.process import free_port
 from app.runtime.roles import projector_role
 from app.settings import Settings
 

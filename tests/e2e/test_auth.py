@@ -27,7 +27,7 @@ from app.auth.errors import IssuerUnavailable, Unauthenticated
 from app.auth.jwks import KeySource
 from app.auth.scopes import CUSTOMER_SCOPES, OPERATOR_SCOPES
 from app.dev.issuer import AUDIENCE
-from app.dev.stack import free_port
+from app.dev.process import free_port
 from e2e.conftest import LiveApi, running_system
 from e2e.helpers import assert_problem
 

@@ -11,25 +11,22 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from app.dev.stack import free_port
+from app.dev.process import free_port
 from e2e.conftest import EDA
+from tests.support.eventually import eventually
 
 
 async def _banner(proc: subprocess.Popen[bytes], log: Path, timeout: float = 90.0) -> str:
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
+    async def printed() -> str | None:
         text = await asyncio.to_thread(log.read_text, errors="replace")
-        if "Ctrl-C stops" in text:
-            return text
         assert proc.poll() is None, text[-3000:]
-        await asyncio.sleep(0.2)
-    raise TimeoutError(text[-3000:])
+        return text if "Ctrl-C stops" in text else None
+
+    return await eventually(printed, timeout=timeout, interval=0.2, what="eda dev's banner")
 
 
 async def test_make_run_seed_flow_tokenless_and_with_tokens(short_tmp: Path) -> None:

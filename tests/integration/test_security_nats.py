@@ -10,7 +10,6 @@ import contextlib
 import logging
 import os
 import secrets
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from app.dev.nats import NatsServer
 from app.runtime.background import saga_role, workers_role
 from app.runtime.roles import projector_role
 from app.settings import Settings
+from tests.support.eventually import eventually
 
 ROLES = list(role_permissions())
 DENIED = (nats.errors.TimeoutError, nats.errors.NoRespondersError)  # the server drops a denied publish
@@ -104,14 +104,13 @@ async def test_seed_flow_with_per_role_users(
                 r = await api.post("/api/v1/orders", json=ORDER)
                 assert r.status_code == 201, r.text
                 order_id = r.json()["order_id"]
-                deadline = time.monotonic() + 30
-                while True:
-                    body = (await api.get(f"/api/v1/orders/{order_id}")).json()
-                    if body.get("status") == "completed":
-                        break
-                    assert time.monotonic() < deadline, body
+
+                async def completed() -> bool:
                     assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
-                    await asyncio.sleep(0.1)
+                    body = (await api.get(f"/api/v1/orders/{order_id}")).json()
+                    return bool(body.get("status") == "completed")
+
+                await eventually(completed, timeout=30, interval=0.1, what=f"order {order_id} completed")
                 saga = (await api.get(f"/api/v1/orders/{order_id}/saga")).json()
                 assert saga["state"] == "completed"
                 assert (await api.get("/api/v1/admin/dead-letters")).status_code == 200

@@ -27,6 +27,7 @@ from app.readmodel.migrations import create_readmodel_schema, migrate, migrate_d
 from app.readmodel.projector import Projector
 from app.readmodel.queries import get_order
 from app.service.handler import CommandHandler
+from tests.support.eventually import eventually
 
 SCHEMA = "readmodel"
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
@@ -192,14 +193,13 @@ async def test_projector_applies_events_as_eda_projector(logins: Logins, nc: NAT
     task = asyncio.create_task(projector.run())
     try:
         async with connected(logins.api) as conn:
-            deadline = asyncio.get_running_loop().time() + 15
-            while True:
-                two = await get_order(conn, SCHEMA, 2)
-                if two is not None and two.status == "paid":
-                    break
+
+            async def paid() -> bool:
                 assert not task.done(), task.exception()
-                assert asyncio.get_running_loop().time() < deadline, "projector did not catch up"
-                await asyncio.sleep(0.05)
+                two = await get_order(conn, SCHEMA, 2)
+                return two is not None and two.status == "paid"
+
+            await eventually(paid, timeout=15, what="the projector to catch up")
             assert (await get_order(conn, SCHEMA, 1)) is not None
     finally:
         task.cancel()

@@ -1,4 +1,4 @@
-"""NATS over TLS (``app.dev.stack.TlsFiles`` on the server, ``EDA_NATS_TLS_CA`` in the app): certificates
+"""NATS over TLS (``app.dev.nats.TlsFiles`` on the server, ``EDA_NATS_TLS_CA`` in the app): certificates
 are made with ``tests.pki`` (a CA and a server certificate for 127.0.0.1/localhost). The event
 store appends and loads and the lean bulk reader reads thousands of events over TLS; a plain-text client
 and a client trusting another CA are refused."""

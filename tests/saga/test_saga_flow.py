@@ -6,6 +6,7 @@ from app.domain.inventory import Stock
 from app.domain.order import Order, OrderStatus
 from app.domain.saga import SagaStatus, StepName, StepStatus
 from tests.saga.conftest import StartSystem
+from tests.support.eventually import eventually
 
 
 async def test_order_without_items_completes(start_system: StartSystem) -> None:
@@ -71,15 +72,11 @@ async def test_happy_path_reserves_charges_ships_and_commits(start_system: Start
 
 
 async def _wait_step(system: object, order_id: int, step: StepName) -> object:
-    import asyncio
+    async def finished() -> object:
+        found = (await system.saga_of(order_id)).step(step)  # type: ignore[attr-defined]
+        return found if found is not None and found.status is not StepStatus.RUNNING else None
 
-    for _ in range(100):
-        saga = await system.saga_of(order_id)  # type: ignore[attr-defined]
-        found = saga.step(step)
-        if found is not None and found.status is not StepStatus.RUNNING:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{step} still running")
+    return await eventually(finished, timeout=5, what=f"{step} finished")
 
 
 async def test_declined_payment_releases_stock_and_cancels(start_system: StartSystem) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import os
 from pathlib import Path
 
+from tests.support.eventually import eventually
 from tests.telemetry.conftest import DECLINE_ABOVE, Traced
 from tests.telemetry.receiver import STATUS_ERROR, Span, render_tree
 
@@ -16,9 +17,9 @@ RENDER_TO = os.environ.get("EDA_TRACE_RENDER")  # set to a path to write the ASC
 
 async def _trace_with(traced: Traced, order_id: int, final_event: str, timeout: float = 20.0) -> list[Span]:
     """The trace of ``order_id``'s POST once the append of ``final_event`` has been exported."""
-    deadline = asyncio.get_running_loop().time() + timeout
     oid = str(order_id)
-    while asyncio.get_running_loop().time() < deadline:
+
+    def complete() -> str | None:
         spans = traced.receiver.spans
         post = [
             s
@@ -32,11 +33,11 @@ async def _trace_with(traced: Traced, order_id: int, final_event: str, timeout: 
             and s.attributes.get("order.id") == oid
             and final_event in (s.attributes.get("eda.event.types") or [])
         ]
-        if post and final:
-            await asyncio.sleep(1.0)  # the rest of the batch (every process exports every 200 ms)
-            return traced.receiver.trace(post[0].trace_id)
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no complete trace for order {order_id} with {final_event}")
+        return post[0].trace_id if post and final else None
+
+    trace_id = await eventually(complete, timeout=timeout, interval=0.1, what=f"order {order_id}'s trace")
+    await asyncio.sleep(1.0)  # the rest of the batch (every process exports every 200 ms): no signal
+    return traced.receiver.trace(trace_id)
 
 
 def _check_structure(spans: list[Span], order_id: int) -> dict[str, Span]:

@@ -26,7 +26,13 @@ def _event(kind: str, order_id: int, n: int) -> Any:
         case "created":
             items = (order.OrderItem(product_id=n % 3 + 1, quantity=n % 2 + 1),)
             return order.OrderCreated(
-                order_id=order_id, user_id=n % 4 + 1, items=items, amount=Decimal(n), currency="USD", at=at
+                order_id=order_id,
+                user_id=n % 4 + 1,
+                items=items,
+                amount=Decimal(n),
+                currency="USD",
+                at=at,
+                owner=f"u{n % 4}",
             )
         case "paid":
             return order.OrderPaid(order_id=order_id, payment_id=f"p{n}", amount=Decimal(n), at=at)

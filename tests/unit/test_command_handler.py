@@ -44,7 +44,7 @@ def paid_by_rival(stream: StreamId) -> order.OrderPaid:
 def created(stream: StreamId) -> order.OrderCreated:
     oid = int(stream.aggregate_id)
     return order.OrderCreated(
-        order_id=oid, user_id=2, items=(), amount=Decimal("5.00"), currency="USD", at=T0
+        order_id=oid, user_id=2, items=(), amount=Decimal("5.00"), currency="USD", at=T0, owner="2"
     )
 
 

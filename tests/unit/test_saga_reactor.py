@@ -128,7 +128,13 @@ async def test_an_order_stream_that_is_always_contended_stops_the_reaction_loudl
 
     def recreated(stream: StreamId) -> OrderCreated:  # a rival writer keeps the order "created"
         return OrderCreated(
-            order_id=5, user_id=1, items=(), amount=Decimal("50.00"), currency="USD", at=datetime.now(UTC)
+            order_id=5,
+            user_id=1,
+            items=(),
+            amount=Decimal("50.00"),
+            currency="USD",
+            at=datetime.now(UTC),
+            owner="1",
         )
 
     rival = RivalWriter(store, recreated, "events.order.5")

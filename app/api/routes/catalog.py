@@ -90,5 +90,5 @@ async def put_price(product_id: ProductId, body: PriceIn, ctx: Ctx, meta: Meta) 
         currency=body.currency,
         at=datetime.now(UTC),
     )
-    await ctx.repository(PRODUCT).execute(product_id, command, meta, retries=5)
+    await ctx.handler(PRODUCT).execute(product_id, command, meta)
     return await _read(ctx, product_id)
