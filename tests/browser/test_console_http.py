@@ -40,31 +40,31 @@ async def test_static_assets_and_no_traversal(console: Console) -> None:
     assert "content-security-policy" in js.headers
     css = await console.client.get("/ui/static/app.css")
     assert css.headers["content-type"].startswith("text/css")
-    for bad in (
-        "/ui/static/../router.py",
-        "/ui/static/%2e%2e/router.py",
-        "/ui/static/nope.js",
-        "/ui/static/",
-    ):
-        response = await console.client.get(bad)
-        assert response.status_code == 404, bad
+    bad = ("/ui/static/../router.py", "/ui/static/%2e%2e/router.py", "/ui/static/nope.js", "/ui/static/")
+    await _not_found(console, bad)
+
+
+async def _not_found(console: Console, paths: tuple[str, ...], *, problem: bool = False) -> None:
+    for path in paths:
+        response = await console.client.get(path)
+        assert response.status_code == 404, path
+        if problem:
+            assert response.headers["content-type"] == PROBLEM
+            assert response.json()["status"] == 404
 
 
 async def test_off_unless_enabled(console: Console) -> None:
     console.settings.ui_enabled = False  # the running app reads its settings per request
     try:
-        for path in (
+        paths = (
             "/ui",
             "/ui/orders/1",
             "/ui/static/app.js",
             "/ui/api/orders",
             "/ui/api/health",
             "/ui/api/stream",
-        ):
-            response = await console.client.get(path)
-            assert response.status_code == 404, path
-            assert response.headers["content-type"] == PROBLEM
-            assert response.json()["status"] == 404
+        )
+        await _not_found(console, paths, problem=True)
     finally:
         console.settings.ui_enabled = True
 

@@ -27,7 +27,7 @@ from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.service.handler import CommandHandler
 from tests.support.chaos import current_leader, record
 from tests.support.orders import random_order
-from tests.support.roles import ROLES, Roles, kill_roles_at_random, saga_env, settled_check, until_terminal
+from tests.support.roles import ROLES, Roles, saga_env, settled_check, until_terminal
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -48,7 +48,7 @@ async def test_saga_and_workers_killed_on_the_cluster(
     for role in ROLES:
         roles.start(role)
     stop = asyncio.Event()
-    chaos = asyncio.create_task(kill_roles_at_random(roles, stop, rng))
+    chaos = roles.kill_at_random(stop, rng)
     started = time.monotonic()
     node_killed = ""
     try:
@@ -93,9 +93,6 @@ async def test_saga_and_workers_killed_on_the_cluster(
         assert result["outcome"].get("completed", 0) > 0
         assert result["outcome"].get("cancelled", 0) > 0
     finally:
-        stop.set()
-        if not chaos.done():
-            chaos.cancel()
-        roles.stop_all()
+        roles.end(stop, chaos)
         await store.close()
         shutil.copytree(short_tmp, LOGS, dirs_exist_ok=True, ignore=shutil.ignore_patterns("cluster"))

@@ -4,6 +4,7 @@ cancellation, mutual exclusion, partial rebuilds, validation."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,6 +19,14 @@ LIVE = "readmodel"
 async def schemas(pool: asyncpg.Pool) -> set[str]:
     rows = await pool.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'readmodel%'")
     return {r["nspname"] for r in rows}
+
+
+async def _seeded_and_projected(store: JetStreamEventStore, pool: asyncpg.Pool, orders: int) -> Any:
+    """``orders`` orders stored and projected into the live schema; the live model's checksum."""
+    await seed_orders(store, 1, orders)
+    async with pool.acquire() as conn:
+        await project_all(conn, store, LIVE)
+        return await checksum(conn, LIVE)
 
 
 async def test_rebuild_repairs_and_equals_the_fold(store: JetStreamEventStore, pool: asyncpg.Pool) -> None:
@@ -52,10 +61,7 @@ async def test_rebuild_while_events_are_appended(store: JetStreamEventStore, poo
 
 
 async def test_cancel_drops_the_shadow_and_keeps_live(store: JetStreamEventStore, pool: asyncpg.Pool) -> None:
-    await seed_orders(store, 1, 2000)
-    async with pool.acquire() as conn:
-        await project_all(conn, store, LIVE)
-        before = await checksum(conn, LIVE)
+    before = await _seeded_and_projected(store, pool, 2000)
     running = asyncio.Event()
 
     def report(p: Progress) -> None:
@@ -103,10 +109,8 @@ async def test_second_rebuild_waits(store: JetStreamEventStore, pool: asyncpg.Po
 
 
 async def test_partial_rebuild_from_sequence(store: JetStreamEventStore, pool: asyncpg.Pool) -> None:
-    await seed_orders(store, 1, 500)
+    before = await _seeded_and_projected(store, pool, 500)
     async with pool.acquire() as conn:
-        await project_all(conn, store, LIVE)
-        before = await checksum(conn, LIVE)
         # order 499's events sit near the end of the stream: a rebuild from there repairs it...
         await conn.execute("UPDATE readmodel.orders SET status = 'created' WHERE order_id = 499")
         # ...while order 1 (events only at the start) is trusted as it is in the live model

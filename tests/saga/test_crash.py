@@ -20,7 +20,7 @@ from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import JetStreamEventStore
 from app.service.handler import CommandHandler
 from tests.support.orders import random_order
-from tests.support.roles import ROLES, Roles, kill_roles_at_random, saga_env, settled_check, until_terminal
+from tests.support.roles import ROLES, Roles, saga_env, settled_check, until_terminal
 
 ORDERS = 500
 DEFAULT_STOCK = 120
@@ -36,7 +36,7 @@ async def test_sigkill_roles_during_500_sagas(nats_url: str, js_clean: None, sho
     for role in ROLES:
         roles.start(role)
     stop = asyncio.Event()
-    chaos = asyncio.create_task(kill_roles_at_random(roles, stop, rng))
+    chaos = roles.kill_at_random(stop, rng)
     try:
         await asyncio.sleep(1.0)
 
@@ -58,10 +58,7 @@ async def test_sigkill_roles_during_500_sagas(nats_url: str, js_clean: None, sho
         assert result["outcome"].get("completed", 0) > 0
         assert result["outcome"].get("cancelled", 0) > 0
     finally:
-        stop.set()
-        if not chaos.done():
-            chaos.cancel()
-        roles.stop_all()
+        roles.end(stop, chaos)
         if os.environ.get("EDA_CRASH_LOGS"):
             import shutil
 

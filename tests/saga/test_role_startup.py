@@ -61,6 +61,16 @@ async def _check_running(task: asyncio.Task[None]) -> None:
         raise AssertionError(f"the role died while JetStream was unavailable: {task.exception()!r}")
 
 
+async def _consumes(role: asyncio.Task[None], urls: list[str], replicas: int, order_id: int) -> None:
+    """The role handles a command sent now, and is still running after it."""
+    nc = await nats.connect(servers=urls)
+    try:
+        assert await _ship_and_wait(nc, replicas, order_id) == ["ShipmentDispatched"]
+    finally:
+        await nc.close()
+    await _check_running(role)
+
+
 async def test_worker_started_before_the_server_consumes_once_it_is_up(short_tmp: Path) -> None:
     server = NatsServer(short_tmp / "nats")  # ports chosen, not started yet
     settings = Settings(nats_url=server.url, health_port=0)
@@ -69,12 +79,7 @@ async def test_worker_started_before_the_server_consumes_once_it_is_up(short_tmp
         await asyncio.sleep(1.5)  # connection refused meanwhile
         await _check_running(role)
         await server.start()
-        nc = await nats.connect(server.url)
-        try:
-            assert await _ship_and_wait(nc, 1, 7) == ["ShipmentDispatched"]
-        finally:
-            await nc.close()
-        await _check_running(role)
+        await _consumes(role, [server.url], 1, 7)
     finally:
         role.cancel()
         await asyncio.gather(role, return_exceptions=True)
@@ -91,13 +96,7 @@ async def test_worker_started_without_jetstream_quorum_consumes_once_it_is_back(
             await asyncio.sleep(7.0)  # longer than one $JS.API timeout (5 s)
             await _check_running(role)
             await asyncio.gather(cluster.restart("n2"), cluster.restart("n3"))
-            nc = await nats.connect(servers=cluster.urls)
-            try:
-                order_id = 8 + uuid.uuid4().int % 1000
-                assert await _ship_and_wait(nc, 3, order_id) == ["ShipmentDispatched"]
-            finally:
-                await nc.close()
-            await _check_running(role)
+            await _consumes(role, cluster.urls, 3, 8 + uuid.uuid4().int % 1000)
         finally:
             role.cancel()
             await asyncio.gather(role, return_exceptions=True)

@@ -63,6 +63,17 @@ class Roles:
         self.kills += 1
         self.killed.add(role)
 
+    def kill_at_random(self, stop: asyncio.Event, rng: random.Random) -> asyncio.Task[None]:
+        """Start the chaos loop (``kill_roles_at_random``) as a task."""
+        return asyncio.create_task(kill_roles_at_random(self, stop, rng))
+
+    def end(self, stop: asyncio.Event, chaos: asyncio.Task[None]) -> None:
+        """The end of a crash test, however it ends: no more kills, every role stopped."""
+        stop.set()
+        if not chaos.done():
+            chaos.cancel()
+        self.stop_all()
+
     def stop_all(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
