@@ -111,8 +111,12 @@ async def test_seed_flow_with_per_role_users(
                     return bool(body.get("status") == "completed")
 
                 await eventually(completed, timeout=30, interval=0.1, what=f"order {order_id} completed")
-                saga = (await api.get(f"/api/v1/orders/{order_id}/saga")).json()
-                assert saga["state"] == "completed"
+
+                async def saga_completed() -> bool:  # after the order: the stock commit comes last
+                    saga = (await api.get(f"/api/v1/orders/{order_id}/saga")).json()
+                    return bool(saga["state"] == "completed")
+
+                await eventually(saga_completed, timeout=30, interval=0.1, what=f"saga {order_id} completed")
                 assert (await api.get("/api/v1/admin/dead-letters")).status_code == 200
                 assert (await api.get("/readyz")).status_code == 200
         finally:
