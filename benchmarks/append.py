@@ -38,7 +38,9 @@ PEER = {"one_aggregate": 503, "many_aggregates": 545, "load_5000_ms": 362}
 
 
 def created(order_id: int) -> OrderCreated:
-    return OrderCreated(order_id=order_id, user_id=1, items=(), amount=Decimal("9.99"), currency="USD", at=T0)
+    return OrderCreated(
+        order_id=order_id, user_id=1, items=(), amount=Decimal("9.99"), currency="USD", at=T0, owner="1"
+    )
 
 
 def paid(order_id: int, i: int) -> OrderPaid:
