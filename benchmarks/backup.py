@@ -39,7 +39,9 @@ from app.backup import mirror as mirrors
 from app.backup.restore import RestoreRequest, restore
 from app.backup.take import BackupRequest, take_backup
 from app.backup.verify import verify
-from app.dev.stack import NatsServer, embedded_nats, embedded_postgres, free_port
+from app.dev.nats import NatsServer, embedded_nats
+from app.dev.postgres import embedded_postgres
+from app.dev.process import free_port
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.jetstream import JetStreamEventStore

@@ -15,7 +15,8 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from rich.console import Console
 
 from app.api.ids import OrderIds
-from app.dev.stack import NatsServer, free_port
+from app.dev.nats import NatsServer
+from app.dev.process import free_port
 from app.eventstore.directget import RawMessage
 from app.eventstore.jetstream import JetStreamEventStore, ensure_stream
 from app.eventstore.snapshots import SnapshotStore

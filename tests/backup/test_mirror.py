@@ -13,7 +13,7 @@ import nats
 from pydantic import SecretStr
 
 from app.backup import mirror as mirrors
-from app.dev.stack import NatsServer
+from app.dev.nats import NatsServer
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.jetstream import JetStreamEventStore

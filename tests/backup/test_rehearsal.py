@@ -24,9 +24,12 @@ from typing import Any
 import httpx
 import nats
 from pydantic import SecretStr
+from tests.saga.invariants import all_events, check
 
 from app.backup.plan import CUT
-from app.dev.stack import NatsServer, embedded_postgres, free_port
+from app.dev.nats import NatsServer
+from app.dev.postgres import embedded_postgres
+from app.dev.process import free_port
 from app.domain.registry import all_event_types
 from app.domain.saga import SAGA, Saga
 from app.eventstore.codec import EventCodec
@@ -37,7 +40,6 @@ from app.runtime.backups import BackupOptions, run_backup, run_restore
 from app.settings import Settings
 from tests.backup.helpers import quiet_console, raw_events
 from tests.operator.seeding import folded_rows, live_rows
-from tests.saga.invariants import all_events, check
 
 EDA = str(Path(sys.executable).parent / "eda")
 TARGET_EVENTS = 20_000
