@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import nats
 from pydantic import SecretStr
-from tests.saga.invariants import all_events, check
+from tests.support.invariants import all_events, check
 
 from app.backup.plan import CUT
 from app.dev.nats import NatsServer

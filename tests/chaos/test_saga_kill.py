@@ -2,7 +2,7 @@
 ``eda worker inventory|payment|shipping`` run as subprocesses connected to all three nodes (streams at
 R3) while 300 sagas run; a chaos task SIGKILLs a random role every 1-3 s and restarts it, and the
 ``EVENTS`` stream leader is SIGKILLed once mid-load (restarted after 3 s). Afterwards every saga is
-terminal and the invariants of ``tests/saga/invariants.py`` hold: stock never negative, every charge
+terminal and the invariants of ``tests/support/invariants.py`` hold: stock never negative, every charge
 belongs to a completed order or was refunded, no command applied twice, order consistent with saga."""
 
 from __future__ import annotations

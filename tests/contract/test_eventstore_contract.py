@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 
-from app.domain.order import OrderCreated, OrderItem, OrderPaid, OrderShipped
+from app.domain.order import OrderShipped
 from app.eventstore.envelope import NEW, EventId, Metadata, NewEvent, Position, StreamId
 from app.eventstore.ports import MAX_BATCH, AppendRequest, ConcurrencyError, EventStoreError
 from tests.contract.conftest import Subject
+from tests.support.orders import order_created, order_paid
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="contract", causation_id="cause-1", traceparent=None)
-
-
-def created(order_id: int) -> OrderCreated:
-    item = OrderItem(product_id=1, quantity=1)
-    return OrderCreated(
-        order_id=order_id, user_id=1, items=(item,), amount=Decimal("10.00"), currency="USD", at=T0, owner="1"
-    )
-
-
-def paid(order_id: int, payment_id: str = "p") -> OrderPaid:
-    return OrderPaid(order_id=order_id, payment_id=payment_id, amount=Decimal("10.00"), at=T0)
 
 
 def shipped(order_id: int, tracking: str = "t") -> OrderShipped:
@@ -35,11 +24,11 @@ def shipped(order_id: int, tracking: str = "t") -> OrderShipped:
 
 async def test_append_and_load(subject: Subject) -> None:
     store, stream = subject.store, StreamId("order", "1")
-    result = await store.append(stream, [NewEvent(event=created(1))], NEW, META)
+    result = await store.append(stream, [NewEvent(event=order_created(1))], NEW, META)
     assert result.position.version == 1
     assert not result.duplicate
     loaded = await store.load(stream)
-    assert [e.event for e in loaded.events] == [created(1)]
+    assert [e.event for e in loaded.events] == [order_created(1)]
     assert loaded.position == result.position
     [recorded] = loaded.events
     env = recorded.envelope
@@ -51,10 +40,10 @@ async def test_append_and_load(subject: Subject) -> None:
 
 async def test_load_after_a_position_returns_only_the_tail(subject: Subject) -> None:
     store, stream = subject.store, StreamId("order", "2")
-    first = await store.append(stream, [NewEvent(event=created(2))], NEW, META)
-    second = await store.append(stream, [NewEvent(event=paid(2))], first.position, META)
+    first = await store.append(stream, [NewEvent(event=order_created(2))], NEW, META)
+    second = await store.append(stream, [NewEvent(event=order_paid(2))], first.position, META)
     tail = await store.load(stream, first.position)
-    assert [e.event for e in tail.events] == [paid(2)]
+    assert [e.event for e in tail.events] == [order_paid(2)]
     assert tail.position == second.position
     empty = await store.load(stream, second.position)
     assert (empty.events, empty.position) == ([], second.position)
@@ -62,11 +51,11 @@ async def test_load_after_a_position_returns_only_the_tail(subject: Subject) -> 
 
 async def test_concurrent_appends_exactly_one_wins(subject: Subject) -> None:
     store, stream = subject.store, StreamId("order", "3")
-    base = await store.append(stream, [NewEvent(event=created(3))], NEW, META)
+    base = await store.append(stream, [NewEvent(event=order_created(3))], NEW, META)
 
     async def attempt(i: int) -> str:
         try:
-            await store.append(stream, [NewEvent(event=paid(3, f"p{i}"))], base.position, META)
+            await store.append(stream, [NewEvent(event=order_paid(3, f"p{i}"))], base.position, META)
         except ConcurrencyError:
             return "conflict"
         return "ok"
@@ -78,14 +67,16 @@ async def test_concurrent_appends_exactly_one_wins(subject: Subject) -> None:
 
 async def test_a_new_stream_expects_nothing_stored(subject: Subject) -> None:
     store, stream = subject.store, StreamId("order", "4")
-    await store.append(stream, [NewEvent(event=created(4))], NEW, META)
+    await store.append(stream, [NewEvent(event=order_created(4))], NEW, META)
     with pytest.raises(ConcurrencyError):
-        await store.append(stream, [NewEvent(event=created(4))], NEW, META)
+        await store.append(stream, [NewEvent(event=order_created(4))], NEW, META)
 
 
 async def test_a_batch_is_all_or_nothing(subject: Subject) -> None:
     store, stream = subject.store, StreamId("order", "5")
-    ok = await store.append(stream, [NewEvent(event=created(5)), NewEvent(event=paid(5))], NEW, META)
+    ok = await store.append(
+        stream, [NewEvent(event=order_created(5)), NewEvent(event=order_paid(5))], NEW, META
+    )
     assert ok.position.version == 2
     assert ok.first_sequence == ok.position.sequence - 1
     before = await store.last_sequence()
@@ -98,12 +89,12 @@ async def test_a_batch_is_all_or_nothing(subject: Subject) -> None:
 
 async def test_a_retried_append_is_a_duplicate_not_a_conflict(subject: Subject) -> None:
     store, stream = subject.store, StreamId("order", "6")
-    single = [NewEvent(event=created(6))]
+    single = [NewEvent(event=order_created(6))]
     first = await store.append(stream, single, NEW, META)
     again = await store.append(stream, single, NEW, META)
     assert again.duplicate
     assert (again.position, again.first_sequence) == (first.position, first.first_sequence)
-    batch = [NewEvent(event=paid(6)), NewEvent(event=shipped(6))]
+    batch = [NewEvent(event=order_paid(6)), NewEvent(event=shipped(6))]
     b1 = await store.append(stream, batch, first.position, META)
     await store.append(stream, [NewEvent(event=shipped(6, "x"))], b1.position, META)  # someone else
     b2 = await store.append(stream, batch, first.position, META)  # our retry, after theirs
@@ -115,7 +106,7 @@ async def test_a_retried_append_is_a_duplicate_not_a_conflict(subject: Subject) 
 
 async def test_a_retry_after_the_duplicate_window_is_still_a_duplicate(subject: Subject) -> None:
     store, stream = subject.store, StreamId("order", "7")
-    events = [NewEvent(event=created(7))]
+    events = [NewEvent(event=order_created(7))]
     first = await store.append(stream, events, NEW, META)
     await subject.forget_recent_ids()
     again = await store.append(stream, events, NEW, META)
@@ -128,10 +119,10 @@ async def test_an_event_id_stored_elsewhere_is_not_stored_again(subject: Subject
     store = subject.store
     a, b = StreamId("order", "8"), StreamId("order", "9")
     event_id = EventId("0190a000-0000-7000-8000-000000000008")
-    await store.append(a, [NewEvent(event=created(8), event_id=event_id)], NEW, META)
+    await store.append(a, [NewEvent(event=order_created(8), event_id=event_id)], NEW, META)
     before = await store.last_sequence()
     with pytest.raises(ConcurrencyError):
-        await store.append(b, [NewEvent(event=created(9), event_id=event_id)], NEW, META)
+        await store.append(b, [NewEvent(event=order_created(9), event_id=event_id)], NEW, META)
     assert await store.last_sequence() == before
     assert (await store.load(b)).events == []
 
@@ -141,8 +132,8 @@ async def test_multi_stream_append_is_atomic(subject: Subject) -> None:
     a, b = StreamId("order", "10"), StreamId("order", "11")
     ra, rb = await store.append_multi(
         [
-            AppendRequest(a, [NewEvent(event=created(10))], NEW),
-            AppendRequest(b, [NewEvent(event=created(11))], NEW),
+            AppendRequest(a, [NewEvent(event=order_created(10))], NEW),
+            AppendRequest(b, [NewEvent(event=order_created(11))], NEW),
         ],
         META,
     )
@@ -152,8 +143,8 @@ async def test_multi_stream_append_is_atomic(subject: Subject) -> None:
     with pytest.raises(ConcurrencyError):  # b's expectation is stale: neither stream gets anything
         await store.append_multi(
             [
-                AppendRequest(a, [NewEvent(event=paid(10))], ra.position),
-                AppendRequest(b, [NewEvent(event=paid(11))], NEW),
+                AppendRequest(a, [NewEvent(event=order_paid(10))], ra.position),
+                AppendRequest(b, [NewEvent(event=order_paid(11))], NEW),
             ],
             META,
         )
@@ -168,7 +159,9 @@ async def test_reads_follow_the_global_order_from_any_sequence(subject: Subject)
     for i in range(30):
         stream = StreamId("order", str(100 + i % 3))
         loaded = await store.load(stream)
-        event = created(100 + i % 3) if loaded.position.version == 0 else paid(100 + i % 3, f"p{i}")
+        event = (
+            order_created(100 + i % 3) if loaded.position.version == 0 else order_paid(100 + i % 3, f"p{i}")
+        )
         res = await store.append(stream, [NewEvent(event=event)], loaded.position, META)
         expected.append(res.position.sequence)
     assert await store.last_sequence() == expected[-1]

@@ -17,36 +17,15 @@ from app.domain.order import (
     CreateOrder,
     MarkOrderPaid,
     Order,
-    OrderCreated,
-    OrderItem,
-    OrderPaid,
     ShipOrder,
 )
-from app.eventstore.envelope import NEW, Metadata, NewEvent, StreamId
+from app.eventstore.envelope import NEW, NewEvent, StreamId
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.eventstore.ports import AppendRequest
 from app.eventstore.snapshots import SnapshotStore
 from app.service.handler import CommandHandler
 from app.service.repository import Repository
-
-T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-META = Metadata(correlation_id="test")
-
-
-def created(order_id: int, amount: str = "10.00") -> OrderCreated:
-    return OrderCreated(
-        order_id=order_id,
-        user_id=1,
-        items=(OrderItem(product_id=1, quantity=1),),
-        amount=Decimal(amount),
-        currency="USD",
-        at=T0,
-        owner=str(1),
-    )
-
-
-def paid(order_id: int) -> OrderPaid:
-    return OrderPaid(order_id=order_id, payment_id="p", amount=Decimal("10.00"), at=T0)
+from tests.support.orders import META, T0, order_created, order_paid
 
 
 async def test_stream_creation_is_idempotent(nc: NATS, store: JetStreamEventStore) -> None:
@@ -142,7 +121,9 @@ async def test_bulk_read_matches_direct_get(nc: NATS, store: JetStreamEventStore
     positions = dict.fromkeys(streams, NEW)
     for round_ in range(50):  # 2,500 events, interleaved across 50 aggregates
         reqs = [
-            AppendRequest(s, [NewEvent(event=created(300) if round_ == 0 else paid(300))], positions[s])
+            AppendRequest(
+                s, [NewEvent(event=order_created(300) if round_ == 0 else order_paid(300))], positions[s]
+            )
             for s in streams
         ]
         for req, res in zip(reqs, await store.append_multi(reqs, META), strict=True):

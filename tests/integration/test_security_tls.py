@@ -10,7 +10,6 @@ import datetime as dt
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import nats
@@ -18,7 +17,6 @@ import pytest
 
 from app.dev.nats import NatsServer, TlsFiles
 from app.dev.process import HOST
-from app.domain.order import OrderCreated, OrderItem, OrderPaid
 from app.domain.registry import all_event_types
 from app.eventstore.bulkread import BulkReader
 from app.eventstore.codec import EventCodec
@@ -28,6 +26,7 @@ from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.eventstore.ports import AppendRequest
 from app.settings import Settings
 from tests.pki import make_ca, make_server_cert, write_cert, write_key
+from tests.support.orders import order_created, order_paid
 
 T0 = dt.datetime(2026, 1, 15, 10, 0, tzinfo=dt.UTC)
 META = Metadata(correlation_id="tls")
@@ -68,23 +67,6 @@ async def tls_server(short_tmp: Path, pki: Pki) -> AsyncIterator[NatsServer]:
         await server.stop()
 
 
-def _created(order_id: int) -> OrderCreated:
-    items = (OrderItem(product_id=1, quantity=1),)
-    return OrderCreated(
-        order_id=order_id,
-        user_id=1,
-        items=items,
-        amount=Decimal("10.00"),
-        currency="USD",
-        at=T0,
-        owner=str(1),
-    )
-
-
-def _paid(order_id: int) -> OrderPaid:
-    return OrderPaid(order_id=order_id, payment_id="p", amount=Decimal("10.00"), at=T0)
-
-
 async def test_event_store_and_bulk_read_over_tls(tls_server: NatsServer, pki: Pki) -> None:
     settings = Settings(nats_url=tls_server.url, nats_tls_ca=str(pki.ca), health_port=0)
     nc = await connect_nats(settings, name="tls-test")
@@ -100,7 +82,9 @@ async def test_event_store_and_bulk_read_over_tls(tls_server: NatsServer, pki: P
                     s,
                     [
                         NewEvent(
-                            event=_created(int(s.aggregate_id)) if round_ == 0 else _paid(int(s.aggregate_id))
+                            event=order_created(int(s.aggregate_id))
+                            if round_ == 0
+                            else order_paid(int(s.aggregate_id))
                         )
                     ],
                     positions[s],

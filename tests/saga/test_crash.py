@@ -1,7 +1,7 @@
 """Crash test with separate processes: ``eda saga`` and ``eda worker inventory|payment|shipping`` run as
 subprocesses against the session's nats-server; while 500 sagas run concurrently, a chaos task SIGKILLs
 a random role at random moments and restarts it. Afterwards every saga is terminal and the invariants
-hold (``tests/saga/invariants.py``)."""
+hold (``tests/support/invariants.py``)."""
 
 from __future__ import annotations
 

@@ -42,6 +42,15 @@ async def _reserve_cut_short(store: JetStreamEventStore) -> None:
     await store.append(stream, derived_ids("7:reserve:1", stream, NEW, held), NEW, META)
 
 
+async def _cut_short_then(
+    store: JetStreamEventStore, snapshots: SnapshotStore, kind: str
+) -> tuple[Any, dict[int, Stock]]:
+    """A reserve cut short, then ``kind`` handled by a fresh replica; the states after it."""
+    await _reserve_cut_short(store)
+    await _worker(store, snapshots).handle(_cmd(kind), META)
+    return await _state(store)
+
+
 def _worker(store: JetStreamEventStore, snapshots: SnapshotStore) -> InventoryWorker:
     return InventoryWorker(store, snapshots, Settings(default_stock=10))
 
@@ -65,9 +74,7 @@ async def test_reserve_then_commit_moves_stock_once(
 async def test_a_reserve_cut_short_is_given_back_by_its_compensation(
     store: JetStreamEventStore, snapshots: SnapshotStore
 ) -> None:
-    await _reserve_cut_short(store)
-    await _worker(store, snapshots).handle(_cmd("release"), META)
-    res, stocks = await _state(store)
+    res, stocks = await _cut_short_then(store, snapshots, "release")
     assert res.status is ReservationStatus.RELEASED
     assert stocks[1].reserved == 0
     # the reserve is delivered again after the release (a fresh replica): it holds nothing
@@ -80,9 +87,7 @@ async def test_a_reserve_cut_short_is_given_back_by_its_compensation(
 async def test_a_reserve_cut_short_is_finished_by_its_redelivery(
     store: JetStreamEventStore, snapshots: SnapshotStore
 ) -> None:
-    await _reserve_cut_short(store)
-    await _worker(store, snapshots).handle(_cmd("reserve"), META)
-    res, stocks = await _state(store)
+    res, stocks = await _cut_short_then(store, snapshots, "reserve")
     assert res.status is ReservationStatus.RESERVED
     assert [s.reserved for s in stocks.values()] == [2, 3]  # product 1 not held twice
 

@@ -1,5 +1,6 @@
-"""Order workloads for crash and chaos tests: an order's whole lifecycle as commands, appended for
-many orders at once, and random orders (items, amounts the payment worker declines)."""
+"""Orders for tests: events to append directly (``order_created``, ``order_paid``), an order's whole
+lifecycle as commands appended for many orders at once, and random orders (items, amounts the payment
+worker declines)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,32 @@ import random
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from app.domain.order import CompleteOrder, CreateOrder, MarkOrderPaid, OrderItem, ShipOrder
+from app.domain.order import (
+    CompleteOrder,
+    CreateOrder,
+    MarkOrderPaid,
+    OrderCreated,
+    OrderItem,
+    OrderPaid,
+    ShipOrder,
+)
 from app.eventstore.envelope import Metadata
 from app.service.handler import CommandHandler
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 META = Metadata(correlation_id="crash-test")
+
+
+def order_created(order_id: int, amount: str = "10.00") -> OrderCreated:
+    """Customer 1's order of one unit of product 1."""
+    item = OrderItem(product_id=1, quantity=1)
+    return OrderCreated(
+        order_id=order_id, user_id=1, items=(item,), amount=Decimal(amount), currency="USD", at=T0, owner="1"
+    )
+
+
+def order_paid(order_id: int, payment_id: str = "p") -> OrderPaid:
+    return OrderPaid(order_id=order_id, payment_id=payment_id, amount=Decimal("10.00"), at=T0)
 
 
 def lifecycle(order_id: int) -> list[object]:

@@ -5,7 +5,6 @@ never stop."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from app.domain import order
 from app.domain.common import InvalidTransition
 from app.domain.payment import PAYMENT, ChargePayment
-from app.eventstore.envelope import NEW, Metadata, StreamId
+from app.eventstore.envelope import NEW, StreamId
 from app.eventstore.ports import ConcurrencyError
 from app.service.handler import (
     NO_RETRY,
@@ -24,10 +23,9 @@ from app.service.handler import (
     derived_ids,
 )
 from app.service.repository import Loaded
+from tests.support.orders import META, T0
 from tests.support.stores import RivalWriter, memory_store
 
-T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
-META = Metadata(correlation_id="test")
 QUICK = RetryPolicy(attempts=4, first_delay_s=0.0)
 
 
