@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 import nats
 from pydantic import SecretStr
-from tests.support.invariants import all_events, check
 
 from app.backup.plan import CUT
 from app.dev.nats import NatsServer
@@ -40,6 +39,7 @@ from app.runtime.backups import BackupOptions, run_backup, run_restore
 from app.settings import Settings
 from tests.backup.helpers import quiet_console, raw_events
 from tests.operator.seeding import folded_rows, live_rows
+from tests.support.invariants import all_events, check
 
 EDA = str(Path(sys.executable).parent / "eda")
 TARGET_EVENTS = 20_000

@@ -9,15 +9,16 @@ from typing import Any
 
 import pytest
 from emulator import Emulator
+from harness import LIVE, NS, operator
 from nats.aio.client import Client as NATS
 from pydantic import SecretStr
 from seeding import seed_orders
-from test_operator import LIVE, NS, eventually, operator
 
 from app.backup.retention import backups
 from app.backup.verify import verify
 from app.eventstore.jetstream import JetStreamEventStore
 from app.settings import Settings
+from tests.support.eventually import eventually
 
 pytestmark = [pytest.mark.kmock(cls=Emulator)]
 BAK = "/apis/eda.dev/v1alpha1/namespaces/default/backups"
@@ -58,7 +59,7 @@ async def test_one_shot_and_scheduled_backups_with_retention(
 
         # every second (6th cron field), keeping 2: older backups are removed as new ones are written
         await kube.create(BAK, "Backup", "cron", {"schedule": "* * * * * */1", "retain": 2})
-        await eventually(lambda: kube.status("backups", "cron").get("runs", 0) >= 4, 60)
+        await eventually(lambda: kube.status("backups", "cron").get("runs", 0) >= 4, timeout=60)
         status = kube.status("backups", "cron")
         assert status["phase"] == "Scheduled"
         assert status["nextRunAt"] >= status["lastRunAt"]

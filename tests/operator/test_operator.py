@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import asyncpg
-import kopf
 import pytest
-from emulator import Emulator, declare
+from emulator import Emulator
+from harness import LIVE, NS, operator
 from nats.aio.client import Client as NATS
 from pydantic import SecretStr
 from seeding import checksum, folded_rows, live_rows, project_all, seed_orders
@@ -22,85 +19,11 @@ from app.eventstore.snapshots import SnapshotStore
 from app.readmodel.db import advisory_key
 from app.service.repository import Repository
 from app.settings import Settings
-from eda_operator.handlers import register
 from tests.support.eventually import eventually
 
 pytestmark = [pytest.mark.kmock(cls=Emulator)]
-NS = "default"
-LIVE = "readmodel"
 PRB = "/apis/eda.dev/v1alpha1/namespaces/default/projectionrebuilds"
 SNAP = "/apis/eda.dev/v1alpha1/namespaces/default/snapshots"
-
-
-class Kube:
-    """Test-side calls to the emulator and reads of its stored objects."""
-
-    def __init__(self, http: aiohttp.ClientSession, kmock: Any) -> None:
-        self.http, self.kmock = http, kmock
-
-    async def create(self, url: str, kind: str, name: str, spec: dict[str, Any]) -> None:
-        body = {
-            "apiVersion": "eda.dev/v1alpha1",
-            "kind": kind,
-            "metadata": {"name": name, "namespace": NS, "generation": 1},
-            "spec": spec,
-        }
-        resp = await self.http.post(url, json=body)
-        assert resp.status == 200, await resp.text()
-
-    async def delete(self, url: str, name: str) -> None:
-        resp = await self.http.delete(f"{url}/{name}")
-        assert resp.status == 200
-
-    async def patch(self, url: str, name: str, body: dict[str, Any]) -> None:
-        resp = await self.http.patch(
-            f"{url}/{name}", json=body, headers={"Content-Type": "application/merge-patch+json"}
-        )
-        assert resp.status == 200, await resp.text()
-
-    def obj(self, plural: str, name: str) -> Any:
-        return self.kmock.objects[(f"eda.dev/v1alpha1/{plural}", NS, name)]
-
-    def status(self, plural: str, name: str) -> dict[str, Any]:
-        return dict(self.obj(plural, name).get("status") or {})
-
-    def condition(self, plural: str, name: str, type_: str) -> dict[str, Any]:
-        for c in self.status(plural, name).get("conditions") or []:
-            if c["type"] == type_:
-                return dict(c)
-        return {}
-
-    def events(self) -> list[tuple[str, str]]:
-        return [
-            (o["type"], o["reason"]) for (res, _, _), o in self.kmock.objects.items() if res == "v1/events"
-        ]
-
-
-@contextlib.asynccontextmanager
-async def operator(kmock: Any, settings: Settings) -> AsyncIterator[Kube]:
-    declare(kmock)
-    registry = register(kopf.OperatorRegistry(), status_interval=0.2)
-
-    @kopf.on.login(registry=registry)
-    def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=memo.url)
-
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        kopf.operator(
-            registry=registry,
-            clusterwide=True,
-            standalone=True,
-            stop_flag=stop,
-            memo=kopf.Memo(url=str(kmock.url).rstrip("/"), settings=settings),
-        )
-    )
-    try:
-        async with aiohttp.ClientSession(base_url=str(kmock.url)) as http:
-            yield Kube(http, kmock)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 @pytest.fixture
