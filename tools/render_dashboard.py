@@ -33,7 +33,8 @@ from typing import Any
 
 import aiohttp
 
-from app.dev.stack import embedded_stack, free_port
+from app.dev.process import free_port
+from app.dev.stack import embedded_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = ROOT / "helm" / "eda" / "files" / "dashboards" / "eda.json"

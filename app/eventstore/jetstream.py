@@ -89,12 +89,14 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)
 
 
-async def open_event_store(nc: NATS, settings: Settings) -> EventStore:
+async def open_event_store(nc: NATS, settings: Settings, *, ensure: bool = True) -> EventStore:
     """The event store of every process, as its composition root asks for it: JetStream, stream
-    ``EVENTS`` ensured (``EDA_STREAM_REPLICAS``), every event type of the domain known."""
-    return await JetStreamEventStore.open(
-        nc, EventCodec(all_event_types()), replicas=settings.stream_replicas
-    )
+    ``EVENTS`` ensured (``EDA_STREAM_REPLICAS``; ``ensure=False`` for read-only tools that must not
+    create or update it), every event type of the domain known."""
+    codec = EventCodec(all_event_types())
+    if not ensure:
+        return JetStreamEventStore(nc, codec)
+    return await JetStreamEventStore.open(nc, codec, replicas=settings.stream_replicas)
 
 
 class JetStreamEventStore(EventStoreBase):

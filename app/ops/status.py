@@ -25,7 +25,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import Error as JetStreamError
 
 from app.domain.saga import SAGA, Saga, SagaStatus, StepStatus
-from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.ports import EventStore
 from app.ops import jetstream
 from app.readmodel import deadletter, runs
 from app.readmodel.db import quote_ident
@@ -46,7 +46,7 @@ class Sources:
 
     nc: NATS
     pool: asyncpg.Pool
-    store: JetStreamEventStore
+    store: EventStore
     schema: str  # the read model's schema
 
 

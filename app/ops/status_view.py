@@ -15,10 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from app.domain.registry import all_event_types
-from app.eventstore.codec import EventCodec
 from app.eventstore.connection import connect_nats
-from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.jetstream import open_event_store
 from app.ops.status import Sources, gather
 from app.readmodel.db import create_pool
 from app.settings import Settings
@@ -178,7 +176,7 @@ def render(doc: dict[str, Any]) -> Group:
 async def _sources(settings: Settings) -> AsyncIterator[Sources]:
     nc = await connect_nats(settings, name="eda-status")
     try:
-        store = JetStreamEventStore(nc, EventCodec(all_event_types()))
+        store = await open_event_store(nc, settings, ensure=False)  # read-only: never creates EVENTS
         pool = await create_pool(settings.database_url.get_secret_value(), size=2)
         try:
             yield Sources(nc, pool, store, settings.readmodel_schema)

@@ -20,7 +20,7 @@ from emulator import Emulator, declare
 from prometheus_client.parser import text_string_to_metric_families
 from seeding import seed_orders
 
-from app.dev.stack import free_port
+from app.dev.process import free_port
 from app.eventstore.jetstream import JetStreamEventStore
 from tests.e2e.conftest import EDA
 from tests.telemetry.receiver import otlp_receiver

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.dev.stack import free_port
+from app.dev.process import free_port
 from tests.e2e.conftest import EDA
 from tests.telemetry.receiver import Receiver, Span, otlp_receiver
 
