@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from app.settings import Settings
 from tests.backup.helpers import quiet_console, raw_events
 from tests.operator.seeding import folded_rows, live_rows
 from tests.support.invariants import all_events, check
+from tests.support.processes import stop_process
 
 EDA = str(Path(sys.executable).parent / "eda")
 TARGET_EVENTS = 20_000
@@ -87,12 +87,7 @@ async def eda_dev(data_dir: Path, **extra: str) -> AsyncIterator[Dev]:
                 await asyncio.sleep(0.2)
         yield dev
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
+        await stop_process(proc)
 
 
 async def _ready(dev: Dev) -> bool:

@@ -21,9 +21,8 @@ from pydantic import SecretStr
 
 from app.readmodel import runs
 from app.readmodel.db import create_pool
-from app.saga.runner import saga_role
+from app.runtime.background import saga_role, workers_role
 from app.settings import Settings
-from app.workers.runner import workers_role
 from e2e.conftest import EDA, role_env, running_system
 
 SCHEMA = json.loads(resources.files("app.ops").joinpath("status.schema.json").read_text())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from seeding import seed_orders
 from app.dev.process import free_port
 from app.eventstore.jetstream import JetStreamEventStore
 from tests.e2e.conftest import EDA
+from tests.support.processes import stop_process
 from tests.telemetry.receiver import otlp_receiver
 
 pytestmark = [pytest.mark.kmock(cls=Emulator)]
@@ -118,9 +118,5 @@ async def test_reconciles_are_traced_with_the_engine_spans_and_counted(
             assert counted[("ProjectionRebuild", "succeeded")] == 1, counted
             assert counted[("Snapshot", "succeeded")] == 1, counted
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(proc.wait, 20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            if not await stop_process(proc, timeout=20):
                 pytest.fail((tmp_path / "operator.log").read_text()[-3000:])

@@ -20,6 +20,7 @@ import pytest
 
 from app.dev.process import free_port
 from tests.e2e.conftest import EDA
+from tests.support.processes import stop_process
 from tests.telemetry.receiver import Receiver, Span, otlp_receiver
 
 # ratio 0.1 samples a trace id whose low 64 bits are below 0.1 * 2**64: all-ones never is
@@ -62,11 +63,7 @@ async def dev(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[s
                     await asyncio.sleep(0.1)
             yield base, receiver
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.to_thread(proc.wait, 30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            await stop_process(proc, signal.SIGINT)
 
 
 async def _order(base: str, traceparent: str) -> int:
