@@ -64,8 +64,9 @@ def spawn(args: list[str], log_path: Path, cwd: Path | None = None, run_as: RunA
         )
 
 
-async def terminate(proc: Popen, sig: int, timeout: float) -> None:
-    """Send ``sig``, wait up to ``timeout`` off the event loop, then SIGKILL."""
+async def terminate(proc: Popen, sig: int = signal.SIGTERM, timeout: float = 30.0) -> bool:
+    """Send ``sig``, wait up to ``timeout`` off the event loop, then SIGKILL. ``True``: it stopped by
+    itself; ``False``: it had to be killed."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
@@ -74,6 +75,8 @@ async def terminate(proc: Popen, sig: int, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         await asyncio.to_thread(proc.wait)
+        return False
+    return True
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

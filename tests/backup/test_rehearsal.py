@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from app.backup.plan import CUT
 from app.dev.nats import NatsServer
 from app.dev.postgres import embedded_postgres
-from app.dev.process import free_port
+from app.dev.process import free_port, terminate
 from app.domain.registry import all_event_types
 from app.domain.saga import SAGA, Saga
 from app.eventstore.codec import EventCodec
@@ -39,7 +39,6 @@ from app.settings import Settings
 from tests.backup.helpers import quiet_console, raw_events
 from tests.operator.seeding import folded_rows, live_rows
 from tests.support.invariants import all_events, check
-from tests.support.processes import stop_process
 
 EDA = str(Path(sys.executable).parent / "eda")
 TARGET_EVENTS = 20_000
@@ -87,7 +86,7 @@ async def eda_dev(data_dir: Path, **extra: str) -> AsyncIterator[Dev]:
                 await asyncio.sleep(0.2)
         yield dev
     finally:
-        await stop_process(proc)
+        await terminate(proc)
 
 
 async def _ready(dev: Dev) -> bool:

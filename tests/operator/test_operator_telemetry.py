@@ -19,10 +19,9 @@ from emulator import Emulator, declare
 from prometheus_client.parser import text_string_to_metric_families
 from seeding import seed_orders
 
-from app.dev.process import free_port
+from app.dev.process import free_port, terminate
 from app.eventstore.jetstream import JetStreamEventStore
 from tests.e2e.conftest import EDA
-from tests.support.processes import stop_process
 from tests.telemetry.receiver import otlp_receiver
 
 pytestmark = [pytest.mark.kmock(cls=Emulator)]
@@ -118,5 +117,5 @@ async def test_reconciles_are_traced_with_the_engine_spans_and_counted(
             assert counted[("ProjectionRebuild", "succeeded")] == 1, counted
             assert counted[("Snapshot", "succeeded")] == 1, counted
         finally:
-            if not await stop_process(proc, timeout=20):
+            if not await terminate(proc, timeout=20):
                 pytest.fail((tmp_path / "operator.log").read_text()[-3000:])

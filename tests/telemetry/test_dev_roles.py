@@ -18,9 +18,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app.dev.process import free_port
+from app.dev.process import free_port, terminate
 from tests.e2e.conftest import EDA
-from tests.support.processes import stop_process
 from tests.telemetry.receiver import Receiver, Span, otlp_receiver
 
 # ratio 0.1 samples a trace id whose low 64 bits are below 0.1 * 2**64: all-ones never is
@@ -63,7 +62,7 @@ async def dev(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[s
                     await asyncio.sleep(0.1)
             yield base, receiver
         finally:
-            await stop_process(proc, signal.SIGINT)
+            await terminate(proc, signal.SIGINT)
 
 
 async def _order(base: str, traceparent: str) -> int:
