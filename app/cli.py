@@ -36,7 +36,7 @@ def _one_line_errors(command: str, *errors: type[BaseException]) -> Iterator[Non
     """Failures a user can act on (a server that does not answer, no credentials, a server that does not
     start: ``Unavailable``, ``DevstackError`` and ``errors``) end the command with one line on stderr and
     exit code 1; anything else is a bug and keeps its traceback."""
-    from app.dev.stack import DevstackError
+    from app.dev.process import DevstackError
     from app.runtime.maintenance import Unavailable
 
     caught: tuple[type[BaseException], ...] = (Unavailable, DevstackError, *errors)

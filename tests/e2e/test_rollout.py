@@ -31,7 +31,6 @@ import nats
 import pytest
 
 from app.dev.nats import NatsServer, embedded_nats
-
 from app.dev.process import free_port
 from app.runtime.roles import projector_role
 from app.settings import Settings

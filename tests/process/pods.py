@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from app.dev.postgres import postgres_bin_dir
-
 from app.dev.process import HOST, free_port
 from process.procs import EDA, SERVICE_ACCOUNT_PATH, with_service_account
 from tests.deploy.deploytools import ROOT, Installed

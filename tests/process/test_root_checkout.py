@@ -22,7 +22,6 @@ import httpx
 import pytest
 
 from app.dev.postgres import postgres_bin_dir
-
 from app.dev.process import free_port
 from process.procs import EDA, exit_code, running, tail, until
 from tests.deploy.deploytools import ROOT
