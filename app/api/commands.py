@@ -25,12 +25,12 @@ from app.api.schemas import CancelOrderIn, CreateOrderIn
 from app.auth.scopes import Principal
 from app.domain.common import NotFound
 from app.domain.order import INITIAL, ORDER, CancelOrder, CreateOrder, Order
-from app.eventstore.envelope import Metadata, utcnow
-from app.eventstore.ports import ConcurrencyError
-from app.service.handler import NO_RETRY, VersionMismatch
+from app.eventstore.envelope import Metadata, StreamId, utcnow
+from app.service.handler import NO_RETRY, RetriesExhausted, RetryPolicy, VersionMismatch
 from app.telemetry import set_order_id
 
-ID_COLLISION_RETRIES = 5
+# A taken id means the counter was reset: take the next one at once (no backoff), a few times.
+ID_COLLISIONS = RetryPolicy(attempts=5, first_delay_s=0.0, max_delay_s=0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +60,19 @@ def _created(order_id: int) -> StoredResponse:
 
 async def _create_new(ctx: AppContext, order: _Order, meta: Metadata) -> int:
     orders = ctx.handler(ORDER, retry=NO_RETRY)
-    for _ in range(ID_COLLISION_RETRIES):
+
+    async def attempt(_fresh: bool) -> int:
         order_id = await ctx.ids.next()
         set_order_id(order_id)
-        try:
-            await orders.execute(order_id, order.command(order_id), meta, assume_new=True)
-        except ConcurrencyError:  # the id exists already: the counter was reset; take the next one
-            continue
+        await orders.execute(order_id, order.command(order_id), meta, assume_new=True)
         return order_id
-    raise Problem(503, "id-allocation", "Service unavailable", "could not allocate a fresh order id")
+
+    try:
+        return await ID_COLLISIONS.run(attempt, StreamId(ORDER.aggregate_type, "new"))
+    except RetriesExhausted as exc:
+        raise Problem(
+            503, "id-allocation", "Service unavailable", "could not allocate a fresh order id"
+        ) from exc
 
 
 async def create_order(

@@ -34,6 +34,7 @@ from idp_support import Tokens
 from app.dev.process import free_port
 from app.settings import Settings
 from e2e.conftest import eda_process, role_env
+from tests.support.eventually import eventually, serving
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -94,16 +95,6 @@ async def _consumers(nats_url: str) -> int:
         await nc.close()
 
 
-async def _ready(client: httpx.AsyncClient, timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        await asyncio.sleep(0.1)
-    raise TimeoutError("API not ready")
-
-
 async def test_beyond_capacity_only_429_and_503_problems_bounded_memory_and_recovery(
     settings: Settings, tokens: Tokens, short_tmp: Path
 ) -> None:
@@ -127,7 +118,7 @@ async def test_beyond_capacity_only_429_and_503_problems_bounded_memory_and_reco
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
         ) as client:
-            await _ready(client)
+            await serving(client, "/readyz", timeout=40)
             backend = {"Authorization": f"Bearer {admin}"}
             created = await client.post(ORDERS, json={"user_id": 42, "amount": 99.99}, headers=backend)
             assert created.status_code == 201, created.text
@@ -171,14 +162,14 @@ async def _stream_flood(
     finally:
         for writer in streams:
             writer.close()
-    deadline = time.monotonic() + 10
-    while True:  # the closed streams' slots come back
+
+    async def slot_back() -> bool:
         _, writer = await _sse(port, admin)
         if writer is not None:
             writer.close()
-            break
-        assert time.monotonic() < deadline, "no stream slot came back"
-        await asyncio.sleep(0.2)
+        return writer is not None
+
+    await eventually(slot_back, timeout=10, interval=0.2, what="a closed stream's slot to come back")
 
 
 async def _rate_limits(client: httpx.AsyncClient, tokens: Tokens, seen: Seen) -> None:
@@ -248,7 +239,7 @@ async def _peak_rss(pid: int) -> AsyncIterator[list[float]]:
 
 async def _recovery(client: httpx.AsyncClient, backend: dict[str, str]) -> None:
     started = time.monotonic()
-    await _ready(client, timeout=10)
+    await serving(client, "/readyz", timeout=10)
     created = await client.post(ORDERS, json={"user_id": 43, "amount": 99.99}, headers=backend)
     assert created.status_code == 201, created.text
     assert (await client.get(f"{ORDERS}?limit=5", headers=backend)).status_code == 200

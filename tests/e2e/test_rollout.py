@@ -35,6 +35,7 @@ from app.dev.process import free_port
 from app.runtime.roles import projector_role
 from app.settings import Settings
 from e2e.conftest import eda_process, role_env, running_system
+from tests.support.eventually import eventually, serving
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -111,16 +112,6 @@ async def _health_checker(a: httpx.AsyncClient, ledger: Ledger, seen: list[str])
         await asyncio.sleep(0.05)
 
 
-async def _ready(client: httpx.AsyncClient, timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(client.base_url)
-
-
 async def _order_streams(nats_url: str) -> int:
     nc = await nats.connect(nats_url)
     try:
@@ -156,7 +147,7 @@ async def test_sigterm_under_load_drops_nothing_and_a_stopped_projector_keeps_th
                 httpx.AsyncClient(base_url=f"http://127.0.0.1:{port_b}", timeout=40, limits=limits) as b,
             ):
                 try:
-                    await asyncio.gather(_ready(a), _ready(b))
+                    await asyncio.gather(serving(a, "/readyz", timeout=40), serving(b, "/readyz", timeout=40))
                     await _projector_ran_then_stopped(settings, b)
                     await _rollout(server, proc_a, a, b)
                     await _stopped_projector_keeps_b_ready(b)
@@ -168,11 +159,12 @@ async def _projector_ran_then_stopped(settings: Settings, b: httpx.AsyncClient) 
     """The projector's durable consumer exists (so lag is measurable), then the projector stops."""
     projector = asyncio.create_task(projector_role(settings, health=False))
     first = (await b.post(ORDERS, json=BODY)).json()["order_id"]
-    deadline = time.monotonic() + 20
-    while (await b.get(f"{ORDERS}/{first}", params={"min_version": 1})).headers.get(
-        "eda-consistency"
-    ) != "read-model":
-        assert time.monotonic() < deadline, "the projector never projected"
+
+    async def projected() -> bool:
+        read = await b.get(f"{ORDERS}/{first}", params={"min_version": 1})
+        return read.headers.get("eda-consistency") == "read-model"
+
+    await eventually(projected, timeout=20, what="the projector to project")
     projector.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await projector

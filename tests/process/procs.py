@@ -23,6 +23,9 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
+from app.dev.process import log_tail as tail
+from tests.support.eventually import eventually
+
 EDA = str(Path(sys.executable).parent / "eda")
 SERVICE_ACCOUNT_PATH = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 Popen = subprocess.Popen[bytes]
@@ -63,13 +66,6 @@ async def stop_all(procs: dict[str, Popen], timeout: float = 30.0) -> dict[str, 
     return dict(zip(procs, codes, strict=True))
 
 
-def tail(log: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 async def until(
     predicate: Callable[[], bool | Awaitable[bool]],
     what: str,
@@ -78,23 +74,31 @@ async def until(
     procs: Sequence[Popen] = (),
     log: Path | None = None,
 ) -> None:
-    """Poll ``predicate`` until true; fail at once when one of ``procs`` exits, or after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
+    """``eventually`` ``predicate``; fail at once when one of ``procs`` exits, or after ``timeout``, with
+    the tail of ``log``."""
+    where = (lambda: f"\n--- {log} ---\n{tail(log)}") if log else (lambda: "")
+
+    async def probe() -> bool:
         result = predicate()
         if inspect.isawaitable(result):
             result = await result
         if result:
-            return
+            return True
         for proc in procs:
             if proc.poll() is not None:
-                where = f"\n--- {log} ---\n{tail(log)}" if log else ""
-                raise AssertionError(f"{proc.args!r} exited with {proc.returncode} waiting for {what}{where}")
-        if loop.time() > deadline:
-            where = f"\n--- {log} ---\n{tail(log)}" if log else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{where}")
-        await asyncio.sleep(0.2)
+                raise _Exited(f"{proc.args!r} exited with {proc.returncode} waiting for {what}{where()}")
+        return False
+
+    try:
+        await eventually(probe, timeout=timeout, interval=0.2, what=what)
+    except _Exited:
+        raise
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}{where()}") from None
+
+
+class _Exited(AssertionError):
+    """A process ``until`` watches ended while it waited."""
 
 
 def _get(url: str) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from app.api.commands import ID_COLLISION_RETRIES, cancel_order, create_order
+from app.api.commands import ID_COLLISIONS, cancel_order, create_order
 from app.api.deps import AppContext
 from app.api.errors import Problem
 from app.api.ids import InMemoryOrderIds
@@ -43,6 +43,8 @@ def context() -> AppContext:
         "auth": None,
         "store": store,
         "snapshots": None,
+        "shutdown": None,
+        "streams": None,
         "ids": InMemoryOrderIds(),
         "metrics": ApiMetrics(),
         "products": StateCache(store, Repository(store, PRODUCT)),
@@ -76,7 +78,7 @@ async def test_an_id_taken_already_is_skipped_and_none_left_is_a_503() -> None:
     await taken(ctx, 1)  # the counter was reset: order 1 exists already
     assert await create(ctx) == 2
     assert len((await ctx.store.load(StreamId("order", "1"))).events) == 1
-    for order_id in range(3, 3 + ID_COLLISION_RETRIES):  # every id it will try next exists
+    for order_id in range(3, 3 + ID_COLLISIONS.attempts):  # every id it will try next exists
         await taken(ctx, order_id)
     with pytest.raises(Problem) as problem:
         await create(ctx)
