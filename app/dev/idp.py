@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from app.auth.scopes import ALL_SCOPES, CUSTOMER_SCOPES, OPERATOR_SCOPES
+from app.dev import process
 from app.dev.issuer import (
     AUDIENCE,
     CLI_CLIENT,
@@ -39,7 +40,7 @@ from app.dev.issuer import (
     TOKEN_MINUTES,
     DevIssuer,
 )
-from app.dev.process import HOST, DevstackError, Popen, free_port, http_ok, log_tail, spawn, terminate
+from app.dev.process import HOST, DevstackError, Popen, free_port
 
 
 def _secrets(path: Path, issuer: str) -> dict[str, Any]:
@@ -137,31 +138,27 @@ class DevIdentityProvider:
             target.chmod(0o600)
 
     async def start(self, timeout: float = 60.0) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self.pid is not None:
             return
         await asyncio.to_thread(self._write_config)
         args = [sys.executable, "-m", "nanoidp", "--config", str(self.home)]
         args += ["--host", HOST, "--port", str(self.port)]
-        self._proc = await asyncio.to_thread(spawn, args, self.log_path, self.home)
+        self._proc = await asyncio.to_thread(process.spawn, args, self.log_path, self.home)
         url = f"{self.issuer}/.well-known/openid-configuration"
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            if self._proc.poll() is not None:
-                break
-            if await asyncio.to_thread(http_ok, url):
-                return
-            await asyncio.sleep(0.1)
+        if await process.answers(self._proc, lambda: asyncio.to_thread(process.http_ok, url), timeout, 0.1):
+            return
         await self.stop()
-        raise DevstackError(f"nanoidp did not start on {self.issuer}; log tail:\n{log_tail(self.log_path)}")
+        tail = process.log_tail(self.log_path)
+        raise DevstackError(f"nanoidp did not start on {self.issuer}; log tail:\n{tail}")
 
     async def stop(self, timeout: float = 10.0) -> None:
         if self._proc is not None:
-            await terminate(self._proc, signal.SIGTERM, timeout)
+            await process.terminate(self._proc, signal.SIGTERM, timeout)
             self._proc = None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        return process.alive(self._proc)
 
 
 def nanoidp_installed() -> bool:
@@ -179,11 +176,8 @@ async def dev_identity(
     origins = (f"http://{HOST}:{api_port}", f"http://localhost:{api_port}")
     provider = DevIdentityProvider(data_dir, console_origins=origins)
     provider.port = port or provider.port
-    await provider.start()
-    try:
+    async with process.started(provider):
         yield provider
-    finally:
-        await provider.stop()
 
 
 def banner(provider: DevIdentityProvider, api_url: str) -> str:

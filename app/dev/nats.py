@@ -18,10 +18,13 @@ from app.dev.process import (
     HOST,
     DevstackError,
     Popen,
+    alive,
+    answers,
     free_port,
     http_ok,
     log_tail,
     spawn,
+    started,
     tcp_open,
     terminate,
 )
@@ -98,7 +101,7 @@ class NatsServer:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        return alive(self._proc)
 
     def config(self) -> str:
         domain = f"  domain: {self.jetstream_domain}\n" if self.jetstream_domain else ""
@@ -123,14 +126,12 @@ class NatsServer:
 
     async def _wait_healthy(self, timeout: float) -> None:
         url = f"{self.monitor_url}/healthz?js-enabled-only=true"
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                break
-            if await asyncio.to_thread(http_ok, url) and await asyncio.to_thread(tcp_open, self.port):
-                return
-            await asyncio.sleep(0.05)
+
+        async def up() -> bool:
+            return await asyncio.to_thread(http_ok, url) and await asyncio.to_thread(tcp_open, self.port)
+
+        if await answers(self._proc, up, timeout, 0.05):
+            return
         await self.stop()
         raise DevstackError(f"nats-server did not start on {self.url}; log tail:\n{log_tail(self.log_path)}")
 
@@ -162,8 +163,5 @@ async def embedded_nats(
     server = NatsServer(data_dir, extra_config=extra_config, tls=tls)
     server.port = port or server.port
     server.monitor_port = monitor_port or server.monitor_port
-    await server.start()
-    try:
+    async with started(server):
         yield server
-    finally:
-        await server.stop()

@@ -22,7 +22,7 @@ from typing import Literal
 import asyncpg
 
 from app.dev import pgroot
-from app.dev.process import HOST, DevstackError, Popen, RunAs, free_port
+from app.dev.process import HOST, DevstackError, Popen, RunAs, alive, answers, free_port, started
 from app.dev.process import log_tail as _log_tail  # the names the Postgres code was written with
 from app.dev.process import spawn as _spawn
 from app.dev.process import terminate as _terminate
@@ -83,7 +83,7 @@ class Postgres:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        return alive(self._proc)
 
     def _prepare_pgdata(self) -> RunAs:
         """Create PGDATA (0700); as root, find where the unprivileged postgres user can run from and keep
@@ -145,16 +145,15 @@ class Postgres:
         await self._ensure_database()
 
     async def _wait_ready(self, timeout: float) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                break
+        async def up() -> bool:
             with contextlib.suppress(OSError, asyncpg.PostgresError):
                 conn = await asyncpg.connect(self.dsn_for("postgres"), timeout=2)
                 await conn.close()
-                return
-            await asyncio.sleep(0.1)
+                return True
+            return False
+
+        if await answers(self._proc, up, timeout, 0.1):
+            return
         await self.stop("immediate")
         raise DevstackError(
             f"postgres did not start on port {self.port}; log tail:\n{_log_tail(self.log_path)}"
@@ -190,8 +189,5 @@ async def embedded_postgres(
     """A started PostgreSQL (database ``eda`` exists) for the duration of the block."""
     pg = Postgres(data_dir, fast=fast)
     pg.port = port or pg.port
-    await pg.start()
-    try:
+    async with started(pg):
         yield pg
-    finally:
-        await pg.stop()

@@ -1,6 +1,7 @@
 """What every embedded server shares: the loopback host, free ports, spawning a server process in its
 own process group with its output in a log file, stopping it (signal, wait, then SIGKILL), the tail of
-its log for error messages, health probes, and serving until SIGINT/SIGTERM."""
+its log for error messages, health probes, waiting for a started server to answer, a server's lifetime
+as a block, and serving until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import signal
 import socket
 import subprocess
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 HOST = "127.0.0.1"
 Popen = subprocess.Popen[bytes]
@@ -86,6 +88,42 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+def alive(proc: Popen | None) -> int | None:
+    """The pid of ``proc`` while it runs (``None``: never started, or exited)."""
+    return proc.pid if proc is not None and proc.poll() is None else None
+
+
+async def answers(
+    proc: Popen | None, probe: Callable[[], Awaitable[bool]], timeout: float, interval: float
+) -> bool:
+    """Whether a just-started server answers ``probe`` within ``timeout`` s (asked every ``interval`` s);
+    ``False`` at once when its process exits (or was never started)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline and alive(proc) is not None:
+        if await probe():
+            return True
+        await asyncio.sleep(interval)
+    return False
+
+
+class Server(Protocol):
+    """An embedded server: started, then stopped."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def started[S: Server](server: S) -> AsyncIterator[S]:
+    """``server`` started for the block, stopped after it (also when the block fails)."""
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @contextlib.contextmanager
