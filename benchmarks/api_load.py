@@ -37,9 +37,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import uvloop
-from harness import pct, running_system, wait_ready
+from harness import pct, running_system, wait_ready, watch_versions
 
 from app.dev.idp import DevIdentityProvider
 from app.dev.issuer import AUDIENCE
@@ -82,17 +81,7 @@ async def drive(
     warmup: float,
     headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    visible: dict[int, float] = {}
-
-    def on_notify(_c: object, _pid: int, _ch: str, payload: str) -> None:
-        now = time.perf_counter()
-        for part in payload.split(","):
-            order_id, _, version = part.partition(":")
-            if version == "1":
-                visible.setdefault(int(order_id), now)
-
-    listener = await asyncpg.connect(dsn)
-    await listener.add_listener("eda_orders", on_notify)
+    listener, visible = await watch_versions(dsn, 1)
     connector = aiohttp.TCPConnector(limit=clients, force_close=False)
     timing: list[tuple[int, float, float]] = []  # (order_id, request start, ack)
     errors = 0

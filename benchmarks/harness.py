@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 from app.dev.process import free_port
 from app.dev.stack import embedded_stack
@@ -151,6 +152,24 @@ def completion_stats(
         "max_ms": max(latencies, default=float("nan")),
         "never_completed": sum(1 for oid in started if oid not in completed),
     }
+
+
+async def watch_versions(dsn: str, version: int) -> tuple[asyncpg.Connection, dict[int, float]]:
+    """A connection listening to the read model's ``eda_orders`` notifications, and when (``perf_counter``)
+    each order was first seen at ``version`` (1: visible after a create; 4: its saga completed)."""
+    seen: dict[int, float] = {}
+    wanted = str(version)
+
+    def on_notify(_c: object, _pid: int, _ch: str, payload: str) -> None:
+        now = time.perf_counter()
+        for part in payload.split(","):
+            order_id, _, at = part.partition(":")
+            if at == wanted:
+                seen.setdefault(int(order_id), now)
+
+    listener = await asyncpg.connect(dsn)
+    await listener.add_listener("eda_orders", on_notify)
+    return listener, seen
 
 
 async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:

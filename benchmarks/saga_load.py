@@ -32,12 +32,20 @@ import random
 import time
 
 import aiohttp
-import asyncpg
 import nats
 import nats.aio.msg
 import uvloop
 from api_load import auth_env
-from harness import completion_stats, cpu_usage, open_loop, pct, report, running_system, wait_ready
+from harness import (
+    completion_stats,
+    cpu_usage,
+    open_loop,
+    pct,
+    report,
+    running_system,
+    wait_ready,
+    watch_versions,
+)
 
 TARGETS = {"completed_per_s": 200, "p99_ms": 500}
 PRICE = "19.99"  # EDA_DEFAULT_PRICE: every product's price, and a seed order's amount
@@ -73,17 +81,7 @@ async def drive(
     items: int,
     headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    completed: dict[int, float] = {}
-
-    def on_notify(_c: object, _pid: int, _ch: str, payload: str) -> None:
-        now = time.perf_counter()
-        for part in payload.split(","):
-            order_id, _, version = part.partition(":")
-            if version == "4":
-                completed.setdefault(int(order_id), now)
-
-    listener = await asyncpg.connect(dsn)
-    await listener.add_listener("eda_orders", on_notify)
+    listener, completed = await watch_versions(dsn, 4)
     stored: dict[int, float] = {}
 
     async def on_event(msg: nats.aio.msg.Msg) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import aiohttp
 
-from app.dev.process import free_port
+from app.dev.process import free_port, stop_all
 from app.dev.stack import embedded_stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,14 +56,7 @@ def processes(commands: list[tuple[list[str], dict[str, str]]], log: Path) -> It
     try:
         yield
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs, 20)
 
 
 def prometheus_config(targets: dict[str, int]) -> str:

@@ -1,7 +1,7 @@
 """What every embedded server shares: the loopback host, free ports, spawning a server process in its
-own process group with its output in a log file, stopping it (signal, wait, then SIGKILL), the tail of
-its log for error messages, health probes, waiting for a started server to answer, a server's lifetime
-as a block, and serving until SIGINT/SIGTERM."""
+own process group with its output in a log file, stopping it (signal, wait, then SIGKILL) or several at
+once, the tail of its log for error messages, health probes, waiting for a started server to answer, a
+server's lifetime as a block, and serving until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -79,6 +79,23 @@ async def terminate(proc: Popen, sig: int = signal.SIGTERM, timeout: float = 30.
         await asyncio.to_thread(proc.wait)
         return False
     return True
+
+
+def stop_all(procs: Sequence[Popen], timeout: float = 30.0) -> list[int]:
+    """SIGTERM to every process at once, then wait for each up to ``timeout`` s and SIGKILL the ones still
+    running; their exit codes (blocking: a test's or a script's teardown)."""
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+    codes = []
+    for proc in procs:
+        try:
+            codes.append(proc.wait(timeout))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            codes.append(proc.wait())
+    return codes
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

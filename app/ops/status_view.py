@@ -33,10 +33,12 @@ def size(n: int | None) -> str:
     return str(n)  # unreachable
 
 
+def _table(title: str, *columns: str) -> Table:
+    return Table(*columns, title=title, title_justify="left")
+
+
 def _streams(doc: dict[str, Any]) -> Table:
-    t = Table(
-        "stream", "messages", "size", "limit", "replicas", "leader", title="Streams", title_justify="left"
-    )
+    t = _table("Streams", "stream", "messages", "size", "limit", "replicas", "leader")
     for s in doc["streams"]:
         used = (
             f"{size(s['max_bytes'])} ({100 * s['bytes'] / s['max_bytes']:.0f} %)" if s["max_bytes"] else "-"
@@ -55,16 +57,7 @@ def _streams(doc: dict[str, Any]) -> Table:
 
 
 def _consumers(doc: dict[str, Any]) -> Table:
-    t = Table(
-        "stream",
-        "consumer",
-        "pending",
-        "ack pending",
-        "redelivered",
-        "last active",
-        title="Consumers",
-        title_justify="left",
-    )
+    t = _table("Consumers", "stream", "consumer", "pending", "ack pending", "redelivered", "last active")
     for c in doc["consumers"]:
         t.add_row(
             c["stream"],
@@ -78,15 +71,7 @@ def _consumers(doc: dict[str, Any]) -> Table:
 
 
 def _projections(doc: dict[str, Any]) -> Table:
-    t = Table(
-        "projection",
-        "checkpoint",
-        "lag (events)",
-        "lag (s)",
-        "updated",
-        title="Projections",
-        title_justify="left",
-    )
+    t = _table("Projections", "projection", "checkpoint", "lag (events)", "lag (s)", "updated")
     for p in doc["projections"]:
         style = "red" if p["lag_seconds"] > 5 else ""
         t.add_row(
@@ -135,17 +120,8 @@ def _dead_letters(doc: dict[str, Any]) -> RenderableType:
 
 
 def _runs(doc: dict[str, Any]) -> Table:
-    t = Table(
-        "run",
-        "kind",
-        "target",
-        "source",
-        "status",
-        "phase",
-        "started",
-        "finished",
-        title="Rebuilds and snapshots",
-        title_justify="left",
+    t = _table(
+        "Rebuilds and snapshots", "run", "kind", "target", "source", "status", "phase", "started", "finished"
     )
     recorded = doc["runs"] or {"running": [], "finished": []}
     for r in [*recorded["running"], *recorded["finished"]]:

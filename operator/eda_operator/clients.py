@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import asyncpg
 from nats.aio.client import Client as NATS
@@ -34,58 +36,39 @@ class Clients:
 
     async def nats(self) -> NATS:
         async with self._lock:
-            if self._nc is None:
-                try:
-                    self._nc = await asyncio.wait_for(connect_nats(self.settings, name="eda-operator"), 10)
-                except Exception as exc:
-                    raise NatsUnavailable(f"cannot connect to NATS: {exc}") from exc
+            connect = partial(connect_nats, self.settings, name="eda-operator")
+            self._nc = await _opened(self._nc, connect, NatsUnavailable, "connect to NATS", 10)
             return self._nc
 
     async def store(self) -> EventStore:
         nc = await self.nats()
         async with self._lock:
-            if self._store is None:
-                try:
-                    self._store = await open_event_store(nc, self.settings)
-                except Exception as exc:
-                    raise NatsUnavailable(f"cannot open the EVENTS stream: {exc}") from exc
+            open_ = partial(open_event_store, nc, self.settings)
+            self._store = await _opened(self._store, open_, NatsUnavailable, "open the EVENTS stream")
             return self._store
 
     async def snapshots(self) -> SnapshotStore:
         nc = await self.nats()
         async with self._lock:
-            if self._snapshots is None:
-                try:
-                    self._snapshots = await SnapshotStore.open(
-                        nc.jetstream(), replicas=self.settings.stream_replicas
-                    )
-                except Exception as exc:
-                    raise NatsUnavailable(f"cannot open the snapshots bucket: {exc}") from exc
+            bucket = partial(SnapshotStore.open, nc.jetstream(), replicas=self.settings.stream_replicas)
+            what = "open the snapshots bucket"
+            self._snapshots = await _opened(self._snapshots, bucket, NatsUnavailable, what)
             return self._snapshots
 
     async def pool(self) -> asyncpg.Pool:
         async with self._lock:
-            if self._pool is None:
-                dsn = self.settings.database_url.get_secret_value()
-                try:
-                    self._pool = await asyncio.wait_for(db.create_pool(dsn, size=4), 10)
-                except Exception as exc:
-                    raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+            create = partial(db.create_pool, self.settings.database_url.get_secret_value(), size=4)
+            self._pool = await _opened(self._pool, create, DatabaseUnavailable, "connect to PostgreSQL", 10)
             return self._pool
 
     async def mirror(self) -> NATS | None:
         """The disaster-recovery mirror's cluster (``EDA_MIRROR_URL``), ``None`` when none is configured."""
-        if not self.settings.mirror_url:
+        url = self.settings.mirror_url
+        if not url:
             return None
         async with self._lock:
-            if self._mirror is None:
-                try:
-                    self._mirror = await asyncio.wait_for(
-                        connect_mirror(self.settings, self.settings.mirror_url, self.settings.mirror_creds),
-                        10,
-                    )
-                except Exception as exc:
-                    raise NatsUnavailable(f"cannot connect to the mirror: {exc}") from exc
+            connect = partial(connect_mirror, self.settings, url, self.settings.mirror_creds)
+            self._mirror = await _opened(self._mirror, connect, NatsUnavailable, "connect to the mirror", 10)
             return self._mirror
 
     @property
@@ -106,3 +89,20 @@ class Clients:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._pool.close(), 5)
             self._nc, self._store, self._snapshots, self._pool, self._mirror = None, None, None, None, None
+
+
+async def _opened[T](
+    current: T | None,
+    open_: Callable[[], Awaitable[T]],
+    error: type[Exception],
+    what: str,
+    timeout: float | None = None,
+) -> T:
+    """``current``, or else what ``open_`` opens (within ``timeout`` s); a failure is an ``error`` saying
+    what could not be done (the handlers report it on the object and retry)."""
+    if current is not None:
+        return current
+    try:
+        return await asyncio.wait_for(open_(), timeout)
+    except Exception as exc:
+        raise error(f"cannot {what}: {exc}") from exc

@@ -16,7 +16,6 @@ import contextlib
 import functools
 import inspect
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -24,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 from app.dev.process import log_tail as tail
+from app.dev.process import stop_all as stop_procs
 from tests.support.eventually import eventually
 
 EDA = str(Path(sys.executable).parent / "eda")
@@ -44,25 +44,12 @@ def running(argv: Sequence[str], env: dict[str, str], log: Path, cwd: Path | Non
 
 def stop(proc: Popen, timeout: float = 10.0) -> int:
     """SIGTERM, wait, SIGKILL; returns the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    return _wait_or_kill(proc, timeout)
-
-
-def _wait_or_kill(proc: Popen, timeout: float) -> int:
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
+    return stop_all([proc], timeout)[0]
 
 
 async def stop_all(procs: dict[str, Popen], timeout: float = 30.0) -> dict[str, int]:
     """One SIGTERM to each at once (as Kubernetes stops pods), then wait; exit codes by name."""
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    codes = await asyncio.gather(*(asyncio.to_thread(_wait_or_kill, p, timeout) for p in procs.values()))
+    codes = await asyncio.to_thread(stop_procs, list(procs.values()), timeout)
     return dict(zip(procs, codes, strict=True))
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import uuid
@@ -21,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.dev.postgres import Postgres
-from app.dev.process import free_port
+from app.dev.process import free_port, stop_all
 from tests.e2e.conftest import EDA
 from tests.support.eventually import eventually, serving
 from tests.support.jetstream import delete_all_streams
@@ -79,17 +78,6 @@ class Traced:
         return out
 
 
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def module_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="eda-otel-"))
@@ -140,6 +128,6 @@ async def traced(nats_url: str, postgres: Postgres, module_tmp: Path) -> AsyncIt
             await system.client.aclose()
             # stop all at once, waiting off the event loop: the receiver must keep answering their
             # last span exports while they shut down
-            await asyncio.to_thread(_stop, procs)
+            await asyncio.to_thread(stop_all, procs, 15)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
