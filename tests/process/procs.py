@@ -44,7 +44,7 @@ def running(argv: Sequence[str], env: dict[str, str], log: Path, cwd: Path | Non
 
 def stop(proc: Popen, timeout: float = 10.0) -> int:
     """SIGTERM, wait, SIGKILL; returns the exit code."""
-    return stop_all([proc], timeout)[0]
+    return stop_procs([proc], timeout)[0]
 
 
 async def stop_all(procs: dict[str, Popen], timeout: float = 30.0) -> dict[str, int]:
