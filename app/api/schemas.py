@@ -11,6 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.domain.order import OrderStatus
@@ -20,6 +21,8 @@ MAX_ID = 2**53 - 1  # ids stay exact in every JSON client
 MAX_AMOUNT = 1_000_000_000_000
 
 Id = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+OrderIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The order id.")]
+ProductIdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="The product id.")]
 
 
 class _Strict(BaseModel):
@@ -141,6 +144,11 @@ class ProblemOut(BaseModel):
     status: int
     detail: str | None = None
     instance: str | None = None
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """A route's ``responses``: each of ``codes`` documented as problem details."""
+    return {code: {"model": ProblemOut, "content": {"application/problem+json": {}}} for code in codes}
 
 
 def rfc3339(ts: datetime) -> str:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from app.api.deps import Ctx, Meta
 from app.api.errors import Problem
-from app.api.schemas import MAX_ID, ProblemOut
+from app.api.schemas import ProductIdPath, problem_responses
 from app.api.security import AUTH_RESPONSES, caller, requires
 from app.auth.scopes import Scope
 from app.domain.catalog import PRODUCT, Product, SetPrice
@@ -28,10 +27,7 @@ router = APIRouter(
     dependencies=[Depends(caller)],
     responses=AUTH_RESPONSES,
 )
-ProductId = Annotated[int, Path(ge=1, le=MAX_ID, description="The product id.")]
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ProblemOut, "content": {"application/problem+json": {}}} for code in (404, 409, 422)
-}
+_ERRORS = problem_responses(404, 409, 422)
 
 
 class PriceIn(BaseModel):
@@ -72,7 +68,7 @@ async def _read(ctx: Ctx, product_id: int) -> ProductOut:
 
 
 @router.get("/{product_id}", response_model=ProductOut, responses=_ERRORS, summary="A product's price")
-async def get_price(product_id: ProductId, ctx: Ctx) -> ProductOut:
+async def get_price(product_id: ProductIdPath, ctx: Ctx) -> ProductOut:
     return await _read(ctx, product_id)
 
 
@@ -83,7 +79,7 @@ async def get_price(product_id: ProductId, ctx: Ctx) -> ProductOut:
     summary="Set a product's price (scope catalog:write)",
     dependencies=[requires(Scope.CATALOG_WRITE)],
 )
-async def put_price(product_id: ProductId, body: PriceIn, ctx: Ctx, meta: Meta) -> ProductOut:
+async def put_price(product_id: ProductIdPath, body: PriceIn, ctx: Ctx, meta: Meta) -> ProductOut:
     command = SetPrice(
         product_id=product_id,
         price=Decimal(str(body.price)),

@@ -7,13 +7,12 @@ needs any valid token; setting needs ``inventory:write``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from app.api.deps import Ctx, Meta
-from app.api.schemas import MAX_ID, ProblemOut
+from app.api.schemas import ProductIdPath, problem_responses
 from app.api.security import AUTH_RESPONSES, caller, requires
 from app.auth.scopes import Scope
 from app.domain.inventory import STOCK, SetStock, current
@@ -25,10 +24,7 @@ router = APIRouter(
     dependencies=[Depends(caller)],
     responses=AUTH_RESPONSES,
 )
-ProductId = Annotated[int, Path(ge=1, le=MAX_ID, description="The product id.")]
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ProblemOut, "content": {"application/problem+json": {}}} for code in (409, 422)
-}
+_ERRORS = problem_responses(409, 422)
 
 
 class StockIn(BaseModel):
@@ -56,7 +52,7 @@ async def _read(ctx: Ctx, product_id: int) -> StockOut:
 
 
 @router.get("/{product_id}", response_model=StockOut, responses=_ERRORS, summary="A product's stock")
-async def get_stock(product_id: ProductId, ctx: Ctx) -> StockOut:
+async def get_stock(product_id: ProductIdPath, ctx: Ctx) -> StockOut:
     return await _read(ctx, product_id)
 
 
@@ -67,7 +63,7 @@ async def get_stock(product_id: ProductId, ctx: Ctx) -> StockOut:
     summary="Set a product's stock (scope inventory:write)",
     dependencies=[requires(Scope.INVENTORY_WRITE)],
 )
-async def put_stock(product_id: ProductId, body: StockIn, ctx: Ctx, meta: Meta) -> StockOut:
+async def put_stock(product_id: ProductIdPath, body: StockIn, ctx: Ctx, meta: Meta) -> StockOut:
     command = SetStock(product_id=product_id, stock=body.stock, at=datetime.now(UTC))
     await ctx.handler(STOCK).execute(product_id, command, meta)
     return await _read(ctx, product_id)

@@ -12,7 +12,7 @@ import binascii
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import Response
 
@@ -25,9 +25,10 @@ from app.api.schemas import (
     CommandOut,
     CreateOrderIn,
     OrderHistoryOut,
+    OrderIdPath,
     OrderOut,
     OrderPageOut,
-    ProblemOut,
+    problem_responses,
     render_order,
     rfc3339,
 )
@@ -47,10 +48,7 @@ WRITE = requires(Scope.ORDERS_WRITE, Scope.ORDERS_WRITE_ANY)
 READ = requires(Scope.ORDERS_READ, Scope.ORDERS_READ_ALL)
 CANCEL = requires(Scope.ORDERS_WRITE, Scope.ORDERS_CANCEL_ANY)
 
-OrderId = Annotated[int, Path(ge=1, le=MAX_ID, description="The order id.")]
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ProblemOut, "content": {"application/problem+json": {}}} for code in (404, 422)
-}
+_ERRORS = problem_responses(404, 422)
 
 
 _ORDER_ID = {"order_id": "$response.body#/order_id"}
@@ -124,7 +122,7 @@ async def create_order(  # noqa: PLR0917 - FastAPI passes parameters by keyword
     dependencies=[READ],
 )
 async def get_order(
-    order_id: OrderId,
+    order_id: OrderIdPath,
     ctx: Ctx,
     principal: Caller,
     min_version: Annotated[
@@ -199,7 +197,7 @@ async def list_orders_route(  # noqa: PLR0917 - FastAPI passes query parameters 
     summary="Audit trail",
     dependencies=[READ],
 )
-async def order_events(order_id: OrderId, ctx: Ctx, principal: Caller) -> Response:
+async def order_events(order_id: OrderIdPath, ctx: Ctx, principal: Caller) -> Response:
     history = await ctx.repository(ORDER).history(order_id)
     state = ORDER.fold([e.event for e in history if e.event is not None])
     access.ensure_visible(principal, order_id, state.owner if isinstance(state, Order) else None)
@@ -230,7 +228,7 @@ async def order_events(order_id: OrderId, ctx: Ctx, principal: Caller) -> Respon
     dependencies=[CANCEL],
 )
 async def cancel_order(  # noqa: PLR0917 - FastAPI passes parameters by keyword
-    order_id: OrderId,
+    order_id: OrderIdPath,
     ctx: Ctx,
     principal: Caller,
     meta: Meta,

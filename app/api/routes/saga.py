@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from app.api import reads
 from app.api.deps import Ctx, tag_order_span
 from app.api.errors import Problem
-from app.api.schemas import MAX_ID, ProblemOut, rfc3339
+from app.api.schemas import OrderIdPath, problem_responses, rfc3339
 from app.api.security import AUTH_RESPONSES, Caller, caller, requires
 from app.auth.scopes import Scope
 from app.domain.saga import SAGA, Saga
@@ -51,12 +50,12 @@ def _time(at: datetime | None) -> str | None:
 @router.get(
     "/{order_id}/saga",
     response_model=SagaOut,
-    responses={404: {"model": ProblemOut, "content": {"application/problem+json": {}}}},
+    responses=problem_responses(404),
     summary="The order's fulfilment saga: state and each step with timestamps and outcome",
     dependencies=[requires(Scope.ORDERS_READ, Scope.ORDERS_READ_ALL)],
 )
 async def get_saga(
-    order_id: Annotated[int, Path(ge=1, le=MAX_ID, description="The order id.")],
+    order_id: OrderIdPath,
     ctx: Ctx,
     principal: Caller,
 ) -> SagaOut:
