@@ -10,7 +10,7 @@ leader and the only replica.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -36,18 +36,7 @@ class StreamHealth:
     leader: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "messages": self.messages,
-            "bytes": self.bytes,
-            "max_bytes": self.max_bytes,
-            "first_sequence": self.first_sequence,
-            "last_sequence": self.last_sequence,
-            "consumers": self.consumers,
-            "replicas": self.replicas,
-            "replicas_current": self.replicas_current,
-            "leader": self.leader,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +54,7 @@ class ConsumerHealth:
     last_active: datetime | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "stream": self.stream,
-            "name": self.name,
-            "durable": self.durable,
-            "filter": self.filter,
-            "pending": self.pending,
-            "ack_pending": self.ack_pending,
-            "redelivered": self.redelivered,
-            "waiting": self.waiting,
-            "last_active": self.last_active.isoformat() if self.last_active else None,
-        }
+        return asdict(self) | {"last_active": self.last_active.isoformat() if self.last_active else None}
 
 
 def is_internal(info: StreamInfo) -> bool:
