@@ -98,6 +98,14 @@ def _same_order(order: Order, created: OrderCreated) -> bool:
     )
 
 
+def _repeated(order: Order, *, done: bool, verb: str) -> list[OrderEvent]:
+    """A transition ``order``'s status does not allow: no events if it already took effect (``done``: the
+    command is repeated, which is idempotent), else refused, naming the status."""
+    if done:
+        return []
+    raise InvalidTransition(f"order {order.order_id} is {order.status}, it cannot be {verb}")
+
+
 def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
     """Decide which events ``command`` causes in ``state``; raise a ``DomainError`` if it may not."""
     match command:
@@ -120,9 +128,7 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
                         at=command.at,
                     )
                 ]
-            if order.payment_id == command.payment_id:
-                return []
-            raise InvalidTransition(f"order {order.order_id} is {order.status}, it cannot be paid")
+            return _repeated(order, done=order.payment_id == command.payment_id, verb="paid")
         case ShipOrder():
             _text(command.tracking_number, "tracking_number")
             order = _existing(state, command.order_id)
@@ -132,24 +138,18 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
                         order_id=order.order_id, tracking_number=command.tracking_number, at=command.at
                     )
                 ]
-            if order.tracking_number == command.tracking_number:
-                return []
-            raise InvalidTransition(f"order {order.order_id} is {order.status}, it cannot be shipped")
+            return _repeated(order, done=order.tracking_number == command.tracking_number, verb="shipped")
         case CompleteOrder():
             order = _existing(state, command.order_id)
             if order.status is OrderStatus.SHIPPED:
                 return [OrderCompleted(order_id=order.order_id, at=command.at)]
-            if order.status is OrderStatus.COMPLETED:
-                return []
-            raise InvalidTransition(f"order {order.order_id} is {order.status}, it cannot be completed")
+            return _repeated(order, done=order.status is OrderStatus.COMPLETED, verb="completed")
         case CancelOrder():
             _text(command.reason, "reason")
             order = _existing(state, command.order_id, command.owner)
             if order.status in (OrderStatus.CREATED, OrderStatus.PAID):
                 return [OrderCancelled(order_id=order.order_id, reason=command.reason, at=command.at)]
-            if order.status is OrderStatus.CANCELLED:
-                return []
-            raise InvalidTransition(f"order {order.order_id} is {order.status}, it cannot be cancelled")
+            return _repeated(order, done=order.status is OrderStatus.CANCELLED, verb="cancelled")
         case _:
             raise TypeError(f"unknown order command {command!r}")
 
