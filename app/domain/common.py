@@ -76,6 +76,11 @@ class Decider[C, E, S]:
         return current
 
 
+def cannot_apply(event: object, state: object) -> TypeError:
+    """What an ``evolve`` raises for an event its state cannot take (a bug, or a stream out of order)."""
+    return TypeError(f"event {type(event).__name__} cannot apply to {type(state).__name__}")
+
+
 def money(value: Decimal | int | float | str, *, field: str = "amount") -> Decimal:
     """Parse a non-negative amount with at most two decimals, exactly (floats go through ``str``)."""
     try:

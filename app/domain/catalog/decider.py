@@ -6,7 +6,7 @@ import re
 
 from app.domain.catalog.events import PRODUCT_EVENTS, ProductEvent, ProductPriced
 from app.domain.catalog.state import INITIAL, NoProduct, Product, ProductState, SetPrice
-from app.domain.common import Decider, InvalidValue, money, positive_int
+from app.domain.common import Decider, InvalidValue, cannot_apply, money, positive_int
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 MAX_PRICE = 1_000_000_000
@@ -41,7 +41,7 @@ def evolve(state: ProductState, event: ProductEvent) -> ProductState:
                 product_id=event.product_id, price=event.price, currency=event.currency, updated_at=event.at
             )
         case _:
-            raise TypeError(f"event {type(event).__name__} cannot apply to {type(state).__name__}")
+            raise cannot_apply(event, state)
 
 
 PRODUCT: Decider[SetPrice, ProductEvent, ProductState] = Decider(

@@ -15,6 +15,7 @@ from app.domain.common import (
     InvalidTransition,
     InvalidValue,
     NotFound,
+    cannot_apply,
     money,
     positive_int,
 )
@@ -182,7 +183,7 @@ def evolve(state: OrderState, event: OrderEvent) -> OrderState:
         case OrderCancelled(), Order():
             return _set(state, event, status=OrderStatus.CANCELLED, cancel_reason=event.reason)
         case _:
-            raise TypeError(f"event {type(event).__name__} cannot apply to {type(state).__name__}")
+            raise cannot_apply(event, state)
 
 
 ORDER: Decider[OrderCommand, OrderEvent, OrderState] = Decider(

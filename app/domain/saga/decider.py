@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from app.domain.common import Decider
+from app.domain.common import Decider, cannot_apply
 from app.domain.inventory.events import (
     ReservationCommitted,
     ReservationConfirmed,
@@ -289,7 +289,7 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
         case Saga(), SagaStarted():
             return state
         case _:
-            raise TypeError(f"event {type(event).__name__} cannot apply to {type(state).__name__}")
+            raise cannot_apply(event, state)
 
 
 def started_steps(events: list[SagaEvent]) -> list[StepName]:
