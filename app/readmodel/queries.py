@@ -17,6 +17,7 @@ import asyncpg
 from app.domain.order import ORDER, Order
 from app.eventstore.envelope import RecordedEvent
 from app.readmodel.db import quote_ident
+from app.readmodel.rows import order_from_record
 
 _FIELDS = (
     "order_id, user_id, items, amount, currency, status, version, created_at, updated_at, "
@@ -53,23 +54,27 @@ class OrderRecord:
     owner: str = ""
 
 
-def _record(row: asyncpg.Record, events: list[TimelineEntry] | None) -> OrderRecord:
+def _of_order(order: Order, version: int, events: list[TimelineEntry] | None) -> OrderRecord:
     return OrderRecord(
-        order_id=row["order_id"],
-        user_id=row["user_id"],
-        items=list(row["items"]),
-        amount=row["amount"],
-        currency=row["currency"],
-        status=row["status"],
-        version=row["version"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        payment_id=row["payment_id"],
-        tracking_number=row["tracking_number"],
-        cancel_reason=row["cancel_reason"],
+        order_id=order.order_id,
+        user_id=order.user_id,
+        items=[{"product_id": i.product_id, "quantity": i.quantity} for i in order.items],
+        amount=order.amount,
+        currency=order.currency,
+        status=str(order.status),
+        version=version,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        payment_id=order.payment_id,
+        tracking_number=order.tracking_number,
+        cancel_reason=order.cancel_reason,
         events=events,
-        owner=row["owner"],
+        owner=order.owner,
     )
+
+
+def _record(row: asyncpg.Record, events: list[TimelineEntry] | None) -> OrderRecord:
+    return _of_order(order_from_record(row), row["version"], events)
 
 
 async def get_order(
@@ -139,22 +144,8 @@ def record_from_events(events: list[RecordedEvent]) -> OrderRecord | None:
     state = ORDER.fold([e.event for e in events if e.event is not None])
     if not isinstance(state, Order) or not events:
         return None
-    return OrderRecord(
-        order_id=state.order_id,
-        user_id=state.user_id,
-        items=[{"product_id": i.product_id, "quantity": i.quantity} for i in state.items],
-        amount=state.amount,
-        currency=state.currency,
-        status=str(state.status),
-        version=events[-1].version,
-        created_at=state.created_at,
-        updated_at=state.updated_at,
-        payment_id=state.payment_id,
-        tracking_number=state.tracking_number,
-        cancel_reason=state.cancel_reason,
-        owner=state.owner,
-        events=[
-            TimelineEntry(type=e.envelope.type, timestamp=e.envelope.occurred_at, version=e.version)
-            for e in events
-        ],
-    )
+    timeline = [
+        TimelineEntry(type=e.envelope.type, timestamp=e.envelope.occurred_at, version=e.version)
+        for e in events
+    ]
+    return _of_order(state, events[-1].version, timeline)

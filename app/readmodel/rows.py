@@ -97,9 +97,9 @@ def timeline_row(event: RecordedEvent) -> tuple[Any, ...]:
     )
 
 
-def view_from_record(rec: asyncpg.Record) -> OrderView:
-    """An ``orders`` row back into an ``OrderView``."""
-    state = Order(
+def order_from_record(rec: asyncpg.Record) -> Order:
+    """An ``orders`` row's domain state."""
+    return Order(
         order_id=rec["order_id"],
         user_id=rec["user_id"],
         items=tuple(OrderItem(product_id=i["product_id"], quantity=i["quantity"]) for i in rec["items"]),
@@ -113,4 +113,8 @@ def view_from_record(rec: asyncpg.Record) -> OrderView:
         cancel_reason=rec["cancel_reason"],
         owner=rec["owner"],
     )
-    return OrderView(state, rec["version"], rec["last_sequence"])
+
+
+def view_from_record(rec: asyncpg.Record) -> OrderView:
+    """An ``orders`` row back into an ``OrderView``."""
+    return OrderView(order_from_record(rec), rec["version"], rec["last_sequence"])
