@@ -20,6 +20,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from app.dev.cluster import NatsCluster
+from app.dev.process import log_tail
 from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.readmodel import db
@@ -102,12 +103,12 @@ async def _run(
     result = await audit(store, ledger, "order")
     last = await store.last_sequence()
     while (await stored_checkpoint(dsn) or 0) < last:  # the projector catches up with the stream
-        assert proc.poll() is None, "the projector process exited"
+        assert proc.poll() is None, f"the projector process exited:\n{log_tail(log_path)}"
         assert time.monotonic() - load_done < CATCH_UP_S, "the read model did not catch up"
         await asyncio.sleep(0.1)
     caught_up_s = time.monotonic() - load_done
     checkpoint = await stored_checkpoint(dsn)
-    assert proc.poll() is None, "the projector process exited"
+    assert proc.poll() is None, f"the projector process exited:\n{log_tail(log_path)}"
     fold = await _compare_read_model(store, dsn, last)
     log_text = await asyncio.to_thread(log_path.read_text, errors="replace")
     if fold["timeline_missing"] or fold["orders_mismatched"] or fold["timeline_duplicated"]:
