@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = Field(default=None, description="NATS password (optional).")
     nats_creds: str | None = Field(default=None, description="Path to a NATS .creds file (optional).")
     nats_tls_ca: str | None = Field(default=None, description="CA file to verify the NATS server's TLS cert.")
+    nats_inbox_prefix: str | None = Field(
+        default=None,
+        pattern=r"^_INBOX[A-Za-z0-9_-]*$",
+        description="Prefix of this process's reply inboxes; default _INBOX_<EDA_NATS_USER> with a user "
+        "(each role's NATS user may subscribe to its own prefix only), else _INBOX.",
+    )
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://postgres@127.0.0.1:5432/eda"),
         description="PostgreSQL DSN of the read model.",
@@ -271,6 +277,12 @@ class Settings(BaseSettings):
     def shipping_failing_users(self) -> frozenset[int]:
         """``EDA_SHIPPING_FAIL_USER_IDS`` as a set of user ids."""
         return frozenset(int(u) for u in self.shipping_fail_user_ids.split(",") if u.strip())
+
+    def inbox_prefix(self) -> str:
+        """``EDA_NATS_INBOX_PREFIX``, else ``_INBOX_<user>`` with a NATS user, else nats' ``_INBOX``."""
+        if self.nats_inbox_prefix:
+            return self.nats_inbox_prefix
+        return f"_INBOX_{self.nats_user}" if self.nats_user else "_INBOX"
 
     def nats_servers(self) -> list[str]:
         """The NATS URLs as a list (``EDA_NATS_URL`` may hold several, comma-separated)."""

@@ -27,7 +27,6 @@ from app.eventstore.envelope import RawMessage
 from app.eventstore.ports import EventStoreError
 
 _CRLF = b"\r\n"
-_INBOX = "_INBOX.bulk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +37,7 @@ class _Endpoint:
     password: str | None
     token: str | None
     tls: ssl.SSLContext | None
+    inbox: str  # under the client's inbox prefix: a role may subscribe to its own prefix only
 
 
 class BulkReader:
@@ -71,6 +71,7 @@ class BulkReader:
             password=url.password or opts.get("password"),
             token=opts.get("token"),
             tls=tls if isinstance(tls, ssl.SSLContext) else None,
+            inbox=nc.new_inbox(),
         )
         return cls(endpoint, stream)
 
@@ -94,7 +95,7 @@ class BulkReader:
         elif ep.token is not None:
             connect["auth_token"] = ep.token
         writer.write(b"CONNECT " + orjson.dumps(connect) + b"\r\nPING\r\n")
-        writer.write(f"SUB {_INBOX}.* 1\r\n".encode())
+        writer.write(f"SUB {ep.inbox}.* 1\r\n".encode())
         await writer.drain()
         self._reader, self._writer, self._buf, self._pos = reader, writer, b"", 0
         line = await self._line()
@@ -156,7 +157,7 @@ class BulkReader:
     async def _one_batch(self, subject_filter: str, seq: int, size: int) -> tuple[list[RawMessage], int]:
         assert self._writer is not None
         self._requests += 1
-        reply = f"{_INBOX}.{self._requests}"
+        reply = f"{self._ep.inbox}.{self._requests}"
         body = jsapi.next_by_subject_request(seq, subject_filter, size)
         self._writer.write(
             f"PUB {jsapi.direct_get_subject(self._stream)} {reply} {len(body)}\r\n".encode() + body + _CRLF

@@ -1,4 +1,6 @@
-"""Connecting to NATS from settings: cluster URLs, credentials, TLS, reconnects that never give up."""
+"""Connecting to NATS from settings: cluster URLs, credentials, TLS, the role's own reply-inbox prefix
+(``_INBOX_<user>``: its NATS user may subscribe to nothing else, so no role reads another's replies),
+reconnects that never give up."""
 
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ async def connect_nats(settings: Settings, *, name: str = "eda") -> NATS:
         password=password,
         user_credentials=settings.nats_creds,
         tls=tls,
+        inbox_prefix=settings.inbox_prefix(),
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.25,  # type: ignore[arg-type]  # typed int, used as seconds (float fine)
         ping_interval=PING_INTERVAL_S,
