@@ -4,7 +4,7 @@ so ``eda --help`` stays fast and nothing connects at import time."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -57,18 +57,78 @@ def infra(
         int, typer.Option("--cluster", min=0, max=5, help="Run N clustered NATS nodes (e.g. 3).")
     ] = 0,
 ) -> None:
-    """Run only the embedded NATS JetStream and PostgreSQL servers; print their URLs, then wait."""
+    """Run only the embedded NATS JetStream and PostgreSQL servers, provisioned and migrated; print
+    their URLs, then wait."""
     import asyncio
 
     with _one_line_errors("infra", OSError):
         if cluster > 1:
             from app.dev.cluster import serve_cluster_infra
 
-            asyncio.run(serve_cluster_infra(data_dir, cluster))
+            asyncio.run(serve_cluster_infra(data_dir, cluster, _prepare(min(cluster, 5))))
             return
         from app.dev.stack import serve_infra
 
-        asyncio.run(serve_infra(data_dir))
+        asyncio.run(serve_infra(data_dir, _prepare()))
+
+
+def _prepare(replicas: int | None = None) -> Callable[[str, str], Awaitable[None]]:
+    """What ``eda infra`` runs once its servers are up: provision (at ``replicas``, default
+    ``EDA_STREAM_REPLICAS``) and migrate, so roles started against it find everything in place."""
+    from app.runtime.bootstrap import prepare
+    from app.settings import Settings
+
+    async def run(nats_url: str, dsn: str) -> None:
+        values: dict[str, Any] = {"nats_url": nats_url, "database_url": dsn}
+        if replicas is not None:
+            values["stream_replicas"] = replicas
+        await prepare(Settings(**values))
+
+    return run
+
+
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=1,
+        help="Give up after this many seconds without the server (default: EDA_CONNECT_TIMEOUT_S).",
+    ),
+]
+
+
+@cli.command()
+def provision(
+    replicas: Annotated[
+        int | None,
+        typer.Option("--replicas", min=1, max=5, help="Stream replicas (default: EDA_STREAM_REPLICAS)."),
+    ] = None,
+    timeout: Timeout = None,
+) -> None:
+    """Create or update the JetStream streams, the snapshots bucket and the durable consumers (run as
+    the provisioning identity; roles only check they exist). Never lowers a stream's replicas."""
+    import asyncio
+
+    from app.deploy.provision import ProvisionError
+    from app.runtime.bootstrap import provision_run
+
+    settings = _observe("provision")
+    want = replicas or settings.stream_replicas
+    wait = timeout or settings.connect_timeout_s
+    try:
+        outcomes = asyncio.run(provision_run(settings, want, lambda o: print(o, flush=True), timeout=wait))
+    except ProvisionError as exc:
+        typer.echo(f"eda provision: error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except TimeoutError as exc:
+        typer.echo(
+            f"eda provision: error: no JetStream answer within {wait:g} s (is EDA_NATS_URL right, and may "
+            f"{settings.nats_user or 'this user'} provision?)",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    counts = {a: sum(o.action == a for o in outcomes) for a in ("created", "updated", "unchanged")}
+    print(f"provisioned at R{want}: " + ", ".join(f"{n} {a}" for a, n in counts.items()), flush=True)
 
 
 @cli.command()
@@ -282,15 +342,15 @@ def projector() -> None:
 
 
 @cli.command()
-def migrate() -> None:
-    """Apply the PostgreSQL migrations (also done at start-up of every role)."""
+def migrate(timeout: Timeout = None) -> None:
+    """Apply the PostgreSQL migrations, as the schema owner (roles wait until this has run)."""
     from app.runtime.maintenance import migrate as run
 
     settings = _observe("migrate")
 
     async def go() -> None:
-        applied = await run(settings)
-        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+        applied = await run(settings, wait_s=timeout)
+        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"), flush=True)
 
     with _one_line_errors("migrate"):
         _run(go())

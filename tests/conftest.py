@@ -1,7 +1,8 @@
 """Session fixtures: one real nats-server (JetStream) and one real PostgreSQL per test session, both on
 free ports in a private temp dir (``app.dev.nats``, ``app.dev.postgres``), plus per-test isolation helpers.
 
-- ``nats_server`` / ``nats_url``: the shared JetStream server; ``js_clean`` empties it before a test.
+- ``nats_server`` / ``nats_url``: the shared JetStream server; ``js_clean`` empties it before a test and
+  provisions the streams, bucket and consumers (as ``eda provision`` does: roles only check them).
 - ``postgres`` / ``database_url``: the shared PostgreSQL (``fast=True``: no fsync); ``database_url`` is the
   ``eda`` database, shared; ``fresh_db`` gives a test its own empty database.
 - ``short_tmp``: a short temp dir under /tmp that an unprivileged postgres user can reach when we run as
@@ -38,7 +39,7 @@ from app.eventstore.jetstream import JetStreamEventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.readmodel import db
 from app.readmodel.migrations import migrate_dsn
-from tests.support.jetstream import delete_all_streams
+from tests.support.jetstream import reset_and_provision
 
 READMODEL_SCHEMA = "readmodel"
 
@@ -129,8 +130,9 @@ async def fresh_db(postgres: Postgres) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def js_clean(nats_url: str) -> None:
-    """Every JetStream stream (KV buckets and object stores too) deleted before the test."""
-    await delete_all_streams(nats_url)
+    """Every JetStream stream (KV buckets and object stores too) deleted before the test, then what the
+    roles need provisioned (``eda provision``: roles only check it)."""
+    await reset_and_provision(nats_url)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from app.service.repository import Repository
 from app.service.statecache import StateCache
 from app.settings import Settings
 from app.telemetry import set_order_id, traces_exported
+from app.ui.live import LiveFeed
 from app.ui.streams import StreamSlots
 
 
@@ -54,6 +55,7 @@ class AppContext:
     products: StateCache[ProductState]
     shutdown: Shutdown  # begun on SIGTERM: /readyz fails, responses close their connection
     streams: StreamSlots  # the console's concurrent live-feed streams (EDA_UI_MAX_STREAMS)
+    live: LiveFeed  # the console's one shared JetStream consumer, fanned out to its SSE connections
 
     @property
     def schema(self) -> str:

@@ -24,7 +24,7 @@ from nats.aio.client import Client as NATS
 from nats.js.client import JetStreamContext
 
 from app.eventstore.counters import ORDER_ID_SUBJECT, STREAM, counters_stream_config
-from app.eventstore.jetstream import ensure_stream
+from app.eventstore.required import require_stream
 
 __all__ = ["ORDER_ID_SUBJECT", "STREAM", "IdAllocationError", "OrderIds", "counters_stream_config"]
 
@@ -64,9 +64,10 @@ class OrderIds:
         self._allocator: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, nc: NATS, *, replicas: int = 1, timeout: float = 5.0) -> OrderIds:
+    async def open(cls, nc: NATS, *, timeout: float = 5.0) -> OrderIds:
+        """The allocator on the provisioned stream ``COUNTERS`` (``NotProvisioned`` while it is missing)."""
         js: JetStreamContext = nc.jetstream(timeout=timeout)
-        await ensure_stream(js, counters_stream_config(replicas))
+        await require_stream(js, STREAM)
         return cls(nc, timeout=timeout)
 
     async def next(self) -> int:

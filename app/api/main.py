@@ -1,9 +1,10 @@
 """The FastAPI application: ``create_app(settings)``; clients live in its lifespan, nothing at import time.
 
-Lifespan: connect NATS, open the event store, snapshot store and id counter, run migrations, open the
-asyncpg pool and the LISTEN connection, start the idempotency-key purge, open the HTTP client of the
-issuer's keys; all closed on shutdown. ``create_app`` refuses settings that cannot authenticate anyone
-(``oidc`` without an issuer); ``anonymous_dev`` is for ``eda dev`` alone (``dev_app_from_env``).
+Lifespan: connect NATS, open the event store, snapshot store and id counter (provisioned by ``eda
+provision``: waited for while missing), wait for the migrated schema, open the asyncpg pool and the
+LISTEN connection, start the idempotency-key purge, open the HTTP client of the issuer's keys; all closed
+on shutdown. ``create_app`` refuses settings that cannot authenticate anyone (``oidc`` without an
+issuer); ``anonymous_dev`` is for ``eda dev`` alone (``dev_app_from_env``).
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import open_event_store
 from app.eventstore.snapshots import SnapshotStore
 from app.process.gctune import tune_gc
+from app.process.role import retry_start
 from app.process.shutdown import Shutdown
 from app.readmodel.db import create_pool
-from app.readmodel.migrations import migrate_dsn
+from app.readmodel.migrations import SCHEMA_WAITS, require_schema
 from app.readmodel.notify import OrderNotifications
 from app.service.repository import Repository
 from app.service.statecache import StateCache
 from app.settings import Settings
 from app.telemetry import instrument_fastapi
+from app.ui.live import LiveFeed
 from app.ui.streams import StreamSlots
 
 log = logging.getLogger(__name__)
@@ -82,13 +85,16 @@ async def open_context(
         http = httpx.AsyncClient(timeout=5.0, follow_redirects=False)
         stack.push_async_callback(http.aclose)
         auth = build_authenticator(settings, http, anonymous_dev=anonymous_dev)
-        nc = await connect_nats(settings, name="eda-api")
+        nc = await retry_start("api: connect", lambda: connect_nats(settings, name="eda-api"))
         stack.push_async_callback(nc.close)
-        store = await open_event_store(nc, settings)
+        # the provisioned streams and bucket, the migrated schema: waited for (with the reason logged)
+        store = await retry_start("api: event store", lambda: open_event_store(nc, settings))
         stack.push_async_callback(store.close)
-        snapshots = await SnapshotStore.open(nc.jetstream(), replicas=settings.stream_replicas)
-        ids = await OrderIds.open(nc, replicas=settings.stream_replicas)
-        await migrate_dsn(dsn, settings.readmodel_schema)
+        snapshots = await retry_start("api: snapshots", lambda: SnapshotStore.open(nc.jetstream()))
+        ids = await retry_start("api: order ids", lambda: OrderIds.open(nc))
+        await retry_start(
+            "api: database", lambda: require_schema(dsn, settings.readmodel_schema), waiting_for=SCHEMA_WAITS
+        )
         pool = await create_pool(
             dsn,
             size=settings.db_pool_size,
@@ -102,6 +108,8 @@ async def open_context(
         idempotency = IdempotencyStore(pool, settings.idempotency_ttl_s)
         purge = asyncio.create_task(_purge_loop(idempotency), name="idempotency-purge")
         stack.callback(purge.cancel)
+        live = LiveFeed(nc)
+        stack.push_async_callback(live.close)
         yield AppContext(
             settings=settings,
             nc=nc,
@@ -118,6 +126,7 @@ async def open_context(
             streams=StreamSlots(
                 settings.stream_cap(), shutdown, lambda: metrics.rejections.labels("streams").inc()
             ),
+            live=live,
         )
 
 

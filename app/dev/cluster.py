@@ -24,6 +24,7 @@ from typing import Any
 from app.dev.nats import NatsServer
 from app.dev.postgres import embedded_postgres
 from app.dev.process import HOST, DevstackError, free_port, http_ok, stop_signals
+from app.dev.stack import Prepare
 
 CLUSTER_NAME = "eda"
 
@@ -216,15 +217,16 @@ async def running_cluster(
         await cluster.stop()
 
 
-async def serve_cluster_infra(data_dir: Path, size: int = 3) -> None:
-    """``eda infra --cluster N``: N JetStream nodes plus PostgreSQL; print the URLs, wait for a signal.
-
-    The application creates its streams at ``EDA_STREAM_REPLICAS`` (set it to N to get RN streams)."""
+async def serve_cluster_infra(data_dir: Path, size: int = 3, prepare: Prepare | None = None) -> None:
+    """``eda infra --cluster N``: N JetStream nodes plus PostgreSQL; ``await prepare(nats_url, dsn)``
+    (the CLI provisions at ``min(N, 5)`` replicas and migrates); print the URLs, wait for a signal."""
     with stop_signals() as stopping:
         async with (
             running_cluster(data_dir / "cluster", size=size) as cluster,
             embedded_postgres(data_dir) as pg,
         ):
+            if prepare is not None:
+                await prepare(cluster.url, pg.dsn)
             print(f"EDA_NATS_URL={cluster.url}", flush=True)
             print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
             print(f"EDA_STREAM_REPLICAS={min(size, 5)}", flush=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from app.dev.nats import NatsServer, embedded_nats
@@ -35,10 +35,18 @@ async def embedded_stack(
         yield nats, pg
 
 
-async def serve_infra(data_dir: Path) -> None:
-    """``eda infra``: run both servers, print their URLs, wait for SIGINT/SIGTERM, stop cleanly."""
+# What ``eda infra`` runs once its servers answer, before it prints their URLs: ``await prepare(nats_url,
+# dsn)`` (the CLI provisions and migrates; ``--bare`` passes none).
+Prepare = Callable[[str, str], Awaitable[None]]
+
+
+async def serve_infra(data_dir: Path, prepare: Prepare | None = None) -> None:
+    """``eda infra``: run both servers, ``await prepare(nats_url, dsn)``, print their URLs, wait for
+    SIGINT/SIGTERM, stop cleanly."""
     with stop_signals() as stopping:
         async with embedded_stack(data_dir) as (nats, pg):
+            if prepare is not None:
+                await prepare(nats.url, pg.dsn)
             print(f"EDA_NATS_URL={nats.url}", flush=True)
             print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
             for note in pg.notes:  # stderr: stdout is KEY=value lines for scripts

@@ -2,7 +2,8 @@
 
 Owns ``PullLoop`` (fetch from a durable consumer with continuous pull requests, run handlers
 concurrently — serialised per key when asked, so one saga's reactions run in order — ack/nak/term,
-stop cleanly), its redelivery backoff, ``KeyedLocks`` and ``ensure_consumer``.
+stop cleanly), its redelivery backoff and ``KeyedLocks``. The durable consumers themselves are created
+by ``eda provision`` (``app.deploy.provision``); a role only checks they exist (``app.eventstore.required``).
 """
 
 from __future__ import annotations
@@ -18,24 +19,11 @@ from typing import Literal
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig
-from nats.js.client import JetStreamContext
-from nats.js.errors import APIError
 
 from app.eventstore import jsapi
 from app.telemetry import meter
 
 log = logging.getLogger(__name__)
-
-
-async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
-    """Create the durable consumer; an existing one is updated by the server (create-or-update)."""
-    try:
-        await js.add_consumer(stream, config)
-    except APIError as exc:
-        if exc.err_code != jsapi.CONSUMER_EXISTS:
-            raise
-        log.info("consumer %s exists with another config; keeping it", config.durable_name)
 
 
 Outcome = Literal["ack", "nak", "term"]

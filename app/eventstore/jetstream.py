@@ -49,6 +49,7 @@ from app.eventstore.ports import (
     EventStoreError,
     LoadedStream,
 )
+from app.eventstore.required import require_stream
 from app.settings import Settings
 from app.telemetry import current_traceparent, mark_error, meter, note_appended, producer_span
 
@@ -80,7 +81,9 @@ def events_stream_config(replicas: int) -> StreamConfig:
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    """Create the stream, or update it to ``config`` if it exists (idempotent, safe at every start)."""
+    """Create the stream, or update it to ``config`` if it exists. For administrator tools that run with
+    the rights to (``eda restore``, the backup mirror); roles never call it: they only check that what
+    ``eda provision`` created exists (``app.eventstore.required``)."""
     try:
         await js.add_stream(config)
     except APIError as exc:
@@ -89,14 +92,15 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)
 
 
-async def open_event_store(nc: NATS, settings: Settings, *, ensure: bool = True) -> EventStore:
-    """The event store of every process, as its composition root asks for it: JetStream, stream
-    ``EVENTS`` ensured (``EDA_STREAM_REPLICAS``; ``ensure=False`` for read-only tools that must not
-    create or update it), every event type of the domain known."""
+async def open_event_store(nc: NATS, settings: Settings, *, require: bool = True) -> EventStore:
+    """The event store of every process, as its composition root asks for it: JetStream, every event
+    type of the domain known, on the stream ``EVENTS`` that ``eda provision`` created — checked, never
+    created or updated (``NotProvisioned`` while it does not exist; ``require=False`` for read-only
+    tools that report its absence themselves)."""
     codec = EventCodec(all_event_types())
-    if not ensure:
+    if not require:
         return JetStreamEventStore(nc, codec)
-    return await JetStreamEventStore.open(nc, codec, replicas=settings.stream_replicas)
+    return await JetStreamEventStore.open(nc, codec)
 
 
 class JetStreamEventStore(EventStoreBase):
@@ -127,12 +131,12 @@ class JetStreamEventStore(EventStoreBase):
         nc: NATS,
         codec: EventCodec,
         *,
-        replicas: int = 1,
         timeout: float = 5.0,
         retry_for: float = 15.0,
     ) -> JetStreamEventStore:
+        """The store on the provisioned stream ``EVENTS`` (``NotProvisioned`` while it does not exist)."""
         store = cls(nc, codec, timeout=timeout, retry_for=retry_for)
-        await ensure_stream(store._js, events_stream_config(replicas))
+        await require_stream(store._js, STREAM)
         return store
 
     @property

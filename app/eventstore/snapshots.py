@@ -18,9 +18,22 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from app.eventstore.envelope import Position, StreamId, utcnow
+from app.eventstore.required import HINT, NotProvisioned
 
 BUCKET = "snapshots"
 DEFAULT_HISTORY = 8
+
+
+def snapshots_bucket_config(replicas: int, history: int = DEFAULT_HISTORY) -> KeyValueConfig:
+    """The bucket ``eda provision`` creates: file storage, direct reads, ``history`` revisions per key."""
+    return KeyValueConfig(
+        bucket=BUCKET,
+        history=history,
+        storage=StorageType.FILE,
+        replicas=replicas,
+        direct=True,
+        description="aggregate snapshots (state + version + stream sequence + schema)",
+    )
 
 
 class _Stored(msgspec.Struct, frozen=True):
@@ -52,22 +65,12 @@ class SnapshotStore:
         self._encoder = msgspec.json.Encoder()
 
     @classmethod
-    async def open(
-        cls, js: JetStreamContext, *, replicas: int = 1, history: int = DEFAULT_HISTORY
-    ) -> SnapshotStore:
+    async def open(cls, js: JetStreamContext) -> SnapshotStore:
+        """The store on the provisioned bucket (``NotProvisioned`` while it does not exist)."""
         try:
             kv = await js.key_value(BUCKET)
-        except BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=BUCKET,
-                    history=history,
-                    storage=StorageType.FILE,
-                    replicas=replicas,
-                    direct=True,
-                    description="aggregate snapshots (state + version + stream sequence + schema)",
-                )
-            )
+        except BucketNotFoundError as exc:
+            raise NotProvisioned(f"KV bucket {BUCKET} does not exist: {HINT}") from exc
         return cls(kv)
 
     @property

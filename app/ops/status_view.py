@@ -152,7 +152,7 @@ def render(doc: dict[str, Any]) -> Group:
 async def _sources(settings: Settings) -> AsyncIterator[Sources]:
     nc = await connect_nats(settings, name="eda-status")
     try:
-        store = await open_event_store(nc, settings, ensure=False)  # read-only: never creates EVENTS
+        store = await open_event_store(nc, settings, require=False)  # read-only: reports a missing EVENTS
         pool = await create_pool(settings.database_url.get_secret_value(), size=2)
         try:
             yield Sources(nc, pool, store, settings.readmodel_schema)

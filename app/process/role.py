@@ -3,10 +3,12 @@
 ``until_signal`` gives a role without its own signal handling (the projector) a clean stop.
 
 Start-up rides through an unavailable NATS or JetStream: right after a cluster starts, during a meta
-leader election or while quorum is lost, ``$JS.API`` requests (stream and consumer creation) time out
-or are answered "unavailable". ``retry_start`` retries the connect and the whole (idempotent) set-up
+leader election or while quorum is lost, ``$JS.API`` requests (stream and consumer info) time out
+or are answered "unavailable". ``retry_start`` retries the connect and the whole (read-only) set-up
 with backoff instead of letting the role die on its first ``nats: timeout``: a role that exits there
 leaves its consumer unserved until something restarts it (and ``eda dev`` has nothing that would).
+It also waits, saying why, while what the role needs is not there yet: streams and consumers that
+``eda provision`` has not created (``NotProvisioned``), a schema ``eda migrate`` has not migrated.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from nats.js.errors import APIError
 from app.eventstore import jsapi
 from app.eventstore.connection import connect_nats
 from app.eventstore.consumer import PullLoop
+from app.eventstore.required import NotProvisioned
 from app.process.gctune import tune_gc
 from app.process.health import CheckResult, serve_health
 from app.settings import Settings
@@ -54,7 +57,10 @@ class StartAborted(Exception):
 
 
 def transient_start_error(exc: BaseException) -> bool:
-    """An error that goes away once NATS/JetStream is reachable and has its leaders."""
+    """An error that goes away once NATS/JetStream is reachable and has its leaders, or once the
+    provisioning run has created what the role needs."""
+    if isinstance(exc, NotProvisioned):
+        return True
     if isinstance(exc, APIError):
         # "not now": cluster unavailable, insufficient resources, stream offline; and any 5xx
         return (exc.code or 0) >= 500 or exc.err_code in jsapi.TRANSIENT_API_ERRORS
@@ -67,19 +73,26 @@ async def retry_start[T](
     stopping: asyncio.Event | None = None,
     *,
     max_delay: float = START_MAX_DELAY_S,
+    waiting_for: tuple[type[Exception], ...] = (),
 ) -> T:
     """``await start()`` until it succeeds, retrying transient errors with backoff (0.25 s doubling,
-    capped); a permanent error (e.g. an invalid stream config) is raised. ``stopping`` aborts."""
+    capped); a permanent error (e.g. an invalid stream config) is raised. ``stopping`` aborts.
+    ``waiting_for``: more errors that mean "not yet" (e.g. an unmigrated schema); like
+    ``NotProvisioned`` they are logged by their message, which says what to run."""
     delay = START_FIRST_DELAY_S
     attempt = 0
     while True:
         try:
             return await start()
         except Exception as exc:
-            if not transient_start_error(exc):
+            waiting = isinstance(exc, (NotProvisioned, *waiting_for))
+            if not waiting and not transient_start_error(exc):
                 raise
             attempt += 1
-            log.warning("%s failed (attempt %d: %r); retrying in %.2f s", what, attempt, exc, delay)
+            if waiting:
+                log.warning("%s: waiting (attempt %d): %s; retrying in %.2f s", what, attempt, exc, delay)
+            else:
+                log.warning("%s failed (attempt %d: %r); retrying in %.2f s", what, attempt, exc, delay)
         if stopping is None:
             await asyncio.sleep(delay)
         else:

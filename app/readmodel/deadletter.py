@@ -35,7 +35,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from app.eventstore.jetstream import ensure_stream
+from app.eventstore.required import require_stream
 from app.telemetry import meter
 
 log = logging.getLogger(__name__)
@@ -99,18 +99,17 @@ def transient(exc: BaseException, conn: asyncpg.Connection | None = None) -> boo
 class DeadLetters:
     """Publishes dead letters of one consumer and counts them."""
 
-    def __init__(self, js: JetStreamContext, consumer: str, replicas: int = 1) -> None:
+    def __init__(self, js: JetStreamContext, consumer: str) -> None:
         self._js = js
         self._consumer = consumer
-        self._replicas = replicas
         self._counter = meter().create_counter(
             "eda.dead_letters", unit="{message}", description="Messages parked in the dead-letter stream"
         )
         self.count = 0
 
-    async def ensure_stream(self) -> None:
-        """Create/update the ``DLQ`` stream (idempotent)."""
-        await ensure_stream(self._js, dlq_stream_config(self._replicas))
+    async def require_stream(self) -> None:
+        """Check that the ``DLQ`` stream exists (``NotProvisioned`` otherwise)."""
+        await require_stream(self._js, DLQ_STREAM)
 
     async def park(self, msg: Msg, error: BaseException, attempts: int) -> int:
         """Publish ``msg`` to ``dlq.<consumer>.<seq>``; returns the dead letter's DLQ sequence."""

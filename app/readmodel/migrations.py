@@ -6,9 +6,11 @@ Two kinds of files:
   schema. They are applied once per read-model schema, and ``create_readmodel_schema`` replays all of
   them against any schema (the rebuild engine builds its shadow schema with it).
 
-``migrate`` is safe to run concurrently from every role at start-up: it holds a session-level
-``pg_advisory_lock`` while it reads ``eda.schema_migrations`` and applies what is missing, each file in
-its own transaction together with its record.
+``migrate`` runs once per release (``eda migrate``: the chart's migrate Job, ``eda dev``, ``eda infra``),
+as the owner; it is safe to run concurrently: it holds a session-level ``pg_advisory_lock`` while it
+reads ``eda.schema_migrations`` and applies what is missing, each file in its own transaction together
+with its record. The roles never migrate: they log in without DDL rights and ``require_schema`` waits
+(in ``retry_start``) until every migration this build ships is recorded — a newer schema is fine.
 """
 
 from __future__ import annotations
@@ -75,6 +77,50 @@ async def create_readmodel_schema(conn: asyncpg.Connection, schema: str) -> None
             await conn.execute(migration.render(schema))
 
 
+class SchemaNotMigrated(RuntimeError):
+    """The database lacks migrations this build needs (``eda migrate`` has not run yet)."""
+
+
+# What a role waits through at start-up (``retry_start(..., waiting_for=SCHEMA_WAITS)``): the schema not
+# migrated yet, PostgreSQL starting up or restarting.
+SCHEMA_WAITS: tuple[type[Exception], ...] = (
+    SchemaNotMigrated,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+def _scope(migration: Migration, schema: str) -> str:
+    return f"readmodel:{schema}" if migration.readmodel else "eda"
+
+
+async def pending_migrations(conn: asyncpg.Connection, schema: str) -> list[str]:
+    """The shipped migrations not yet recorded as applied (read-only: needs SELECT only)."""
+    if await conn.fetchval("SELECT to_regclass('eda.schema_migrations')") is None:
+        return [f"{m.version:04d}_{m.name}" for m in load_migrations()]
+    rows = await conn.fetch("SELECT scope, version FROM eda.schema_migrations")
+    done = {(r["scope"], r["version"]) for r in rows}
+    return [
+        f"{m.version:04d}_{m.name}" for m in load_migrations() if (_scope(m, schema), m.version) not in done
+    ]
+
+
+async def require_schema(dsn: str, schema: str) -> None:
+    """Return once every shipped migration is applied; ``SchemaNotMigrated`` (saying what is missing and
+    what to run) otherwise. Roles call it at start-up through ``retry_start``."""
+    quote_ident(schema)  # validates the name
+    conn = await asyncpg.connect(dsn)
+    try:
+        missing = await pending_migrations(conn, schema)
+    finally:
+        await conn.close()
+    if missing:
+        raise SchemaNotMigrated(
+            f"database schema not migrated ({len(missing)} missing, first {missing[0]}): run `eda migrate` "
+            "(in Kubernetes: the chart's migrate Job)"
+        )
+
+
 async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
     """Apply missing migrations (global ones, and read-model ones for ``schema``); returns their names."""
     quote_ident(schema)
@@ -86,7 +132,7 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
         if await conn.fetchval("SELECT to_regclass('eda.schema_migrations')") is None:
             await conn.execute(_BOOTSTRAP)
         for migration in load_migrations():
-            scope = f"readmodel:{schema}" if migration.readmodel else "eda"
+            scope = _scope(migration, schema)
             done = await conn.fetchval(
                 "SELECT 1 FROM eda.schema_migrations WHERE scope = $1 AND version = $2",
                 scope,
@@ -109,7 +155,7 @@ async def migrate(conn: asyncpg.Connection, schema: str) -> list[str]:
 
 
 async def migrate_dsn(dsn: str, schema: str) -> list[str]:
-    """``migrate`` on a short-lived connection (``eda migrate`` and role start-up)."""
+    """``migrate`` on a short-lived connection (``eda migrate``, ``eda dev``, ``eda infra``)."""
     conn = await asyncpg.connect(dsn)
     try:
         return await migrate(conn, schema)

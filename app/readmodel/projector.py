@@ -117,7 +117,6 @@ class Projector:
         durable: str = DURABLE,
         retry_s: float = 1.0,
         poison: RetryPolicy | None = None,
-        replicas: int = 1,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=5.0)
@@ -128,7 +127,7 @@ class Projector:
         self._durable = durable
         self._retry_s = retry_s
         self._poison = poison or RetryPolicy()
-        self._dead = DeadLetters(self._js, durable, replicas)
+        self._dead = DeadLetters(self._js, durable)
         self.status = ProjectorStatus()
         # the rows this leader wrote last (most recent last) and its checkpoint table's OID, while valid
         self._views: dict[int, OrderView] = {}
@@ -154,7 +153,7 @@ class Projector:
             await self._acquire(conn)
             self.status.leader = True
             log.info("projector %s: leader", self._durable)
-            await self._dead.ensure_stream()
+            await self._dead.require_stream()
             lag = ProjectionLag(self._nc, self._codec, PROJECTION, self._durable, SUBJECTS)
             sampler = asyncio.create_task(lag.run(lambda: self.status.checkpoint))
             while True:

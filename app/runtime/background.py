@@ -29,7 +29,7 @@ async def saga_setup(nc: NATS, settings: Settings) -> list[PullLoop]:
 async def workers_setup(nc: NATS, names: tuple[WorkerName, ...], settings: Settings) -> list[PullLoop]:
     """The workers' streams, consumers and (not yet running) loops on ``nc``."""
     store = await open_event_store(nc, settings)
-    snapshots = await SnapshotStore.open(nc.jetstream(), replicas=settings.stream_replicas)
+    snapshots = await SnapshotStore.open(nc.jetstream())
     return await worker_loops(nc, names, settings, store, snapshots)
 
 

@@ -13,6 +13,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import open_event_store
@@ -56,7 +57,10 @@ _DB_CONNECT_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.InvalidAuthorizationSpecificationError,
     asyncpg.InvalidCatalogNameError,
+    asyncpg.CannotConnectNowError,
 )
+# What goes away by itself: a server not listening yet (or restarting), one still starting up.
+_DB_NOT_YET = (OSError, asyncpg.CannotConnectNowError)
 
 
 async def _create_pool(settings: Settings, size: int) -> asyncpg.Pool:
@@ -67,13 +71,30 @@ async def _create_pool(settings: Settings, size: int) -> asyncpg.Pool:
         raise _unreachable_db(settings, exc) from exc
 
 
-async def migrate(settings: Settings) -> list[str]:
-    """Apply the missing migrations; returns their names."""
+async def _connect_db(settings: Settings, wait_s: float) -> asyncpg.Connection:
+    """One connection, retried while PostgreSQL is unreachable or starting, for up to ``wait_s``."""
     dsn = settings.database_url.get_secret_value()
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(_DB_NOT_YET),
+        stop=stop_after_delay(wait_s),
+        wait=wait_exponential(multiplier=0.25, max=5),
+        reraise=True,
+    )
     try:
-        conn = await asyncio.wait_for(asyncpg.connect(dsn), settings.connect_timeout_s)
+        async for attempt in retrying:
+            with attempt:
+                conn: asyncpg.Connection = await asyncio.wait_for(
+                    asyncpg.connect(dsn), min(settings.connect_timeout_s, wait_s)
+                )
+        return conn
     except _DB_CONNECT_ERRORS as exc:
         raise _unreachable_db(settings, exc) from exc
+
+
+async def migrate(settings: Settings, *, wait_s: float | None = None) -> list[str]:
+    """Apply the missing migrations; returns their names. PostgreSQL may still be starting: it is
+    waited for ``wait_s`` (default ``EDA_CONNECT_TIMEOUT_S``; the chart's migrate Job waits longer)."""
+    conn = await _connect_db(settings, settings.connect_timeout_s if wait_s is None else wait_s)
     try:
         return await migrations.migrate(conn, settings.readmodel_schema)
     finally:
@@ -170,7 +191,7 @@ async def snapshot(settings: Settings, request: SnapshotRequest, console: Consol
     nc = await _connect_nats(settings, "eda-snapshot")
     try:
         store = await open_event_store(nc, settings)
-        snapshots = await SnapshotStore.open(nc.jetstream(), replicas=settings.stream_replicas)
+        snapshots = await SnapshotStore.open(nc.jetstream())
         pool = await _recording_pool(settings, console)
         run_id = runs.new_run_id("cli-snapshot")
         recorder = runs.RunRecorder(pool, run_id) if pool is not None else None

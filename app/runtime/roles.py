@@ -4,8 +4,9 @@
 - ``projector_role``: the order projector (+ the health server on ``EDA_HEALTH_PORT`` when alone).
 - ``background_roles(settings)``: every non-API role of ``eda dev``; add the saga and the workers here.
 - ``dev(data_dir, port)``: embedded NATS + PostgreSQL (data under ``data_dir``, ports remembered in
-  ``data_dir/ports.json`` so a restart keeps the same URLs; fsync on), then the API and the background
-  roles. SIGINT/SIGTERM stop the API gracefully, then the roles, then the servers.
+  ``data_dir/ports.json`` so a restart keeps the same URLs; fsync on), provisioned and migrated
+  (``app.runtime.bootstrap``), then the API and the background roles. SIGINT/SIGTERM stop the API
+  gracefully, then the roles, then the servers.
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from nats.aio.client import Client as NATS
+
 from app.eventstore.connection import connect_nats
 from app.eventstore.jetstream import open_event_store
+from app.eventstore.required import require_stream
 from app.ops.gauges import PlatformGauges
 from app.process.gctune import tune_gc
 from app.process.health import CheckResult, serve_health
-from app.readmodel.deadletter import RetryPolicy
-from app.readmodel.migrations import migrate_dsn
+from app.process.role import retry_start
+from app.readmodel.deadletter import DLQ_STREAM, RetryPolicy
+from app.readmodel.migrations import SCHEMA_WAITS, require_schema
 from app.readmodel.projector import Projector, consumer_lag
+from app.runtime.bootstrap import prepare
 from app.runtime.server import ApiServer, api_server
 from app.settings import Settings
 from app.telemetry import in_role
@@ -37,48 +43,55 @@ log = logging.getLogger(__name__)
 Role = Coroutine[Any, Any, None]
 
 
-async def projector_role(settings: Settings, *, health: bool = True) -> None:
-    """Run the order projector until cancelled."""
-    dsn = settings.database_url.get_secret_value()
-    nc = await connect_nats(settings, name="eda-projector")
-    stack = contextlib.ExitStack()
+async def open_projector(settings: Settings) -> tuple[NATS, Projector]:
+    """Connect and check what the projector needs (the provisioned ``EVENTS`` and ``DLQ`` streams, the
+    migrated schema), each retried with a clear message until it is there."""
+    dsn, schema = settings.database_url.get_secret_value(), settings.readmodel_schema
+    nc = await retry_start("projector: connect", lambda: connect_nats(settings, name="eda-projector"))
     try:
-        store = await open_event_store(nc, settings)
-        await migrate_dsn(dsn, settings.readmodel_schema)
-        projector = Projector(
-            nc,
-            store.codec,
-            dsn,
-            settings.readmodel_schema,
-            batch=settings.projector_batch,
-            poison=RetryPolicy.parse(settings.projector_max_deliver, settings.projector_backoff),
-            replicas=settings.stream_replicas,
+        store = await retry_start("projector: event store", lambda: open_event_store(nc, settings))
+        await retry_start("projector: dead-letter stream", lambda: require_stream(nc.jetstream(), DLQ_STREAM))
+        await retry_start(
+            "projector: database", lambda: require_schema(dsn, schema), waiting_for=SCHEMA_WAITS
         )
+    except BaseException:
+        await nc.close()
+        raise
+    poison = RetryPolicy.parse(settings.projector_max_deliver, settings.projector_backoff)
+    return nc, Projector(nc, store.codec, dsn, schema, batch=settings.projector_batch, poison=poison)
+
+
+async def projector_role(settings: Settings, *, health: bool = True) -> None:
+    """Run the order projector until cancelled (with ``health``: /livez while it starts, /readyz once
+    it runs)."""
+    opened: list[tuple[NATS, Projector]] = []
+
+    async def checks() -> dict[str, CheckResult]:
+        if not opened:
+            return {"projector": CheckResult(False, "starting (waiting for NATS, streams, schema)")}
+        nc, projector = opened[0]
+        lag = await consumer_lag(nc)
+        st = projector.status
+        role = "leader" if st.leader else "standby"
+        return {
+            "nats": CheckResult(nc.is_connected, "connected" if nc.is_connected else "disconnected"),
+            "projector": CheckResult(
+                st.leader or st.last_error is None,
+                f"{role}, checkpoint {st.checkpoint}, lag {lag}, dead letters {st.dead_letters}",
+            ),
+        }
+
+    async with contextlib.AsyncExitStack() as stack:
+        if health:
+            await stack.enter_async_context(serve_health(settings.health_port, checks))
+        nc, projector = await open_projector(settings)
+        stack.push_async_callback(nc.close)
+        opened.append((nc, projector))
         tune_gc(settings.gc_gen0_threshold)
         # JetStream and saga health gauges live with the projection lag (app.ops.gauges)
         gauges = asyncio.create_task(PlatformGauges(nc).run(), name="platform-gauges")
         stack.callback(gauges.cancel)
-        if not health:
-            await projector.run()
-            return
-
-        async def checks() -> dict[str, CheckResult]:
-            lag = await consumer_lag(nc)
-            st = projector.status
-            role = "leader" if st.leader else "standby"
-            return {
-                "nats": CheckResult(nc.is_connected, "connected" if nc.is_connected else "disconnected"),
-                "projector": CheckResult(
-                    st.leader or st.last_error is None,
-                    f"{role}, checkpoint {st.checkpoint}, lag {lag}, dead letters {st.dead_letters}",
-                ),
-            }
-
-        async with serve_health(settings.health_port, checks):
-            await projector.run()
-    finally:
-        stack.close()
-        await nc.close()
+        await projector.run()
 
 
 def background_roles(settings: Settings) -> list[Role]:
@@ -149,6 +162,7 @@ async def dev(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8082) -> N
         os.environ.setdefault("EDA_UI_ENABLED", "true")  # the web console at /ui is on in dev
         settings = Settings()
         api_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        await prepare(settings)  # streams, bucket, consumers; the schema: before any role starts
         print(f"EDA_NATS_URL={nats.url}", flush=True)
         print(f"EDA_DATABASE_URL={pg.dsn}", flush=True)
         for note in pg.notes:  # as root: how PostgreSQL runs without touching the user's files

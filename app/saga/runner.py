@@ -16,17 +16,18 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from app.eventstore.consumer import KeyedLocks, PermanentError, PullLoop, ensure_consumer
+from app.eventstore.consumer import KeyedLocks, PermanentError, PullLoop
 from app.eventstore.envelope import Metadata
-from app.eventstore.jetstream import STREAM, ensure_stream
+from app.eventstore.jetstream import STREAM
 from app.eventstore.ports import EventStore
+from app.eventstore.required import require_consumer, require_streams
 from app.saga import timeouts
 from app.saga.dispatch import JetStreamDispatch
 from app.saga.fulfilment import FACT_SUBJECTS, FACT_TYPES, order_id_of
 from app.saga.observe import SagaTelemetry
 from app.saga.reactor import SagaReactor
 from app.settings import Settings
-from app.workers.commands import commands_stream_config
+from app.workers.commands import COMMANDS_STREAM
 
 ORCHESTRATOR_CONSUMER = "saga-orchestrator"
 
@@ -53,12 +54,11 @@ class SagaRunner:
             store, JetStreamDispatch(self._js), step_timeout_s=settings.saga_step_timeout_s
         )
 
-    async def ensure(self) -> None:
-        replicas = self._settings.stream_replicas
-        await ensure_stream(self._js, commands_stream_config(replicas))
-        await ensure_stream(self._js, timeouts.timers_stream_config(replicas))
-        await ensure_consumer(self._js, STREAM, orchestrator_consumer_config())
-        await ensure_consumer(self._js, timeouts.TIMERS_STREAM, timeouts.timeouts_consumer_config())
+    async def require(self) -> None:
+        """Check the provisioned streams and durable consumers exist (``NotProvisioned`` otherwise)."""
+        await require_streams(self._js, COMMANDS_STREAM, timeouts.TIMERS_STREAM)
+        await require_consumer(self._js, STREAM, ORCHESTRATOR_CONSUMER)
+        await require_consumer(self._js, timeouts.TIMERS_STREAM, timeouts.TIMEOUTS_CONSUMER)
 
     def loops(self) -> list[PullLoop]:
         locks = KeyedLocks()
@@ -107,5 +107,5 @@ def _key(msg: Msg) -> str:
 
 async def saga_loops(nc: NATS, store: EventStore, settings: Settings) -> tuple[SagaRunner, list[PullLoop]]:
     runner = SagaRunner(nc, store, settings)
-    await runner.ensure()
+    await runner.require()
     return runner, runner.loops()

@@ -21,6 +21,7 @@ from app.auth.authenticator import Authenticator
 from app.eventstore.ports import EventStore
 from app.settings import Settings
 from app.ui import access
+from app.ui.live import LiveFeed
 from app.ui.streams import StreamSlots
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -66,6 +67,9 @@ class UiContext(Protocol):
 
     @property
     def streams(self) -> StreamSlots: ...
+
+    @property
+    def live(self) -> LiveFeed: ...
 
 
 class ConsoleUnavailable(LookupError):

@@ -1,12 +1,18 @@
-"""Live updates for the console: Server-Sent Events fed by a JetStream ordered consumer.
+"""Live updates for the console: Server-Sent Events fed by ONE JetStream consumer per API process.
 
-Each SSE connection gets its own ephemeral ordered consumer (in-memory, no acks, removed by the server
-once the connection is gone) on the subjects its page shows: all orders (``events.order.>``) for the
-list, or one order and its saga (``events.order.<id>``, ``events.saga.<id>``) for the detail page. Only
-events JetStream has stored are sent — never a rejected append. Each SSE message carries the stream
-sequence as its ``id``, so a reconnecting browser (``Last-Event-ID``) resumes right after the last event
-it saw. Comments keep idle connections alive; a connection ends after ``MAX_AGE_S`` (the browser
-reconnects and resumes), which also bounds how long a server shutdown waits for it.
+``LiveFeed`` holds a single ordered consumer (ephemeral, in memory, no acks) on the order and saga
+events, started when the first SSE connection arrives and stopped ``LINGER_S`` after the last one
+left, and fans every stored event out to the connections whose page shows it: all orders
+(``events.order.>``) for the list, or one order and its saga (``events.order.<id>``,
+``events.saga.<id>``) for the detail page. So the number of browsers costs no JetStream consumers, and
+the API's NATS user needs no right to create them beyond this one ephemeral consumer.
+
+Only events JetStream has stored are sent — never a rejected append. Each SSE message carries the
+stream sequence as its ``id``. The feed keeps the last ``RECENT`` summaries: a reconnecting browser
+(``Last-Event-ID``) gets what it missed from them when they cover the gap, else a ``resync`` event
+(the page refetches); so does a browser that cannot keep up. Comments keep idle connections alive; a
+connection ends after ``MAX_AGE_S`` (the browser reconnects and resumes), which also bounds how long
+a server shutdown waits for it.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
@@ -27,7 +35,11 @@ from app.eventstore.jetstream import STREAM
 KEEPALIVE_S = 15.0
 MAX_AGE_S = 300.0
 QUEUE_MAX = 1000
-RESUME_MAX_BEHIND = 10_000
+RECENT = 5000
+LINGER_S = 30.0
+SUBJECTS = ("events.order.>", "events.saga.>")
+
+Summary = dict[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +60,22 @@ class Feed:
             resume = int(last_event_id)
         return cls(subjects=subjects, resume_after=resume)
 
+    def shows(self, subject: str) -> bool:
+        return any(subject_matches(pattern, subject) for pattern in self.subjects)
 
-def summary(msg: Msg) -> dict[str, object]:
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(have) == len(want)
+
+
+def summary(msg: Msg) -> Summary:
     """The small JSON an SSE message carries (the page fetches details itself)."""
     try:
         env = orjson.loads(msg.data)
@@ -67,58 +93,129 @@ def summary(msg: Msg) -> dict[str, object]:
     }
 
 
-def sse(data: dict[str, object], *, event: str, id_: int | None = None) -> bytes:
+def sse(data: Summary, *, event: str, id_: int | None = None) -> bytes:
     """One SSE message."""
     head = f"id: {id_}\n" if id_ is not None else ""
     return f"{head}event: {event}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
 
 
-def _config(feed: Feed, last_sequence: int) -> ConsumerConfig:
-    many = len(feed.subjects) > 1
-    start = feed.resume_after
-    if start is not None and 0 <= last_sequence - start <= RESUME_MAX_BEHIND:
-        policy = {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": start + 1}
-    else:
-        policy = {"deliver_policy": DeliverPolicy.NEW}
-    return ConsumerConfig(
-        filter_subjects=list(feed.subjects) if many else None,
-        inactive_threshold=30.0,
-        **policy,  # type: ignore[arg-type]
-    )
+@dataclass(eq=False)
+class _Listener:
+    feed: Feed
+    queue: asyncio.Queue[Summary] = field(default_factory=lambda: asyncio.Queue(maxsize=QUEUE_MAX))
+    behind: bool = False  # events were dropped (a full queue, or a resume the feed cannot cover)
 
-
-async def event_source(nc: NATS, feed: Feed, last_sequence: int) -> AsyncIterator[bytes]:
-    """The SSE byte stream for ``feed``; runs until the client goes away or ``MAX_AGE_S`` passes."""
-    queue: asyncio.Queue[Msg | None] = asyncio.Queue(maxsize=QUEUE_MAX)
-
-    async def on_msg(msg: Msg) -> None:
+    def offer(self, item: Summary) -> None:
         try:
-            queue.put_nowait(msg)
-        except asyncio.QueueFull:  # the browser cannot keep up: tell it to refetch, drop the excess
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(None)
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.behind = True
 
-    sub = await nc.jetstream().subscribe(
-        feed.subjects[0],
-        stream=STREAM,
-        cb=on_msg,
-        ordered_consumer=True,
-        config=_config(feed, last_sequence),
-    )
-    ends = time.monotonic() + MAX_AGE_S
-    try:
-        yield b"retry: 2000\n" + sse({"last_sequence": last_sequence}, event="hello")
-        while (left := ends - time.monotonic()) > 0:
-            try:
-                msg = await asyncio.wait_for(queue.get(), min(KEEPALIVE_S, left))
-            except TimeoutError:
-                yield b": keep-alive\n\n"
-                continue
-            if msg is None:
-                yield sse({}, event="resync")
-                continue
-            data = summary(msg)
-            yield sse(data, event="event", id_=int(str(data["sequence"])))
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+
+class LiveFeed:
+    """The API process's one consumer of the console's events, fanned out to its SSE connections."""
+
+    def __init__(self, nc: NATS, *, recent: int = RECENT, linger_s: float = LINGER_S) -> None:
+        self._nc = nc
+        self._linger_s = linger_s
+        self._listeners: set[_Listener] = set()
+        self._recent: deque[Summary] = deque(maxlen=recent)
+        self._complete_from = 0  # every event from this sequence on is in _recent (0: not running)
+        self._sub: Any = None
+        self._starting = asyncio.Lock()
+        self._stopper: asyncio.Task[None] | None = None
+
+    @property
+    def listeners(self) -> int:
+        return len(self._listeners)
+
+    @property
+    def running(self) -> bool:
+        return self._sub is not None
+
+    async def _start(self, last_sequence: int) -> None:
+        async with self._starting:
+            if self._sub is not None:
+                return
+            config = ConsumerConfig(
+                filter_subjects=list(SUBJECTS),
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=last_sequence + 1,
+                inactive_threshold=30.0,
+            )
+            self._recent.clear()
+            self._complete_from = last_sequence + 1
+            self._sub = await self._nc.jetstream().subscribe(
+                SUBJECTS[0], stream=STREAM, cb=self._on_msg, ordered_consumer=True, config=config
+            )
+
+    async def _on_msg(self, msg: Msg) -> None:
+        item = summary(msg)
+        if len(self._recent) == self._recent.maxlen:
+            self._complete_from = int(str(self._recent[0]["sequence"])) + 1
+        self._recent.append(item)
+        for listener in self._listeners:
+            if listener.feed.shows(msg.subject):
+                listener.offer(item)
+
+    async def _join(self, feed: Feed, last_sequence: int) -> _Listener:
+        if self._stopper is not None:
+            self._stopper.cancel()
+            self._stopper = None
+        await self._start(last_sequence)
+        listener = _Listener(feed)
+        after = feed.resume_after
+        if after is not None and after < last_sequence:
+            if after + 1 >= self._complete_from:  # replay the missed events, then the live ones
+                for item in self._recent:
+                    if int(str(item["sequence"])) > after and feed.shows(str(item["subject"])):
+                        listener.offer(item)
+            else:
+                listener.behind = True
+        self._listeners.add(listener)  # no await since the replay: nothing is missed or sent twice
+        return listener
+
+    def _leave(self, listener: _Listener) -> None:
+        self._listeners.discard(listener)
+        if not self._listeners and self._sub is not None and self._stopper is None:
+            self._stopper = asyncio.create_task(self._stop_later(), name="live-feed-stop")
+
+    async def _stop_later(self) -> None:
+        await asyncio.sleep(self._linger_s)
+        self._stopper = None
+        if not self._listeners:
+            await self._unsubscribe()
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub, self._complete_from = self._sub, None, 0
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def close(self) -> None:
+        if self._stopper is not None:
+            self._stopper.cancel()
+            self._stopper = None
+        await self._unsubscribe()
+
+    async def events(self, feed: Feed, last_sequence: int) -> AsyncIterator[bytes]:
+        """The SSE byte stream for ``feed``; runs until the client goes away or ``MAX_AGE_S`` passes."""
+        listener = await self._join(feed, last_sequence)
+        ends = time.monotonic() + MAX_AGE_S
+        try:
+            yield b"retry: 2000\n" + sse({"last_sequence": last_sequence}, event="hello")
+            while (left := ends - time.monotonic()) > 0:
+                if listener.behind:  # tell the page to refetch; what is queued is stale too
+                    listener.behind = False
+                    while not listener.queue.empty():
+                        listener.queue.get_nowait()
+                    yield sse({}, event="resync")
+                    continue
+                try:
+                    item = await asyncio.wait_for(listener.queue.get(), min(KEEPALIVE_S, left))
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield sse(item, event="event", id_=int(str(item["sequence"])))
+        finally:
+            self._leave(listener)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from app.ui.access import login_config
 from app.ui.context import UiContext, UiRoute, not_found, problem, ui_context
 from app.ui.health import LagHistory, health_snapshot
-from app.ui.live import Feed, event_source
+from app.ui.live import Feed
 from app.ui.orders import (
     STATUSES,
     OrderQuery,
@@ -132,7 +132,7 @@ async def stream(
         return _too_many_streams(ctx)
     feed = Feed.for_page(order_id, last_event_id)
     last = await ctx.store.last_sequence()
-    response = ctx.streams.open(event_source(ctx.nc, feed, last))
+    response = ctx.streams.open(ctx.live.events(feed, last))
     return response if response is not None else _too_many_streams(ctx)
 
 

@@ -21,10 +21,10 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.domain.common import Decider, DomainError
-from app.eventstore.consumer import PermanentError, PullLoop, ensure_consumer
+from app.eventstore.consumer import PermanentError, PullLoop
 from app.eventstore.envelope import Metadata, utcnow
-from app.eventstore.jetstream import ensure_stream
 from app.eventstore.ports import EventStore
+from app.eventstore.required import require_consumer
 from app.eventstore.snapshots import SnapshotStore
 from app.service.handler import CommandHandler
 from app.settings import Settings
@@ -32,7 +32,6 @@ from app.workers.commands import (
     COMMANDS_STREAM,
     WorkerCommand,
     WorkerName,
-    commands_stream_config,
     decode_command,
     kind_of,
     meta_from_headers,
@@ -102,12 +101,10 @@ def order_key(msg: Msg) -> str:
 
 
 async def start_worker(nc: NATS, name: WorkerName, handler: WorkerHandler, settings: Settings) -> PullLoop:
-    """Ensure ``COMMANDS`` and the worker's durable consumer; return its (not yet running) loop."""
-    js = nc.jetstream()
-    await ensure_stream(js, commands_stream_config(settings.stream_replicas))
+    """Check ``COMMANDS`` and the worker's durable consumer exist; return its (not yet running) loop."""
     config = worker_consumer_config(name)
-    await ensure_consumer(js, COMMANDS_STREAM, config)
     assert config.durable_name is not None
+    await require_consumer(nc.jetstream(), COMMANDS_STREAM, config.durable_name)
     return PullLoop(
         nc=nc,
         stream=COMMANDS_STREAM,

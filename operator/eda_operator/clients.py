@@ -50,7 +50,7 @@ class Clients:
     async def snapshots(self) -> SnapshotStore:
         nc = await self.nats()
         async with self._lock:
-            bucket = partial(SnapshotStore.open, nc.jetstream(), replicas=self.settings.stream_replicas)
+            bucket = partial(SnapshotStore.open, nc.jetstream())
             what = "open the snapshots bucket"
             self._snapshots = await _opened(self._snapshots, bucket, NatsUnavailable, what)
             return self._snapshots

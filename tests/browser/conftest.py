@@ -37,12 +37,12 @@ class QuietServer(uvicorn.Server):
 
 @pytest.fixture
 async def console(
-    nats_url: str, fresh_db: str, js_clean: None, auth_settings: dict[str, str], tokens: Tokens
+    nats_url: str, readmodel_dsn: str, js_clean: None, auth_settings: dict[str, str], tokens: Tokens
 ) -> AsyncIterator[Console]:
     """API with the console on + projector running; the saga is started by the test (``start_saga``)."""
     settings = Settings(
         nats_url=nats_url,
-        database_url=fresh_db,
+        database_url=readmodel_dsn,
         ui_enabled=True,
         jaeger_ui_url=JAEGER,
         default_stock=1000,
@@ -72,7 +72,9 @@ async def console(
     assert server.started, "uvicorn did not start"
     nc = await nats.connect(nats_url)
     store = await open_event_store(nc, settings)
-    projector = asyncio.create_task(Projector(nc, store.codec, fresh_db, settings.readmodel_schema).run())
+    projector = asyncio.create_task(
+        Projector(nc, store.codec, readmodel_dsn, settings.readmodel_schema).run()
+    )
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {tokens.admin()}"}
     async with httpx.AsyncClient(base_url=url, timeout=10.0, headers=headers) as client:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
+from app.deploy.provision import provision
 from app.dev.cluster import NatsCluster
 from app.dev.process import log_tail
 from app.eventstore.envelope import RecordedEvent
@@ -42,17 +43,18 @@ CATCH_UP_S = 60.0
 
 
 async def test_sigkill_stream_leader_twice_loses_and_duplicates_nothing(
-    cluster: NatsCluster, connect: Callable[[str], Awaitable[NATS]], fresh_db: str, short_tmp: Path
+    cluster: NatsCluster, connect: Callable[[str], Awaitable[NATS]], readmodel_dsn: str, short_tmp: Path
 ) -> None:
     admin = await connect("chaos-admin")
-    store = await JetStreamEventStore.open(admin, codec_for("order"), replicas=3)
-    pg = await db.connect(fresh_db)
+    await provision(admin, 3)  # what the chart's provision Job does; the projector only checks
+    store = await JetStreamEventStore.open(admin, codec_for("order"))
+    pg = await db.connect(readmodel_dsn)
     await migrate(pg, SCHEMA)
     await pg.close()
     env = dict(os.environ) | {
         "EDA_NATS_URL": cluster.url,
         "EDA_STREAM_REPLICAS": "3",
-        "EDA_DATABASE_URL": fresh_db,
+        "EDA_DATABASE_URL": readmodel_dsn,
         "EDA_HEALTH_PORT": "0",
     }
     log_path = short_tmp / "projector.log"
@@ -61,7 +63,7 @@ async def test_sigkill_stream_leader_twice_loses_and_duplicates_nothing(
             [EDA, "projector"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        await _run(cluster, connect, admin, store, fresh_db, proc, log_path)
+        await _run(cluster, connect, admin, store, readmodel_dsn, proc, log_path)
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait, 10)

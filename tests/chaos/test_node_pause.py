@@ -12,7 +12,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from app.dev.cluster import NatsCluster
-from app.eventstore.jetstream import STREAM, JetStreamEventStore
+from app.eventstore.jetstream import STREAM, JetStreamEventStore, events_stream_config
 from tests.support.chaos import current_leader, record, replica_digests
 from tests.support.eventually import eventually
 from tests.support.workload import Ledger, assert_nothing_lost, audit, audit_figures, chaos_codec, run_writers
@@ -29,7 +29,8 @@ async def test_sigstop_leader_30s_then_replicas_converge(
     cluster: NatsCluster, connect: Callable[[str], Awaitable[NATS]]
 ) -> None:
     admin = await connect("chaos-admin")
-    store = await JetStreamEventStore.open(admin, chaos_codec(), replicas=3)
+    await admin.jetstream().add_stream(events_stream_config(3))  # R3, as `eda provision --replicas 3`
+    store = await JetStreamEventStore.open(admin, chaos_codec())
     writers = [await connect(f"chaos-w{i}") for i in range(WRITERS)]
     on_node = [nc.connected_url.port if nc.connected_url else None for nc in writers]
     ledger = Ledger()

@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 
 from app.dev.cluster import NatsCluster
 from app.eventstore.envelope import NEW, NewEvent, Position, StreamId
-from app.eventstore.jetstream import STREAM, JetStreamEventStore
+from app.eventstore.jetstream import STREAM, JetStreamEventStore, events_stream_config
 from tests.support.chaos import current_leader, record
 from tests.support.workload import META, ChaosTick, chaos_codec
 
@@ -26,7 +26,8 @@ async def test_appends_wait_out_a_quorum_loss(
     cluster: NatsCluster, connect: Callable[[str], Awaitable[NATS]]
 ) -> None:
     admin = await connect("chaos-admin")
-    store = await JetStreamEventStore.open(admin, chaos_codec(), replicas=3)
+    await admin.jetstream().add_stream(events_stream_config(3))  # R3, as `eda provision --replicas 3`
+    store = await JetStreamEventStore.open(admin, chaos_codec())
     leader = await current_leader(admin, STREAM)
     survivor = next(n for n in cluster.nodes if n != leader)
     writer = await connect("chaos-quorum")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
+from app.deploy.provision import provision
 from app.dev.cluster import NatsCluster
 from app.domain.order import ORDER
 from app.domain.registry import all_event_types
@@ -43,7 +44,8 @@ async def test_saga_and_workers_killed_on_the_cluster(
     rng = random.Random(8)
     roles = Roles(env, short_tmp)
     nc = await connect("chaos-saga")
-    store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()), replicas=3)
+    await provision(nc, 3)  # what the chart's provision Job does; the roles only check
+    store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
     orders = CommandHandler(store, ORDER)
     for role in ROLES:
         roles.start(role)

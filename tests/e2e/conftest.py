@@ -26,6 +26,7 @@ from app.dev.idp import DevIdentityProvider
 from app.dev.issuer import AUDIENCE
 from app.dev.nats import embedded_nats
 from app.dev.process import free_port
+from app.runtime.bootstrap import prepare
 from app.runtime.roles import projector_role
 from app.settings import Settings
 
@@ -62,8 +63,8 @@ async def running_system(
 
 
 @pytest.fixture
-def settings(nats_url: str, js_clean: None, fresh_db: str, auth_settings: dict[str, str]) -> Settings:
-    return Settings(nats_url=nats_url, database_url=fresh_db, **auth_settings)  # type: ignore[arg-type]
+def settings(nats_url: str, js_clean: None, readmodel_dsn: str, auth_settings: dict[str, str]) -> Settings:
+    return Settings(nats_url=nats_url, database_url=readmodel_dsn, **auth_settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -157,6 +158,8 @@ async def _live_api(
         # included: no rate limit here (tests/e2e/test_load_limits.py tests it)
         "EDA_RATE_LIMIT": "",
     }
+    # what the chart's Jobs do before any role: `eda provision`, `eda migrate`
+    await prepare(Settings(nats_url=nats_url, database_url=database_url, readmodel_schema="rm_live_api"))  # type: ignore[arg-type]
     log = data_dir / "live-api.log"
     procs = []
     with log.open("ab") as out:

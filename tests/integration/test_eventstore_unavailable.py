@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import NEW, Metadata, NewEvent, StreamId
-from app.eventstore.jetstream import STREAM, JetStreamEventStore, ensure_stream, events_stream_config
+from app.eventstore.jetstream import STREAM, JetStreamEventStore, events_stream_config
 from app.eventstore.ports import EventStoreError
 from tests.support.workload import ChaosTick
 
@@ -32,7 +32,7 @@ async def test_append_rides_through_a_stream_without_leader(nc: NATS) -> None:
     append = asyncio.create_task(store.append(stream, [event], NEW, META))
     await asyncio.sleep(1.0)
     assert not append.done(), "the store gave up during a 1 s outage"
-    await ensure_stream(nc.jetstream(), events_stream_config(1))
+    await nc.jetstream().add_stream(events_stream_config(1))
     result = await asyncio.wait_for(append, 10)
     assert result.position.version == 1
     loaded = await store.load(stream)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from nats.aio.client import Client as NATS
 
 from app.api.ids import STREAM, OrderIds
+from app.deploy.provision import provision
+from app.eventstore.required import NotProvisioned
 
 
 async def counter_writes(nc: NATS) -> int:
@@ -45,8 +48,12 @@ async def test_an_id_of_a_cancelled_request_goes_to_the_next_request(nc: NATS) -
 
 
 async def test_a_counter_error_reaches_every_waiter_and_the_allocator_recovers(nc: NATS) -> None:
-    ids = OrderIds(nc, timeout=0.5)  # the COUNTERS stream does not exist yet: no responder
+    await nc.jetstream().delete_stream(STREAM)
+    ids = OrderIds(nc, timeout=0.5)  # the COUNTERS stream does not exist (yet): no responder
     outcomes = await asyncio.gather(*(ids.next() for _ in range(5)), return_exceptions=True)
     assert all(isinstance(o, Exception) for o in outcomes)
+    with pytest.raises(NotProvisioned, match="eda provision"):
+        await OrderIds.open(nc)
+    await provision(nc, 1)
     await OrderIds.open(nc)
     assert await ids.next() == 1

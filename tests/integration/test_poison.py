@@ -59,12 +59,12 @@ def dead_letter_count() -> float:
 
 
 async def test_poison_events_are_dead_lettered_and_projection_continues(
-    nats_url: str, js_clean: None, fresh_db: str
+    nats_url: str, js_clean: None, readmodel_dsn: str
 ) -> None:
     configure_telemetry("eda-test", asyncpg=False)  # once per process: bridges OTel metrics to Prometheus
     settings = Settings(
         nats_url=nats_url,
-        database_url=fresh_db,  # type: ignore[arg-type]
+        database_url=readmodel_dsn,  # type: ignore[arg-type]
         projector_max_deliver=3,
         projector_backoff="0.05,0.2",
         projector_batch=50,
@@ -92,7 +92,7 @@ async def test_poison_events_are_dead_lettered_and_projection_continues(
             for _ in range(3):  # after the poison: must still be projected
                 assert (await api.post("/api/v1/orders", json=ORDER)).status_code == 201
             last = (await js.stream_info("EVENTS")).state.last_seq
-            pg = await asyncpg.connect(fresh_db)
+            pg = await asyncpg.connect(readmodel_dsn)
             try:
 
                 async def past_the_poison() -> bool:

@@ -35,14 +35,14 @@ META = Metadata(correlation_id="crash-test")
 
 
 async def test_projector_survives_sigkill_loop(
-    nc: NATS, nats_url: str, fresh_db: str, short_tmp: Path
+    nc: NATS, nats_url: str, readmodel_dsn: str, short_tmp: Path
 ) -> None:
     store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
-    pg = await db.connect(fresh_db)
+    pg = await db.connect(readmodel_dsn)
     await migrate(pg, "readmodel")
     env = dict(os.environ) | {
         "EDA_NATS_URL": nats_url,
-        "EDA_DATABASE_URL": fresh_db,
+        "EDA_DATABASE_URL": readmodel_dsn,
         "EDA_HEALTH_PORT": "0",
         "EDA_LOG_LEVEL": "WARNING",
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from app.deploy.provision import provision
 from app.dev.nats import NatsServer, TlsFiles
 from app.dev.process import HOST
 from app.domain.registry import all_event_types
@@ -70,6 +71,7 @@ async def tls_server(short_tmp: Path, pki: Pki) -> AsyncIterator[NatsServer]:
 async def test_event_store_and_bulk_read_over_tls(tls_server: NatsServer, pki: Pki) -> None:
     settings = Settings(nats_url=tls_server.url, nats_tls_ca=str(pki.ca), health_port=0)
     nc = await connect_nats(settings, name="tls-test")
+    await provision(nc, 1)  # over TLS too
     store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
     try:
         assert nc.connected_url is not None

@@ -77,9 +77,9 @@ async def _create(system: System, body: dict[str, Any]) -> int:
 
 
 async def test_seed_order_completes_within_seconds(
-    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
+    nats_url: str, readmodel_dsn: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
+    async with whole_system(nats_url, readmodel_dsn, start_system, auth) as system:
         started = asyncio.get_running_loop().time()
         order_id = await _create(system, {"user_id": 123, "amount": 99.99})
         assert order_id == 1
@@ -98,9 +98,9 @@ async def test_seed_order_completes_within_seconds(
 
 
 async def test_order_with_items_completes_and_takes_stock(
-    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
+    nats_url: str, readmodel_dsn: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
+    async with whole_system(nats_url, readmodel_dsn, start_system, auth) as system:
         put = await system.client.put("/api/v1/inventory/1", json={"stock": 10})
         assert put.json() == {"product_id": 1, "stock": 10, "reserved": 0, "available": 10, "version": 1}
         order_id = await _create(system, {"user_id": 1, "items": [{"product_id": 1, "quantity": 2}]})
@@ -118,9 +118,9 @@ async def test_order_with_items_completes_and_takes_stock(
 
 
 async def test_the_saga_charges_the_catalog_total(
-    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
+    nats_url: str, readmodel_dsn: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
+    async with whole_system(nats_url, readmodel_dsn, start_system, auth) as system:
         assert (await system.client.put("/api/v1/catalog/9", json={"price": 12.34})).status_code == 200
         items = [{"product_id": 9, "quantity": 3}, {"product_id": 10, "quantity": 1}]  # 10: default 99.99
         refused = await system.client.post("/api/v1/orders", json={"user_id": 1, "items": items, "amount": 1})
@@ -134,9 +134,11 @@ async def test_the_saga_charges_the_catalog_total(
 
 
 async def test_declined_payment_cancels_and_restores_stock(
-    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
+    nats_url: str, readmodel_dsn: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system, auth, payment_decline_above=100.0) as system:
+    async with whole_system(
+        nats_url, readmodel_dsn, start_system, auth, payment_decline_above=100.0
+    ) as system:
         await system.client.put("/api/v1/inventory/5", json={"stock": 10})
         order_id = await _create(
             system,
@@ -155,9 +157,9 @@ async def test_declined_payment_cancels_and_restores_stock(
 
 
 async def test_insufficient_stock_cancels_without_charge(
-    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
+    nats_url: str, readmodel_dsn: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
+    async with whole_system(nats_url, readmodel_dsn, start_system, auth) as system:
         await system.client.put("/api/v1/inventory/6", json={"stock": 1})
         order_id = await _create(system, {"user_id": 1, "items": [{"product_id": 6, "quantity": 2}]})
         await _until(system, order_id, "cancelled")
@@ -169,10 +171,10 @@ async def test_insufficient_stock_cancels_without_charge(
 
 
 async def test_payment_timeout_compensates_and_cancels(
-    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
+    nats_url: str, readmodel_dsn: str, start_system: StartSystem, auth: Auth
 ) -> None:
     async with whole_system(
-        nats_url, fresh_db, start_system, auth, saga_step_timeout_s=1.0, payment_fault_delay_s=3.0
+        nats_url, readmodel_dsn, start_system, auth, saga_step_timeout_s=1.0, payment_fault_delay_s=3.0
     ) as system:
         await system.client.put("/api/v1/inventory/7", json={"stock": 4})
         order_id = await _create(system, {"user_id": 1, "items": [{"product_id": 7, "quantity": 4}]})
@@ -186,9 +188,9 @@ async def test_payment_timeout_compensates_and_cancels(
 
 
 async def test_user_cancel_during_saga_compensates(
-    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth
+    nats_url: str, readmodel_dsn: str, start_system: StartSystem, auth: Auth
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system, auth, payment_fault_delay_s=1.0) as system:
+    async with whole_system(nats_url, readmodel_dsn, start_system, auth, payment_fault_delay_s=1.0) as system:
         await system.client.put("/api/v1/inventory/8", json={"stock": 3})
         order_id = await _create(system, {"user_id": 1, "items": [{"product_id": 8, "quantity": 3}]})
         # cancel while the (slow) charge is in flight: the reservation and the charge both compensate
@@ -210,9 +212,9 @@ async def test_user_cancel_during_saga_compensates(
 
 @pytest.mark.parametrize("body", [{"stock": -1}, {"stock": "x"}, {}])
 async def test_put_inventory_rejects_bad_input(
-    nats_url: str, fresh_db: str, start_system: StartSystem, auth: Auth, body: dict[str, Any]
+    nats_url: str, readmodel_dsn: str, start_system: StartSystem, auth: Auth, body: dict[str, Any]
 ) -> None:
-    async with whole_system(nats_url, fresh_db, start_system, auth) as system:
+    async with whole_system(nats_url, readmodel_dsn, start_system, auth) as system:
         resp = await system.client.put("/api/v1/inventory/1", json=body)
         assert resp.status_code == 422
         assert resp.headers["content-type"].startswith("application/problem+json")

@@ -5,7 +5,8 @@ while the cluster had no JetStream quorum got ``nats: timeout`` on ``$JS.API`` (
 creation) and died, so its commands were never handled and the sagas waiting for it never ended.
 The no-quorum case failed before ``app.process.role.retry_start`` (the role's task ended with
 ``TimeoutError``); the server-not-yet-up case already passed (nats-py retries the first connect) and
-guards the connect half of the start-up.
+guards the connect half of the start-up. Roles create nothing: a worker started before ``eda
+provision`` ran waits, logging what is missing and what to run, and consumes once provisioned.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from app.deploy.provision import provision
 from app.dev.cluster import running_cluster
 from app.dev.nats import NatsServer
 from app.domain.registry import all_event_types
@@ -33,9 +35,11 @@ pytestmark = pytest.mark.timeout(120)
 
 
 async def _ship_and_wait(nc: NATS, replicas: int, order_id: int, timeout: float = 40.0) -> list[str]:
-    """Send a ``ship`` command (retried until ``COMMANDS`` accepts it) and wait for the worker's event."""
+    """Provision (what the chart's Job does), send a ``ship`` command (retried until ``COMMANDS`` accepts
+    it) and wait for the worker's event."""
+    await retry_start("test provision", lambda: provision(nc, replicas))
     codec = EventCodec(all_event_types())
-    store = await retry_start("test store", lambda: JetStreamEventStore.open(nc, codec, replicas=replicas))
+    store = await retry_start("test store", lambda: JetStreamEventStore.open(nc, codec))
     cmd = Ship(command_id=f"{order_id}:ship_order:1", order_id=order_id, user_id=1)
     deadline = asyncio.get_running_loop().time() + timeout
     sent = False
@@ -44,7 +48,7 @@ async def _ship_and_wait(nc: NATS, replicas: int, order_id: int, timeout: float 
             try:
                 await publish_command(nc.jetstream(timeout=2), "shipping", cmd, Metadata(correlation_id="t"))
                 sent = True
-            except Exception:  # COMMANDS not there yet (the worker creates it) or no leader yet
+            except Exception:  # no leader yet
                 pass
         try:
             loaded = await store.load(StreamId("shipping", str(order_id)))
@@ -62,7 +66,7 @@ async def _check_running(task: asyncio.Task[None]) -> None:
 
 
 async def _consumes(role: asyncio.Task[None], urls: list[str], replicas: int, order_id: int) -> None:
-    """The role handles a command sent now, and is still running after it."""
+    """The role handles a command sent now (after provisioning it), and is still running after it."""
     nc = await nats.connect(servers=urls)
     try:
         assert await _ship_and_wait(nc, replicas, order_id) == ["ShipmentDispatched"]
@@ -71,7 +75,9 @@ async def _consumes(role: asyncio.Task[None], urls: list[str], replicas: int, or
     await _check_running(role)
 
 
-async def test_worker_started_before_the_server_consumes_once_it_is_up(short_tmp: Path) -> None:
+async def test_worker_started_before_the_server_and_provisioning_consumes_once_both_happened(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     server = NatsServer(short_tmp / "nats")  # ports chosen, not started yet
     settings = Settings(nats_url=server.url, health_port=0)
     role = asyncio.create_task(workers_role(settings, ("shipping",)))
@@ -79,6 +85,9 @@ async def test_worker_started_before_the_server_consumes_once_it_is_up(short_tmp
         await asyncio.sleep(1.5)  # connection refused meanwhile
         await _check_running(role)
         await server.start()
+        await asyncio.sleep(1.5)  # up, but nothing provisioned: the worker waits and says why
+        await _check_running(role)
+        assert "stream EVENTS does not exist: run `eda provision`" in caplog.text
         await _consumes(role, [server.url], 1, 7)
     finally:
         role.cancel()

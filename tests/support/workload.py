@@ -217,7 +217,7 @@ async def run_writers(
 ) -> list[Writer]:
     """``len(connections)`` writers (one store and connection each), ``appends`` commands in total
     (fewer if ``stop`` is set: each writer finishes its in-flight command, then returns)."""
-    stores = [await JetStreamEventStore.open(nc, codec_for(kind), replicas=3) for nc in connections]
+    stores = [await JetStreamEventStore.open(nc, codec_for(kind)) for nc in connections]
     per = appends // len(stores)
     writers = [
         Writer(i, s, ledger, aggregates=aggregates_per_writer, appends=per, kind=kind)

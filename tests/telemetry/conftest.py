@@ -21,9 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.dev.postgres import Postgres
 from app.dev.process import free_port, stop_all
+from app.readmodel.migrations import migrate_dsn
 from tests.e2e.conftest import EDA
 from tests.support.eventually import eventually, serving
-from tests.support.jetstream import delete_all_streams
+from tests.support.jetstream import reset_and_provision
 from tests.telemetry.receiver import Receiver, otlp_receiver
 
 DECLINE_ABOVE = 1000
@@ -87,11 +88,12 @@ def module_tmp() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 async def traced(nats_url: str, postgres: Postgres, module_tmp: Path) -> AsyncIterator[Traced]:
-    await delete_all_streams(nats_url)
+    await reset_and_provision(nats_url)  # what `eda provision` does before the roles start
     name = f"otel_{uuid.uuid4().hex}"
     admin = await asyncpg.connect(postgres.dsn_for("postgres"))
     await admin.execute(f'CREATE DATABASE "{name}"')
     dsn = postgres.dsn_for(name)
+    await migrate_dsn(dsn, "readmodel")  # and `eda migrate`
     api_port = free_port()
     health = {role: free_port() for role in ROLES}
     log = module_tmp / "roles.log"

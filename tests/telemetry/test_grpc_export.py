@@ -18,9 +18,9 @@ from tests.support.eventually import serving
 
 
 async def test_spans_are_exported_over_grpc(
-    nats_url: str, js_clean: None, fresh_db: str, short_tmp: Path
+    nats_url: str, js_clean: None, readmodel_dsn: str, short_tmp: Path
 ) -> None:
-    settings = Settings(nats_url=nats_url, database_url=fresh_db, auth_mode="disabled")  # type: ignore[arg-type]
+    settings = Settings(nats_url=nats_url, database_url=readmodel_dsn, auth_mode="disabled")  # type: ignore[arg-type]
     port = free_port()
     async with otlp_grpc_receiver() as receiver:
         env = role_env(
