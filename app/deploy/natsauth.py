@@ -1,27 +1,38 @@
 """Least-privilege NATS users per role, rendered as a nats-server ``authorization { users: [...] }`` block.
 
-Each role may publish only the subjects it must and subscribe only to its own reply inboxes:
+No runtime role may create, update, delete or purge a stream (an ``api`` user that may ``STREAM.UPDATE``
+``EVENTS`` to ``max_age=1s`` empties it despite ``deny_delete``/``deny_purge``): runtime roles get
+``STREAM.INFO`` and the rights on their own durable consumers only, and the user ``provision``
+(``eda provision``: the chart's provision Job) creates and updates the streams, the bucket and the
+durable consumers of ``app.deploy.provision.catalogue`` — and may not delete or purge anything either.
+Each user subscribes to its own reply inboxes only (``_INBOX_<user>.>``; the role's processes use that
+prefix, see ``Settings.inbox_prefix``), so no role can read another's replies (Direct Get answers,
+publish acks).
 
 - ``api``: appends ``events.order.*`` and ``events.inventory.*`` (set stock), allocates order ids
-  (``counters.>``), snapshots (``$KV.snapshots.>``), reads (Direct Get, leader read on conflict) and
-  manages its streams (INFO/CREATE/UPDATE of ``EVENTS``, ``COUNTERS``, ``KV_snapshots``); read-only
-  JetStream introspection for ``/readyz``, the console, ``/api/v1/admin/dead-letters`` and ``eda status``.
-- ``projector``: its consumer ``projector-orders`` on ``EVENTS`` (create/delete/info/next/ack), Direct
-  Get, the dead-letter stream ``DLQ`` and ``dlq.projector-orders.>``; the same read-only introspection
-  as the api for the platform gauges it samples (streams, consumers, the saga timer stream).
+  (``counters.>``), snapshots (``$KV.snapshots.>``), reads (Direct Get, leader read on conflict);
+  read-only JetStream introspection for ``/readyz``, the console and ``/api/v1/admin/dead-letters``;
+  the console's one shared live-feed consumer: an ephemeral consumer on ``EVENTS`` (the exact subject
+  ``CONSUMER.CREATE.EVENTS`` creates no durable) and its flow-control replies.
+- ``projector``: its consumer ``projector-orders`` on ``EVENTS`` (it places it at its checkpoint:
+  create/delete/info/next/ack), Direct Get, ``dlq.projector-orders.>`` (dead letters), and read-only
+  introspection for its platform gauges.
 - ``saga``: ``events.saga.*`` and ``events.order.*`` (order transitions), ``cmd.{inventory,payment,
   shipping}.*`` (commands), its timers (``sched.saga.>``; purging them from ``SAGA_TIMERS`` disarms
-  a finished saga's timers), its consumers ``saga-orchestrator`` and ``saga-timeouts``.
-- ``inventory`` / ``payment`` / ``shipping``: only their consumer ``worker-<name>`` on ``COMMANDS``
-  (filter ``cmd.<name>.>`` is part of the create subject, so no other filter can be asked for) and
-  their own ``events.<aggregate>.*`` (inventory: also ``events.reservation.*``).
-- ``operator``: the JetStream API except deleting streams, plus snapshots.
+  a finished saga's timers — the one purge a runtime role may do, of that stream only), and
+  next/ack/info of its consumers ``saga-orchestrator`` and ``saga-timeouts``.
+- ``inventory`` / ``payment`` / ``shipping``: next/ack/info of their consumer ``worker-<name>`` on
+  ``COMMANDS`` and their own ``events.<aggregate>.*`` (inventory: also ``events.reservation.*``).
+- ``operator``: reads ``EVENTS`` (rebuilds), writes snapshots, purges old revisions of a snapshot key
+  (``STREAM.PURGE.KV_snapshots``, ``eda snapshot --retain``), and takes backups (stream info, consumer
+  positions, ``STREAM.SNAPSHOT`` with its chunk acks); restoring is an administrator's job.
+- ``provision``: ``STREAM.INFO/CREATE/UPDATE`` of the catalogue's streams (``KV_snapshots`` included)
+  and ``CONSUMER.INFO/CREATE`` of its durable consumers.
 
-No role can delete a stream; none can purge one except the saga its own timer stream ``SAGA_TIMERS``.
 Passwords come from the environment (``EDA_NATS_PASSWORD`` of each role's process; the server gets them
-as ``$EDA_NATS_PASSWORD_<ROLE>`` variables) and are never logged. Found empirically: run every role
-under its user and look for "Permissions Violation" in the server log
-(``tests/integration/test_security_nats.py``).
+as ``$EDA_NATS_PASSWORD_<ROLE>`` variables) and are never logged. Checked on a real nats-server with
+these permissions: every role runs the seed flow without a "Permissions Violation" in the server log,
+and every role is denied what it must not do (``tests/integration/test_security_nats.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from app.deploy.provision import catalogue
 from app.eventstore.jsapi import API, consumer_next_subject, direct_get_subject, stream_msg_get_subject
 
 WORKERS: Mapping[str, tuple[str, ...]] = {
@@ -37,6 +49,12 @@ WORKERS: Mapping[str, tuple[str, ...]] = {
     "payment": ("payment",),
     "shipping": ("shipping",),
 }
+PROVISION = "provision"
+
+
+def inbox(role: str) -> str:
+    """The reply-inbox prefix of ``role``'s connections (``Settings.inbox_prefix`` for its user)."""
+    return f"_INBOX_{role}"
 
 
 @dataclass(frozen=True)
@@ -44,13 +62,12 @@ class RolePermissions:
     """Subjects a role may publish to and subscribe to (allow lists; everything else is denied)."""
 
     publish: tuple[str, ...]
-    subscribe: tuple[str, ...] = ("_INBOX.>",)
+    subscribe: tuple[str, ...]
     deny_publish: tuple[str, ...] = ()
 
 
-def _streams(*names: str, create: bool = True) -> tuple[str, ...]:
-    ops = ("INFO", "CREATE", "UPDATE") if create else ("INFO",)
-    return tuple(f"{API}.STREAM.{op}.{name}" for name in names for op in ops)
+def _info(*streams: str) -> tuple[str, ...]:
+    return tuple(f"{API}.STREAM.INFO.{name}" for name in streams)
 
 
 def _reads(stream: str = "EVENTS") -> tuple[str, ...]:
@@ -58,21 +75,29 @@ def _reads(stream: str = "EVENTS") -> tuple[str, ...]:
     return (direct, f"{direct}.>", stream_msg_get_subject(stream))
 
 
-def _consumer(stream: str, durable: str, filter_subject: str | None = None) -> tuple[str, ...]:
-    create = f"{API}.CONSUMER.CREATE.{stream}.{durable}"
+def _consume(stream: str, durable: str) -> tuple[str, ...]:
+    """Use a provisioned durable consumer: info, pull, ack."""
     return (
-        create if filter_subject is None else f"{create}.{filter_subject}",
-        f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
         f"{API}.CONSUMER.INFO.{stream}.{durable}",
-        f"{API}.CONSUMER.DELETE.{stream}.{durable}",
         consumer_next_subject(stream, durable),
         f"$JS.ACK.{stream}.{durable}.>",
     )
 
 
+def _own_consumer(stream: str, durable: str, filter_subject: str) -> tuple[str, ...]:
+    """Manage a durable consumer the role places itself (the projector's, at its checkpoint)."""
+    create = f"{API}.CONSUMER.CREATE.{stream}.{durable}"
+    return (
+        f"{create}.{filter_subject}",
+        f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+        f"{API}.CONSUMER.DELETE.{stream}.{durable}",
+        *_consume(stream, durable),
+    )
+
+
 BASE = (f"{API}.INFO",)
-# Read-only JetStream introspection: /readyz, the console, `eda status`, the platform gauges
-# (app/ops/gauges.py) and the saga census, which reads the timer stream message by message.
+# Read-only JetStream introspection: /readyz, the console's Health page, `eda status`, the projector's
+# platform gauges (stream/consumer info and lists, dead letters, the saga timers' next-on-subject gets).
 INTROSPECTION = (
     f"{API}.STREAM.INFO.*",
     f"{API}.STREAM.LIST",
@@ -82,69 +107,111 @@ INTROSPECTION = (
     stream_msg_get_subject("SAGA_TIMERS"),
     *_reads("DLQ"),
 )
-SNAPSHOTS = ("$KV.snapshots.>", *_streams("KV_snapshots"), *_reads("KV_snapshots"))
+SNAPSHOTS = ("$KV.snapshots.>", *_info("KV_snapshots"), *_reads("KV_snapshots"))
 
 
-def role_permissions() -> dict[str, RolePermissions]:
-    """Every role's permissions (``api``, ``projector``, ``saga``, the workers, ``operator``)."""
-    roles = {
-        "api": RolePermissions(
-            publish=(
-                *BASE,
-                "events.order.*",
-                "events.inventory.*",
-                "counters.>",
-                *SNAPSHOTS,
-                *_streams("EVENTS", "COUNTERS"),
-                *_reads("EVENTS"),
-                *INTROSPECTION,
-            )
+def _provisioner() -> RolePermissions:
+    """Create/update exactly the catalogue's streams and durable consumers; nothing else."""
+    wanted = catalogue(1)
+    streams = [
+        f"{API}.STREAM.{op}.{name}" for name in wanted.stream_names() for op in ("INFO", "CREATE", "UPDATE")
+    ]
+    consumers = []
+    for stream, config in wanted.consumers:
+        durable = config.durable_name
+        consumers += [
+            f"{API}.CONSUMER.INFO.{stream}.{durable}",
+            f"{API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+            f"{API}.CONSUMER.CREATE.{stream}.{durable}",
+            f"{API}.CONSUMER.CREATE.{stream}.{durable}.>",
+        ]
+    return RolePermissions(
+        publish=(*BASE, *streams, *consumers),
+        subscribe=(f"{inbox(PROVISION)}.>",),
+        deny_publish=(f"{API}.STREAM.DELETE.>", f"{API}.STREAM.PURGE.>"),
+    )
+
+
+# Denied to every runtime role whatever its allow list says (a deny wins in nats-server): a wildcard
+# allowed later by mistake still cannot reconfigure, delete or empty a stream.
+RUNTIME_DENY = (
+    f"{API}.STREAM.CREATE.>",
+    f"{API}.STREAM.UPDATE.>",
+    f"{API}.STREAM.DELETE.>",
+    f"{API}.STREAM.PURGE.EVENTS",
+    f"{API}.STREAM.RESTORE.>",
+)
+
+
+def _runtime_roles() -> dict[str, tuple[str, ...]]:
+    """Every runtime role's publish allow-list."""
+    roles: dict[str, tuple[str, ...]] = {
+        "api": (
+            *BASE,
+            "events.order.*",
+            "events.inventory.*",
+            "counters.>",
+            *SNAPSHOTS,
+            *_reads("EVENTS"),
+            *INTROSPECTION,
+            f"{API}.CONSUMER.CREATE.EVENTS",  # ephemeral only: a durable needs a longer subject
+            "$JS.FC.EVENTS.>",  # flow-control replies of that ordered consumer
         ),
-        "projector": RolePermissions(
-            publish=(
-                *BASE,
-                *_streams("EVENTS", "DLQ"),
-                *_reads("EVENTS"),
-                *_consumer("EVENTS", "projector-orders", "events.order.>"),
-                "dlq.projector-orders.>",
-                *INTROSPECTION,
-            )
+        "projector": (
+            *BASE,
+            *_info("EVENTS", "DLQ"),
+            *_reads("EVENTS"),
+            *_own_consumer("EVENTS", "projector-orders", "events.order.>"),
+            "dlq.projector-orders.>",
+            *INTROSPECTION,
         ),
-        "saga": RolePermissions(
-            publish=(
-                *BASE,
-                "events.saga.*",
-                "events.order.*",
-                *(f"cmd.{w}.*" for w in WORKERS),
-                "sched.saga.>",
-                f"{API}.STREAM.PURGE.SAGA_TIMERS",
-                *SNAPSHOTS,
-                *_streams("EVENTS", "COMMANDS", "SAGA_TIMERS"),
-                *_reads("EVENTS"),
-                *_consumer("EVENTS", "saga-orchestrator"),
-                *_consumer("EVENTS", "saga-orchestrator", "events.>"),
-                *_consumer("SAGA_TIMERS", "saga-timeouts"),
-                *_consumer("SAGA_TIMERS", "saga-timeouts", "timeouts.saga.>"),
-            )
+        "saga": (
+            *BASE,
+            "events.saga.*",
+            "events.order.*",
+            *(f"cmd.{w}.*" for w in WORKERS),
+            "sched.saga.>",
+            f"{API}.STREAM.PURGE.SAGA_TIMERS",
+            *SNAPSHOTS,
+            *_info("EVENTS", "COMMANDS", "SAGA_TIMERS"),
+            *_reads("EVENTS"),
+            *_consume("EVENTS", "saga-orchestrator"),
+            *_consume("SAGA_TIMERS", "saga-timeouts"),
         ),
-        "operator": RolePermissions(
-            # backups acknowledge each snapshot chunk on $JS.SNAPSHOT.ACK (flow control); restores are
-            # for a provisioning identity (docs/operations.md), not the operator
-            publish=(f"{API}.>", "$KV.snapshots.>", "$JS.SNAPSHOT.ACK.>"),
-            deny_publish=(f"{API}.STREAM.DELETE.>", f"{API}.STREAM.PURGE.>", f"{API}.STREAM.RESTORE.>"),
+        "operator": (
+            *BASE,
+            *SNAPSHOTS,
+            f"{API}.STREAM.PURGE.KV_snapshots",  # eda snapshot --retain: old revisions of a key
+            *_reads("EVENTS"),
+            *_reads("COUNTERS"),
+            # backups: every stream's info, its consumers' positions and a snapshot, each chunk
+            # acknowledged on $JS.SNAPSHOT.ACK (flow control); restores are for an administrator
+            # (docs/operations.md), not the operator
+            *INTROSPECTION,
+            f"{API}.STREAM.SNAPSHOT.*",
+            "$JS.SNAPSHOT.ACK.>",
         ),
     }
     for worker, aggregates in WORKERS.items():
-        roles[worker] = RolePermissions(
-            publish=(
-                *BASE,
-                *(f"events.{aggregate}.*" for aggregate in aggregates),
-                *SNAPSHOTS,
-                *_streams("EVENTS", "COMMANDS"),
-                *_reads("EVENTS"),
-                *_consumer("COMMANDS", f"worker-{worker}", f"cmd.{worker}.>"),
-            )
+        roles[worker] = (
+            *BASE,
+            *(f"events.{aggregate}.*" for aggregate in aggregates),
+            *SNAPSHOTS,
+            *_info("EVENTS", "COMMANDS"),
+            *_reads("EVENTS"),
+            *_consume("COMMANDS", f"worker-{worker}"),
         )
+    return roles
+
+
+def role_permissions() -> dict[str, RolePermissions]:
+    """Every NATS user's permissions: the runtime roles (``api``, ``projector``, ``saga``, the workers,
+    ``operator``) and ``provision``."""
+    roles = {
+        role: RolePermissions(publish=publish, subscribe=(f"{inbox(role)}.>",), deny_publish=RUNTIME_DENY)
+        for role, publish in _runtime_roles().items()
+    }
+    roles[PROVISION] = _provisioner()
     return roles
 
 
