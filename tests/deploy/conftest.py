@@ -30,7 +30,7 @@ def installed(profile: str, install: Callable[[dict[str, Any]], dict[str, Any]])
 
 @pytest.fixture(scope="session", params=sorted(PROFILES))
 def release(request: pytest.FixtureRequest, install_chart: Callable[[dict[str, Any]], Any]) -> Installed:
-    """The chart installed with each values profile (default, production, everything on)."""
+    """The chart installed with each values profile (default, production, external servers, everything on)."""
     return installed(request.param, install_chart)
 
 
@@ -42,6 +42,11 @@ def default_release(install_chart: Callable[[dict[str, Any]], Any]) -> Installed
 @pytest.fixture(scope="session")
 def production_release(install_chart: Callable[[dict[str, Any]], Any]) -> Installed:
     return installed("production", install_chart)
+
+
+@pytest.fixture(scope="session")
+def external_release(install_chart: Callable[[dict[str, Any]], Any]) -> Installed:
+    return installed("external", install_chart)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -81,18 +82,62 @@ class Installed:
     def workloads(self) -> list[Obj]:
         return [o for o in self.objects if o.get("kind") in {"Deployment", "StatefulSet"}]
 
+    def jobs(self) -> list[Obj]:
+        """Every Job: the plain ones and the hooks (as rendered; the emulator also holds the hook Jobs
+        Helm created while installing, see ``created``)."""
+        plain = [o for o in self.kind("Job") if "helm.sh/hook" not in o["metadata"].get("annotations", {})]
+        return plain + [h for h in self.hooks if h.get("kind") == "Job"]
+
     def pod_specs(self) -> list[tuple[str, Obj]]:
-        """(name, pod spec) of every workload's template and of every hook Pod."""
-        specs = [(o["metadata"]["name"], o["spec"]["template"]["spec"]) for o in self.workloads()]
+        """(name, pod spec) of every workload's and Job's template and of every hook Pod."""
+        specs = [
+            (o["metadata"]["name"], o["spec"]["template"]["spec"]) for o in [*self.workloads(), *self.jobs()]
+        ]
         specs += [(h["metadata"]["name"], h["spec"]) for h in self.hooks if h.get("kind") == "Pod"]
         return specs
 
 
 ISSUER = {"auth": {"issuer": "https://login.example.com/realms/eda"}}  # the chart needs one (oidc)
+IMAGES = ("image", "nats.image", "postgresql.image", "jaeger.image", "tests.image")
+
+
+def digest_for_tests(reference: str) -> str:
+    """A well-formed digest for ``repository:tag`` in tests (derived from the name: NOT a real image's;
+    the chart's real digests come from ``make pin-images``)."""
+    return "sha256:" + hashlib.sha256(reference.encode()).hexdigest()
+
+
+def pinned(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with a (test) digest for every image of the chart, as production requires."""
+    defaults = load_yaml(CHART / "values.yaml")
+    pins: dict[str, Any] = {}
+    for path in IMAGES:
+        image = defaults
+        for key in path.split("."):
+            image = image[key]
+        node = pins
+        *parents, last = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = {"digest": digest_for_tests(f"{image['repository']}:{image.get('tag') or 'app'}")}
+    return deep_merge(values, pins)
+
+
+# NATS and PostgreSQL outside the chart: the Jobs are pre-install/pre-upgrade hooks.
+EXTERNAL = {
+    "nats": {"enabled": False, "externalUrl": "nats://nats.messaging.svc:4222", "auth": {"enabled": True}},
+    "postgresql": {"enabled": False},
+    "externalDatabase": {
+        "existingSecret": "eda-database",
+        "api": {"existingSecret": "eda-database-api"},
+        "projector": {"existingSecret": "eda-database-projector", "existingSecretKey": "url"},
+    },
+}
 
 PROFILES: dict[str, Callable[[], dict[str, Any]]] = {
     "default": dict,
-    "production": lambda: load_yaml(PRODUCTION_VALUES),
+    "production": lambda: pinned(load_yaml(PRODUCTION_VALUES)),
+    "external": lambda: copy.deepcopy(EXTERNAL),
     "full": lambda: {
         "config": {"uiEnabled": True},
         "jaeger": {"enabled": True},

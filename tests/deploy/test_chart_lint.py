@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from deploytools import CHART, ISSUER, PRODUCTION_VALUES, deep_merge, load_yaml
+from deploytools import CHART, ISSUER, PRODUCTION_VALUES, deep_merge, load_yaml, pinned
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -52,7 +52,7 @@ def test_lint_with_auth_disabled(tmp_path: Path) -> None:
 
 
 def test_lint_production_values(tmp_path: Path) -> None:
-    result = lint_with(tmp_path, load_yaml(PRODUCTION_VALUES))
+    result = lint_with(tmp_path, pinned(load_yaml(PRODUCTION_VALUES)))
     assert not problems(result), result
     assert not result.get("Errors"), result
 

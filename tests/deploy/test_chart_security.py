@@ -4,6 +4,7 @@ into every role. The rendered server config is checked by a real ``nats-server -
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -11,6 +12,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from deploytools import CHART, Installed, Obj
 
 from app.deploy.natsauth import password_variable, permissions_document
@@ -63,8 +68,12 @@ def test_auth_gives_every_role_its_user_from_a_secret(profile: str, request: pyt
         env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
         assert env["EDA_NATS_USER"] == user, role
         assert env["EDA_NATS_PASSWORD"] == {"secretKeyRef": {"name": "eda-nats-auth", "key": user}}, role
-        for init in deployment["spec"]["template"]["spec"].get("initContainers", []):
-            assert "EDA_NATS_PASSWORD" not in env_of(init)  # `eda migrate` does not talk to NATS
+    jobs = {j["metadata"]["labels"]["app.kubernetes.io/component"]: j for j in release.jobs()}
+    provision = env_of(jobs["provision"]["spec"]["template"]["spec"]["containers"][0])
+    assert provision["EDA_NATS_USER"] == "provision"
+    assert provision["EDA_NATS_PASSWORD"] == {"secretKeyRef": {"name": "eda-nats-auth", "key": "provision"}}
+    migrate = env_of(jobs["migrate"]["spec"]["template"]["spec"]["containers"][0])
+    assert "EDA_NATS_PASSWORD" not in migrate  # `eda migrate` does not talk to NATS
     secret = release.get("Secret", "eda-nats-auth")
     assert sorted(secret["data"]) == sorted(permissions_document())
 
@@ -109,9 +118,39 @@ def test_tls_mounts_the_certificates(full_release: Installed) -> None:
         }
 
 
+def _self_signed(directory: Path) -> None:
+    """tls.crt, tls.key and ca.crt (the same self-signed certificate) for ``nats-server -t``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "eda-nats")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (directory / "tls.crt").write_bytes(pem)
+    (directory / "ca.crt").write_bytes(pem)
+    (directory / "tls.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+def test_production_turns_tls_and_auth_on(production_release: Installed) -> None:
+    conf = nats_conf(production_release)
+    assert "authorization {" in conf
+    assert 'cert_file: "/etc/nats-tls/tls.crt"' in conf
+    api = production_release.get("Deployment", "eda-api")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(api)["EDA_NATS_TLS_CA"] == "/etc/eda/nats-tls/ca.crt"
+
+
 def test_rendered_config_is_accepted_by_nats_server(production_release: Installed, tmp_path: Path) -> None:
     conf = tmp_path / "nats.conf"
-    conf.write_text(nats_conf(production_release).replace("/data/jetstream", str(tmp_path / "js")))
+    _self_signed(tmp_path)
+    rendered = nats_conf(production_release).replace("/data/jetstream", str(tmp_path / "js"))
+    conf.write_text(rendered.replace("/etc/nats-tls/", f"{tmp_path}/"))
     env = {**os.environ, "POD_NAME": "eda-nats-0"}
     env |= {password_variable(role): f"pw-{role}" for role in permissions_document()}
     proc = subprocess.run(

@@ -42,12 +42,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* The eda image (every role, the Jobs). */}}
 {{- define "eda.image" -}}
-{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
-{{- if .Values.image.digest -}}
-{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- $image := merge (dict "tag" (default .Chart.AppVersion .Values.image.tag)) .Values.image -}}
+{{- include "eda.imageRef" (dict "ctx" . "image" $image "what" "image") -}}
+{{- end }}
+
+{{/* An image reference: repository:tag@digest (the digest is what the kubelet pulls; the tag stays for
+readability), or repository:tag without a digest — refused when images.requireDigest is true.
+Call with (dict "ctx" $ "image" .Values.nats.image "what" "nats.image"). */}}
+{{- define "eda.imageRef" -}}
+{{- $digest := .image.digest | default "" -}}
+{{- if $digest -}}
+{{- if not (regexMatch "^sha256:[0-9a-f]{64}$" $digest) -}}
+{{- fail (printf "%s.digest must be sha256:<64 hex digits>, got %q" .what $digest) -}}
+{{- end -}}
+{{ .image.repository }}:{{ .image.tag }}@{{ $digest }}
+{{- else if .ctx.Values.images.requireDigest -}}
+{{- fail (printf "%s (%s:%s) has no digest and images.requireDigest is true: pin it (`make pin-images`, docs/kubernetes.md)" .what .image.repository .image.tag) -}}
 {{- else -}}
-{{ .Values.image.repository }}:{{ $tag }}
+{{ .image.repository }}:{{ .image.tag }}
 {{- end -}}
 {{- end }}
 
@@ -57,6 +71,11 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "eda.operatorServiceAccountName" -}}
 {{ include "eda.fullname" . }}-operator
+{{- end }}
+
+{{/* The one namespace the operator watches unless operator.clusterWide: watchNamespace or the release's. */}}
+{{- define "eda.operatorNamespace" -}}
+{{- default .Release.Namespace .Values.operator.watchNamespace -}}
 {{- end }}
 
 {{/* NATS client URLs: every bundled pod through the headless Service, or the external URL. */}}
@@ -83,6 +102,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end }}
 
+{{/* The owner's DSN (migrations, the operator's rebuilds): the bundled Secret or externalDatabase's. */}}
 {{- define "eda.databaseSecretName" -}}
 {{- if .Values.postgresql.enabled -}}
 {{ include "eda.fullname" . }}-postgresql
@@ -104,12 +124,40 @@ database-url
 eda_{{ . }}_login
 {{- end }}
 
-{{/* "true" when the role (call with (dict "ctx" $ "role" "api")) connects as its own login user. */}}
+{{/* "true" when the bundled PostgreSQL gives the role (call with (dict "ctx" $ "role" "api")) a login of
+its own (created by the migrate Job's db-setup step). */}}
 {{- define "eda.roleUser" -}}
 {{- $pg := .ctx.Values.postgresql }}
 {{- if and $pg.enabled $pg.roleUsers.enabled (has .role (list "api" "projector")) -}}
 true
 {{- end -}}
+{{- end }}
+
+{{/* Which database credentials a role gets: "owner" (DDL: migrate, the operator's rebuilds), "role"
+(api, projector: their own login), "" (saga, workers, provision: no database at all). */}}
+{{- define "eda.databaseAccess" -}}
+{{- if has .role (list "migrate" "operator") -}}
+owner
+{{- else if has .role (list "api" "projector") -}}
+role
+{{- end -}}
+{{- end }}
+
+{{/* The EDA_DATABASE_URL secretKeyRef of a role; call with (dict "ctx" $ "role" "api"). */}}
+{{- define "eda.databaseSecretRef" -}}
+{{- $v := .ctx.Values }}
+{{- $access := include "eda.databaseAccess" . }}
+{{- if and (eq $access "role") (include "eda.roleUser" .) }}
+name: {{ include "eda.fullname" .ctx }}-postgresql-roles
+key: {{ .role }}-database-url
+{{- else if and (eq $access "role") (not $v.postgresql.enabled) (not $v.externalDatabase.shareOwnerLogin) }}
+{{- $ref := index $v.externalDatabase .role }}
+name: {{ required (printf "externalDatabase.%s.existingSecret is required (the %s's own login; or set externalDatabase.shareOwnerLogin=true, not recommended)" .role .role) $ref.existingSecret }}
+key: {{ $ref.existingSecretKey }}
+{{- else }}
+name: {{ include "eda.databaseSecretName" .ctx }}
+key: {{ include "eda.databaseSecretKey" .ctx }}
+{{- end }}
 {{- end }}
 
 {{- define "eda.otlpEndpoint" -}}
@@ -139,18 +187,16 @@ http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.ot
 - name: EDA_NATS_TLS_CA
   value: /etc/eda/nats-tls/ca.crt
 {{- end }}
+{{- if include "eda.databaseAccess" . }}
 - name: EDA_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      {{- if include "eda.roleUser" . }}
-      name: {{ include "eda.fullname" .ctx }}-postgresql-roles
-      key: {{ .role }}-database-url
-      {{- else }}
-      name: {{ include "eda.databaseSecretName" .ctx }}
-      key: {{ include "eda.databaseSecretKey" .ctx }}
-      {{- end }}
+      {{- include "eda.databaseSecretRef" . | nindent 6 }}
+{{- end }}
+{{- if eq .role "provision" }}
 - name: EDA_STREAM_REPLICAS
   value: {{ include "eda.streamReplicas" .ctx | quote }}
+{{- end }}
 - name: EDA_SNAPSHOT_EVERY
   value: {{ $v.config.snapshotEvery | quote }}
 - name: EDA_PAYMENT_DECLINE_ABOVE
@@ -199,84 +245,11 @@ http://{{ include "eda.fullname" . }}-jaeger:{{ ternary 4317 4318 (eq .Values.ot
 {{- end }}
 {{- end }}
 
-{{/* The `eda migrate` initContainer (as the owner), then, for a role with its own database login
-(call with (dict "ctx" $ "role" "api")), the `db-user` initContainer creating that login. */}}
-{{- define "eda.migrateInitContainer" -}}
-{{- $role := .role }}
-{{- $roleUser := include "eda.roleUser" . }}
-{{- with .ctx }}
-{{- if or .Values.migrations.initContainer $roleUser }}
-initContainers:
-{{- end }}
-{{- if .Values.migrations.initContainer }}
-  - name: migrate
-    image: {{ include "eda.image" . }}
-    imagePullPolicy: {{ .Values.image.pullPolicy }}
-    args: ["migrate"]
-    env:
-      {{- include "eda.env" (dict "ctx" . "role" "migrate") | nindent 6 }}
-    securityContext:
-      {{- toYaml .Values.securityContext | nindent 6 }}
-    resources:
-      requests: {cpu: 50m, memory: 64Mi}
-      limits: {cpu: 500m, memory: 256Mi}
-    volumeMounts:
-      - name: tmp
-        mountPath: /tmp
-{{- end }}
-{{- if $roleUser }}
-  - name: db-user
-    image: "{{ .Values.postgresql.image.repository }}:{{ .Values.postgresql.image.tag }}"
-    imagePullPolicy: {{ .Values.postgresql.image.pullPolicy }}
-    command: ["sh", "-c"]
-    args:
-      - >-
-        for i in 1 2 3 4 5; do
-        psql -X -v ON_ERROR_STOP=1 -v login="$EDA_LOGIN" -v grp="$EDA_GROUP" -f /etc/eda/sql/role-user.sql && exit 0;
-        sleep 2; done; exit 1
-    env:
-      - name: PGHOST
-        value: {{ include "eda.fullname" . }}-postgresql
-      - name: PGPORT
-        value: "5432"
-      - name: PGUSER
-        value: {{ .Values.postgresql.auth.username | quote }}
-      - name: PGDATABASE
-        value: {{ .Values.postgresql.auth.database | quote }}
-      - name: PGPASSWORD
-        valueFrom:
-          secretKeyRef:
-            name: {{ include "eda.fullname" . }}-postgresql
-            key: password
-      - name: EDA_LOGIN
-        value: {{ include "eda.databaseLogin" $role | quote }}
-      - name: EDA_GROUP
-        value: {{ printf "eda_%s" $role | quote }}
-      - name: EDA_LOGIN_PASSWORD
-        valueFrom:
-          secretKeyRef:
-            name: {{ include "eda.fullname" . }}-postgresql-roles
-            key: {{ $role }}-password
-    securityContext:
-      {{- toYaml .Values.securityContext | nindent 6 }}
-    resources:
-      requests: {cpu: 10m, memory: 32Mi}
-      limits: {cpu: 200m, memory: 128Mi}
-    volumeMounts:
-      - name: tmp
-        mountPath: /tmp
-      - name: db-user-sql
-        mountPath: /etc/eda/sql
-        readOnly: true
-{{- end }}
-{{- end }}
-{{- end }}
-
 {{/*
 A Deployment of one eda role. Call with (dict "ctx" $ "component" "projector" "role" "projector"
 "args" (list "projector") "spec" .Values.projector "port" 8081 "portName" "health" "hpa" false
-"serviceAccount" name "automountToken" false "strategy" "RollingUpdate" "migrate" true); "metricsPort"
-when /metrics is served on another port than "port" (the operator's; a second port named "metrics").
+"serviceAccount" name "automountToken" false "strategy" "RollingUpdate"); "metricsPort" when /metrics is
+served on another port than "port" (the operator's; a second port named "metrics").
 */}}
 {{- define "eda.deployment" -}}
 {{- $ctx := .ctx }}
@@ -316,7 +289,7 @@ spec:
         {{- /* Over the values behind the database Secrets, not their rendering: a generated password would
         make the hash random on every `helm template` (GitOps diffs, pointless restarts). Quoted: a hash
         prefix of only digits would otherwise be a YAML number. */}}
-        checksum/config: {{ toYaml (dict "postgresql" (pick $ctx.Values.postgresql "enabled" "auth" "roleUsers") "externalDatabase" $ctx.Values.externalDatabase) | sha256sum | trunc 16 | quote }}
+        checksum/config: {{ toYaml (dict "postgresql" (pick $ctx.Values.postgresql "enabled" "auth" "roleUsers") "externalDatabase" $ctx.Values.externalDatabase "nats" (pick $ctx.Values.nats "auth" "tls")) | sha256sum | trunc 16 | quote }}
         {{- if $ctx.Values.monitoring.scrapeAnnotations }}
         {{- /* for a Prometheus without the Operator (the kubernetes-pods scrape job) */}}
         prometheus.io/scrape: "true"
@@ -337,9 +310,6 @@ spec:
       securityContext:
         {{- toYaml $ctx.Values.podSecurityContext | nindent 8 }}
       terminationGracePeriodSeconds: {{ include "eda.terminationGrace" (dict "ctx" $ctx "role" .role) }}
-      {{- if .migrate }}
-      {{- include "eda.migrateInitContainer" (dict "ctx" $ctx "role" .role) | nindent 6 }}
-      {{- end }}
       containers:
         - name: {{ .component }}
           image: {{ include "eda.image" $ctx }}
@@ -404,11 +374,6 @@ spec:
             sizeLimit: 256Mi
         {{- with .extraVolumes }}
         {{- toYaml . | nindent 8 }}
-        {{- end }}
-        {{- if and .migrate (include "eda.roleUser" (dict "ctx" $ctx "role" .role)) }}
-        - name: db-user-sql
-          configMap:
-            name: {{ include "eda.fullname" $ctx }}-postgresql-roles
         {{- end }}
         {{- if $ctx.Values.nats.tls.enabled }}
         - name: nats-tls-ca
@@ -530,4 +495,25 @@ auth.mode=disabled, so no release serves the API unauthenticated by omission. */
 {{- end }}
 - name: EDA_AUTH_OPEN_ENDPOINTS
   value: {{ join "," $a.openEndpoints | quote }}
+{{- end }}
+
+{{/* "true" when the provision and migrate Jobs are Helm hooks (jobs.helmHooks: true, or "auto" with
+external NATS and PostgreSQL); else they are plain Jobs named per revision. */}}
+{{- define "eda.jobsAsHooks" -}}
+{{- $mode := toString .Values.jobs.helmHooks -}}
+{{- if eq $mode "true" -}}
+true
+{{- else if and (eq $mode "auto") (not .Values.nats.enabled) (not .Values.postgresql.enabled) -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/* A Job's name; call with (dict "ctx" $ "job" "migrate"). Plain Jobs carry the revision: a Job's pod
+template cannot change, and each release runs its own. */}}
+{{- define "eda.jobName" -}}
+{{- if include "eda.jobsAsHooks" .ctx -}}
+{{ include "eda.fullname" .ctx }}-{{ .job }}
+{{- else -}}
+{{ include "eda.fullname" .ctx }}-{{ .job }}-{{ .ctx.Release.Revision }}
+{{- end -}}
 {{- end }}

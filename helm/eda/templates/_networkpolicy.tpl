@@ -13,9 +13,13 @@
       protocol: TCP
 {{- end }}
 
-{{/* Egress of an eda role to NATS, PostgreSQL and the OTLP collector (bundled or external). */}}
+{{/* Egress of an eda pod to NATS, PostgreSQL (roles with a database URL only) and the OTLP collector
+(bundled or external); call with (dict "ctx" $ "component" "api"). */}}
 {{- define "eda.networkPolicy.backendEgress" -}}
+{{- $component := .component -}}
+{{- with .ctx -}}
 {{- $np := .Values.networkPolicy -}}
+{{- if ne $component "migrate" }}
 {{- if .Values.nats.enabled }}
 - to:
     - podSelector:
@@ -34,6 +38,8 @@
     - port: {{ .Values.nats.externalPort }}
       protocol: TCP
 {{- end }}
+{{- end }}
+{{- if include "eda.databaseAccess" (dict "role" (trimPrefix "worker-" $component)) }}
 {{- if .Values.postgresql.enabled }}
 - to:
     - podSelector:
@@ -51,6 +57,7 @@
   ports:
     - port: {{ .Values.externalDatabase.port }}
       protocol: TCP
+{{- end }}
 {{- end }}
 {{- if .Values.jaeger.enabled }}
 - to:
@@ -75,5 +82,6 @@
       protocol: TCP
     - port: 443
       protocol: TCP
+{{- end }}
 {{- end }}
 {{- end }}
