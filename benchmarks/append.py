@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nats
 
+from app.deploy.provision import provision
 from app.dev.nats import embedded_nats
 from app.domain.order import ORDER, OrderCreated, OrderPaid
 from app.domain.registry import all_event_types
@@ -105,6 +106,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         async with embedded_nats(Path(tmp)) as server:
             nc = await nats.connect(server.url, pending_size=256 * 1024 * 1024)
+            await provision(nc, 1)
             store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
             snaps = await SnapshotStore.open(nc.jetstream())
             a = await one_aggregate(store, args.events)

@@ -39,6 +39,7 @@ from app.backup import mirror as mirrors
 from app.backup.restore import RestoreRequest, restore
 from app.backup.take import BackupRequest, take_backup
 from app.backup.verify import verify
+from app.deploy.provision import provision
 from app.dev.nats import NatsServer, embedded_nats
 from app.dev.postgres import embedded_postgres
 from app.dev.process import free_port
@@ -48,6 +49,8 @@ from app.eventstore.jetstream import JetStreamEventStore
 from app.readmodel import db
 from app.readmodel.migrations import migrate_dsn
 from app.readmodel.rebuild import Rebuild, RebuildRequest
+from app.runtime.bootstrap import prepare
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,6 +66,7 @@ async def throughput(events: int, restore_sync: str) -> dict[str, float]:
         os.chmod(base, 0o711)  # reachable by the postgres system user when run as root
         async with embedded_nats(base / "nats") as server, embedded_postgres(base / "pg") as pg:
             nc = await nats.connect(server.url)
+            await provision(nc, 1)
             store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
             await migrate_dsn(pg.dsn, "readmodel")
             seeded = await seed_orders(store, 1, int(events / 3.8) + 1, concurrency=8)
@@ -117,7 +121,7 @@ async def mirror_lag(clients: int, seconds: float, warmup: float) -> dict[str, f
         os.chmod(base, 0o711)
         async with primary_and_dr(base) as (primary, dr), embedded_postgres(base / "pg") as pg:
             nc, mnc = await nats.connect(primary.url), await nats.connect(dr.url)
-            await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
+            await prepare(Settings(nats_url=primary.url, database_url=pg.dsn))  # type: ignore[arg-type]
             await mirrors.create_mirror(mnc, "EVENTS", "primary", 1)
             env = (
                 dict(os.environ)

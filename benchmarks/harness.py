@@ -21,6 +21,8 @@ import asyncpg
 
 from app.dev.process import free_port
 from app.dev.stack import embedded_stack
+from app.runtime.bootstrap import prepare
+from app.settings import Settings
 
 EDA = str(Path(sys.executable).parent / "eda")
 
@@ -195,6 +197,7 @@ async def running_system(
         data = Path(tmp)
         os.chmod(data, 0o711)  # reachable by the postgres system user when run as root
         async with embedded_stack(data) as (nats, pg):
+            await prepare(Settings(nats_url=nats.url, database_url=pg.dsn))  # type: ignore[arg-type]
             ports = [free_port() for _ in range(api_replicas)]
             env = (
                 dict(os.environ)

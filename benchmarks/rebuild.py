@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nats
 
+from app.deploy.provision import provision
 from app.dev.nats import embedded_nats
 from app.dev.postgres import embedded_postgres
 from app.domain.registry import all_event_types
@@ -43,6 +44,7 @@ async def main(events: int, batch_size: int) -> dict[str, float | int | str]:
         os.chmod(base, 0o711)  # reachable by the postgres system user when run as root
         async with embedded_nats(base / "nats") as server, embedded_postgres(base / "pg", fast=True) as pg:
             nc = await nats.connect(server.url)
+            await provision(nc, 1)
             store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
             await migrate_dsn(pg.dsn, "readmodel")
             pool = await db.create_pool(pg.dsn, size=4)

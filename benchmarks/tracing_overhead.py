@@ -42,6 +42,8 @@ from harness import pct
 
 from app.dev.process import free_port
 from app.dev.stack import embedded_stack
+from app.runtime.bootstrap import prepare
+from app.settings import Settings
 
 EDA = str(Path(sys.executable).parent / "eda")
 TARGET_THROUGHPUT = 0.10  # ratio's creates/s within 10 % of off
@@ -176,6 +178,7 @@ async def main(rounds: int, seconds: float, clients: int) -> dict[str, object]:
         with tempfile.TemporaryDirectory(prefix="eda-bench-") as tmp:
             os.chmod(tmp, 0o711)  # reachable by the postgres system user when run as root
             async with embedded_stack(Path(tmp)) as (nats, pg):
+                await prepare(Settings(nats_url=nats.url, database_url=pg.dsn))  # type: ignore[arg-type]
                 base = dict(os.environ) | {
                     "EDA_NATS_URL": nats.url,
                     "EDA_DATABASE_URL": pg.dsn,
