@@ -68,6 +68,10 @@ async def filled(nc: NATS, store: JetStreamEventStore, readmodel_dsn: str) -> di
     return await fill(nc, store, readmodel_dsn, ORDERS)
 
 
+def _nonempty(states: dict[str, tuple[int, int, int]]) -> dict[str, tuple[int, int, int]]:
+    return {k: (v if v[2] else (0, v[1], 0)) for k, v in states.items()}
+
+
 async def test_round_trip_refusals_and_continuing_ids(
     nc: NATS, store: JetStreamEventStore, readmodel_dsn: str, filled: dict[str, object], short_tmp: Path
 ) -> None:
@@ -77,16 +81,18 @@ async def test_round_trip_refusals_and_continuing_ids(
     backup = short_tmp / "b1"
     manifest = await run_backup(settings, BackupOptions(backup), quiet_console())
     assert manifest.cut_sequence == len(before_events) == filled["events"]
-    assert [s.name for s in manifest.streams] == [
+    assert [s.name for s in manifest.streams] == [  # all provisioned (js_clean), DLQ empty
         "KV_snapshots",
         "COMMANDS",
         "EVENTS",
         "SAGA_TIMERS",
+        "DLQ",
         "COUNTERS",
     ]
-    assert manifest.absent_streams == ["DLQ"]
+    assert manifest.absent_streams == []
     assert manifest.order_id_counter == ORDERS
-    assert {c.name: c.ack_floor for c in manifest.stream("EVENTS").consumers} == {"halfway": halfway}  # type: ignore[union-attr]
+    consumers = {c.name: c.ack_floor for c in manifest.stream("EVENTS").consumers}  # type: ignore[union-attr]
+    assert consumers == {"halfway": halfway, "saga-orchestrator": 0}
     assert {t.name: t.rows for t in manifest.postgres.tables} == {
         "idempotency_keys": 2,
         "maintenance_runs": 0,
@@ -103,7 +109,8 @@ async def test_round_trip_refusals_and_continuing_ids(
     report = await run_restore(settings, backup, quiet_console(), rebuild=False)
     after = await stream_states(nc)
     counter = after.pop("COUNTERS")
-    assert after == {k: v for k, v in before_states.items() if k != "COUNTERS"}
+    # an empty stream (DLQ) restores empty: its first sequence reads 1 after a restore, 0 when created
+    assert _nonempty(after) == _nonempty({k: v for k, v in before_states.items() if k != "COUNTERS"})
     assert counter[1] == before_states["COUNTERS"][1] + 1  # one increment raised it (below)
     assert await raw_events(store) == before_events  # same sequences, subjects, headers, stored times
     assert (await nc.jetstream().consumer_info("EVENTS", "halfway")).ack_floor.stream_seq == halfway
@@ -124,7 +131,7 @@ async def test_round_trip_refusals_and_continuing_ids(
     again = await run_restore(settings, backup, quiet_console(), force=True, rebuild=False, skip_ids=100)
     assert again.counter is not None
     assert again.counter.after == ORDERS + 50 + 100  # ids possibly handed out after the cut stay unused
-    assert set(again.replaced) == {"EVENTS", "KV_snapshots", "COMMANDS", "SAGA_TIMERS", "COUNTERS"}
+    assert set(again.replaced) == {"EVENTS", "KV_snapshots", "COMMANDS", "SAGA_TIMERS", "DLQ", "COUNTERS"}
     assert await raw_events(store) == before_events
 
 
@@ -185,6 +192,7 @@ async def test_backup_of_an_unmigrated_or_empty_system_is_refused_cleanly(
 ) -> None:
     settings = Settings(nats_url=nc.connected_url.geturl(), database_url=SecretStr(readmodel_dsn))  # type: ignore[union-attr]
     await migrate_dsn(readmodel_dsn, "readmodel")
+    await nc.jetstream().delete_stream("EVENTS")  # js_clean provisioned it: a system never provisioned
     target = short_tmp / "none"
     with pytest.raises(Exception, match="EVENTS does not exist"):
         await run_backup(settings, BackupOptions(target), quiet_console())
