@@ -1,7 +1,9 @@
 """PostgreSQL least privilege (migrations ``0003_roles.sql`` and ``0004_readmodel_grants.sql``): login
 users in ``eda_projector`` and ``eda_api`` get exactly their privileges; the projector applies events
 under its own user; grants survive a rebuild's schema swap and cover tables added later; every role's
-start-up ``migrate`` works without DDL rights once the migrator has run."""
+start-up ``migrate`` works without DDL rights once the migrator has run; the roles never migrate: the API
+waits (saying what to run) until `eda migrate` has applied every migration, and checks it as its own
+login."""
 
 from __future__ import annotations
 
@@ -17,16 +19,24 @@ import asyncpg
 import pytest
 from nats.aio.client import Client as NATS
 
+from app.api.main import create_app
 from app.domain.order import ORDER, CreateOrder, MarkOrderPaid, OrderItem
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import JetStreamEventStore
 from app.readmodel import db
-from app.readmodel.migrations import create_readmodel_schema, migrate, migrate_dsn
+from app.readmodel.migrations import (
+    SchemaNotMigrated,
+    create_readmodel_schema,
+    migrate,
+    migrate_dsn,
+    require_schema,
+)
 from app.readmodel.projector import Projector
 from app.readmodel.queries import get_order
 from app.service.handler import CommandHandler
+from app.settings import Settings
 from tests.support.eventually import eventually
 
 SCHEMA = "readmodel"
@@ -137,6 +147,10 @@ async def test_api_reads_orders_and_writes_idempotency_keys_only(logins: Logins)
             f"DROP TABLE {SCHEMA}.orders",
             "DROP TABLE eda.idempotency_keys",
             "ALTER TABLE eda.idempotency_keys ADD COLUMN evil text",
+            # no DDL anywhere: not in public (PostgreSQL >= 15 revokes CREATE there), no schema of its own
+            "CREATE TABLE public.evil (x int)",
+            "CREATE SCHEMA evil",
+            "CREATE TABLE eda.evil (x int)",
         ):
             with pytest.raises(DENIED):
                 await conn.execute(statement)
@@ -206,3 +220,37 @@ async def test_projector_applies_events_as_eda_projector(logins: Logins, nc: NAT
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await store.close()
+
+
+async def test_require_schema_names_what_is_missing_and_works_as_the_api_login(
+    fresh_db: str, logins: Logins
+) -> None:
+    with pytest.raises(SchemaNotMigrated, match=r"run `eda migrate`"):
+        await require_schema(fresh_db.rsplit("/", 1)[0] + "/postgres", SCHEMA)  # never migrated
+    await require_schema(logins.api, SCHEMA)  # `logins` migrated it: SELECT on schema_migrations suffices
+    with pytest.raises(SchemaNotMigrated, match="0002_readmodel_orders"):
+        await require_schema(logins.api, "readmodel_other")  # another read-model schema: not migrated
+
+
+async def test_the_api_waits_for_the_migrate_job_then_starts(
+    nats_url: str, js_clean: None, fresh_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A role started before the chart's migrate Job finished: it waits, saying why, and starts after."""
+    app = create_app(Settings(nats_url=nats_url, database_url=fresh_db, auth_mode="disabled"))  # type: ignore[arg-type]
+    started = asyncio.Event()
+
+    async def lifespan() -> None:
+        async with app.router.lifespan_context(app):
+            started.set()
+
+    task = asyncio.create_task(lifespan())
+    try:
+        await asyncio.sleep(1.5)
+        assert not started.is_set()
+        assert not task.done()
+        assert "database schema not migrated" in caplog.text
+        assert "run `eda migrate`" in caplog.text
+        await migrate_dsn(fresh_db, SCHEMA)
+        await asyncio.wait_for(started.wait(), 15)
+    finally:
+        await asyncio.wait_for(task, 15)
