@@ -35,6 +35,8 @@ import aiohttp
 
 from app.dev.process import free_port, stop_all
 from app.dev.stack import embedded_stack
+from app.runtime.bootstrap import prepare
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARD = ROOT / "helm" / "eda" / "files" / "dashboards" / "eda.json"
@@ -118,6 +120,7 @@ async def load(session: aiohttp.ClientSession, api: str, seconds: float, rate: f
 async def running(seconds: float, rate: float, tmp: Path) -> AsyncIterator[tuple[str, float, float]]:
     """The system under load and Prometheus scraping it; yields (Prometheus URL, start, end)."""
     async with embedded_stack(tmp) as (nats, pg):
+        await prepare(Settings(nats_url=nats.url, database_url=pg.dsn))
         api_port, prom_port = free_port(), free_port()
         ports = {"api": api_port} | {role: free_port() for role in ROLES}
         base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | {

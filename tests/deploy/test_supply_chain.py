@@ -20,9 +20,7 @@ import yaml
 from deploytools import CHART, ROOT
 from packaging.requirements import Requirement
 
-sys.path.insert(0, str(ROOT / "tools"))
-import audit
-import pin_images
+from tools import audit, pin_images
 
 pytestmark = pytest.mark.timeout(300)
 
