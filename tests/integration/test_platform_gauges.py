@@ -11,7 +11,6 @@ from nats.js.api import StreamConfig
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.eventstore.consumer import ensure_consumer
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import ensure_stream
 from app.ops.gauges import PlatformGauges
@@ -35,8 +34,7 @@ async def test_gauges_match_jetstream(nc: NATS) -> None:
     for i in range(5):
         await js.publish("limited.x", b"x" * 100, headers={"Nats-Msg-Id": f"m{i}"})
     await js.add_consumer("LIMITED", durable_name="reader", filter_subject="limited.>")
-    await ensure_stream(js, timeouts.timers_stream_config(1))
-    await ensure_consumer(js, timeouts.TIMERS_STREAM, timeouts.timeouts_consumer_config())
+    # SAGA_TIMERS and its consumer: provisioned (js_clean), as `eda provision` makes them
     later = datetime.now(UTC) + timedelta(minutes=5)
     await timeouts.arm(js, 7, later, "t", Metadata(correlation_id="c"))
     await js.publish("timeouts.saga.8.due", b"", headers={"Nats-Msg-Id": "fired-8"})

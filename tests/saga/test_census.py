@@ -9,18 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 from nats.aio.client import Client as NATS
 
-from app.eventstore.consumer import ensure_consumer
 from app.eventstore.envelope import Metadata
-from app.eventstore.jetstream import ensure_stream
+from app.eventstore.required import require_consumer
 from app.saga import census, timeouts
 
 META = Metadata(correlation_id="c")
 
 
 async def _timers(nc: NATS) -> None:
-    js = nc.jetstream()
-    await ensure_stream(js, timeouts.timers_stream_config(1))
-    await ensure_consumer(js, timeouts.TIMERS_STREAM, timeouts.timeouts_consumer_config())
+    """The timer stream and the saga's consumer, as `eda provision` made them (js_clean provisions)."""
+    await require_consumer(nc.jetstream(), timeouts.TIMERS_STREAM, timeouts.TIMEOUTS_CONSUMER)
 
 
 async def test_no_saga_ever_ran_is_an_empty_census(nc: NATS) -> None:
