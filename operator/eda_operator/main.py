@@ -39,11 +39,17 @@ async def serve(namespace: str | None = None, *, health_port: int | None = HEALT
         return {}  # readiness is kopf's liveness endpoint; this server is for /metrics
 
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port is not None else None
+    # One namespace (the chart's default, with a Role there): no cluster-wide listing or watching of
+    # namespaces and CRDs, which a Role forbids (kopf would log 403 warnings, then fall back to exactly
+    # this namespace anyway); the custom resources are still discovered once at start-up.
+    kopf_settings = kopf.OperatorSettings()
+    kopf_settings.scanning.disabled = namespace is not None
     asyncio.get_running_loop().set_exception_handler(_unless_login_error)
     try:
         async with serve_health(settings.health_port, checks):
             await kopf.operator(
                 registry=registry,
+                settings=kopf_settings,
                 clusterwide=namespace is None,
                 namespaces=[namespace] if namespace else (),
                 standalone=True,
