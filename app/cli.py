@@ -56,20 +56,29 @@ def infra(
     cluster: Annotated[
         int, typer.Option("--cluster", min=0, max=5, help="Run N clustered NATS nodes (e.g. 3).")
     ] = 0,
+    bare: Annotated[
+        bool,
+        typer.Option(
+            "--bare",
+            help="Servers only: no streams, consumers or schema (as before a release's Jobs ran; "
+            "eda provision and eda migrate add them).",
+        ),
+    ] = False,
 ) -> None:
-    """Run only the embedded NATS JetStream and PostgreSQL servers, provisioned and migrated; print
-    their URLs, then wait."""
+    """Run only the embedded NATS JetStream and PostgreSQL servers, provisioned and migrated (unless
+    --bare); print their URLs, then wait."""
     import asyncio
 
     with _one_line_errors("infra", OSError):
         if cluster > 1:
             from app.dev.cluster import serve_cluster_infra
 
-            asyncio.run(serve_cluster_infra(data_dir, cluster, _prepare(min(cluster, 5))))
+            prepared = None if bare else _prepare(min(cluster, 5))
+            asyncio.run(serve_cluster_infra(data_dir, cluster, prepared))
             return
         from app.dev.stack import serve_infra
 
-        asyncio.run(serve_infra(data_dir, _prepare()))
+        asyncio.run(serve_infra(data_dir, None if bare else _prepare()))
 
 
 def _prepare(replicas: int | None = None) -> Callable[[str, str], Awaitable[None]]:

@@ -102,11 +102,15 @@ async def test_eda_infra_prints_urls_and_stops_on_sigint(short_tmp: Path) -> Non
         assert env["EDA_DATABASE_URL"].startswith("postgresql://postgres@127.0.0.1:")
 
         nc = await nats.connect(env["EDA_NATS_URL"])
-        await nc.jetstream().account_info()
-        await nc.close()
+        try:  # provisioned before the URLs are printed: roles started against it find their streams
+            assert (await nc.jetstream().stream_info("EVENTS")).config.num_replicas == 1
+        finally:
+            await nc.close()
         conn = await asyncpg.connect(env["EDA_DATABASE_URL"])
-        assert await conn.fetchval("select 1") == 1
-        await conn.close()
+        try:  # and migrated
+            assert await conn.fetchval("SELECT to_regclass('readmodel.orders') IS NOT NULL")
+        finally:
+            await conn.close()
 
         pg_pid = int((short_tmp / "pg" / "postmaster.pid").read_text().split()[0])
         assert _pid_alive(pg_pid)

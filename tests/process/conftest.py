@@ -1,7 +1,8 @@
-"""Fixtures of the process-level tests: ``eda infra --cluster 3`` run once per session as a process (a
-3-node JetStream cluster and a PostgreSQL of its own, as a developer starts them) — the chart's roles
-run against it (the chart's defaults want 3 stream replicas), and its own test checks what it printed
-and that SIGINT stops it cleanly."""
+"""Fixtures of the process-level tests: ``eda infra --cluster 3 --bare`` run once per session as a process
+(a 3-node JetStream cluster and a PostgreSQL of its own, as a developer starts them, with nothing
+provisioned or migrated: that is the chart's Jobs' work) — the chart's Jobs and roles run against it
+(the chart's defaults want 3 stream replicas), and its own test checks what it printed and that SIGINT
+stops it cleanly."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from process.procs import EDA, stop, tail
 
 @dataclass
 class Infra:
-    """A running ``eda infra --cluster 3``: what it printed, its process and data dir."""
+    """A running ``eda infra --cluster 3 --bare``: what it printed, its process and data dir."""
 
     printed: dict[str, str]
     lines: list[str]
@@ -52,7 +53,7 @@ async def _read_lines(proc: subprocess.Popen[bytes], count: int, timeout: float)
 def _start(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as err:
         return subprocess.Popen(
-            [EDA, "infra", "--cluster", "3", "--data-dir", str(data_dir)],
+            [EDA, "infra", "--cluster", "3", "--bare", "--data-dir", str(data_dir)],
             env=dict(os.environ),
             stdout=subprocess.PIPE,
             stderr=err,
@@ -61,7 +62,7 @@ def _start(data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
 
 @pytest.fixture(scope="session")
 async def infra_cluster() -> AsyncIterator[Infra]:
-    """``eda infra --cluster 3`` (stdout parsed, stderr to a log); stopped with SIGINT, exit code 0."""
+    """``eda infra --cluster 3 --bare`` (stdout parsed, stderr to a log); stopped with SIGINT, exit code 0."""
     data_dir = Path(tempfile.mkdtemp(prefix="eda-infra-"))
     os.chmod(data_dir, 0o711)  # as root, PostgreSQL's user keeps its data here (see app.dev.stack)
     log = data_dir / "infra.stderr"
@@ -72,7 +73,7 @@ async def infra_cluster() -> AsyncIterator[Infra]:
         yield Infra(printed, lines, proc, data_dir, log)
         proc.send_signal(signal.SIGINT)
         code = await asyncio.to_thread(proc.wait, 60)
-        assert code == 0, f"eda infra --cluster 3 exited with {code} on SIGINT:\n{tail(log)}"
+        assert code == 0, f"eda infra --cluster 3 --bare exited with {code} on SIGINT:\n{tail(log)}"
     finally:
         stop(proc)
         if proc.stdout is not None:

@@ -1,18 +1,21 @@
-"""The chart and the code cannot drift: every pod of the rendered chart (default values) that runs the eda
-image — api, projector, saga, the three workers, the operator — is started here as the kubelet would
-start it (``process.pods``: its initContainers ``migrate`` and ``db-user`` first, to completion, then
-the container; exact argv and env, only in-cluster addresses, ports and mount paths replaced), against
-``eda infra --cluster 3`` (the chart's defaults want 3 stream replicas). Each must pass its own probes;
-an unknown option makes a process exit, an unknown variable fails ``tests/deploy/test_chart_env.py``.
-The chart's ``helm test`` pod then runs an order to completion through the API (authenticated by the
-session's OIDC provider), and the operator — logged in with the service account mounted where the kubelet
-mounts it — reconciles every example.
+"""The chart and the code cannot drift: the rendered chart (default values) is brought up here as Helm and
+the kubelet would (``process.release``: the pre-install hook Jobs in hook-weight order, each to
+completion; then the release's plain Jobs — ``eda provision`` and ``db-setup`` + ``eda migrate`` — and
+every Deployment together; each pod's initContainers first, then its container; exact argv and env, only
+in-cluster addresses, ports and mount paths replaced, ``process.pods``), against ``eda infra --cluster 3
+--bare`` (the chart's defaults want 3 stream replicas; nothing provisioned or migrated but by the Jobs).
+The Jobs must complete and every role — api, projector, saga, the three workers, the operator — pass its
+own probes; an unknown option makes a process exit, an unknown variable fails
+``tests/deploy/test_chart_env.py``. The chart's ``helm test`` pod then runs an order to completion
+through the API (authenticated by the session's OIDC provider), and the operator — logged in with the
+service account mounted where the kubelet mounts it — reconciles every example.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -26,6 +29,7 @@ from idp_support import Tokens
 
 from app.dev.idp import DevIdentityProvider
 from app.dev.process import HOST
+from app.readmodel.migrations import load_migrations
 from process.conftest import Infra
 from process.k8s import K8sApi, apply_examples_until_succeeded, emulated_api
 from process.pods import Container, Local, command, decode_secret, localize, process_env
@@ -39,6 +43,7 @@ from process.procs import (
     tail,
     until,
 )
+from process.release import Workload, pre_install_hooks, release_workloads
 from tests.deploy.deploytools import Installed, helm_install
 
 pytestmark = pytest.mark.timeout(300)
@@ -47,18 +52,18 @@ SA_TOKEN = "operator-service-account-token"
 
 @dataclass
 class Deployed:
-    """The chart's eda pods running locally."""
+    """The chart's Jobs and eda pods running locally."""
 
     chart: Installed
     local: Local
-    containers: dict[str, Container]  # pod name → its (main) container
+    containers: dict[str, Container]  # Deployment name → its (main) container
     procs: dict[str, Popen]
-    init_output: dict[str, str]  # "pod/initContainer" → what it printed
     scratch: Path
     api: K8sApi | None
-    # One run per distinct init container (argv and env): every pod's `migrate` is the same container,
-    # so the others wait for that run, as a pod waits for its own.
-    init_runs: dict[tuple[str, ...], asyncio.Task[str]] = field(default_factory=dict)
+    account: Path | None
+    job_output: dict[str, str] = field(default_factory=dict)  # "job/container" → what it printed
+    # the release's plain Jobs, started with the Deployments (as Kubernetes does) and still running
+    job_runs: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def log(self, pod: str) -> Path:
         return self.containers[pod].workdir / "out.log"
@@ -79,23 +84,19 @@ def chart(tmp_path_factory: pytest.TempPathFactory, idp: DevIdentityProvider, to
     return chart
 
 
-def _eda_pods(chart: Installed) -> list[tuple[str, dict[str, Any]]]:
-    image = chart.get("Deployment", "eda-api")["spec"]["template"]["spec"]["containers"][0]["image"]
-    return [
-        (o["metadata"]["name"], o["spec"]["template"]["spec"])
-        for o in chart.workloads()
-        if o["spec"]["template"]["spec"]["containers"][0]["image"] == image
-    ]
+def _eda_image(chart: Installed) -> str:
+    return str(chart.get("Deployment", "eda-api")["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
-async def _bootstrap_database(chart: Installed, infra: Infra) -> None:
-    """What the bundled PostgreSQL image does on first start: its POSTGRES_USER, a superuser with the
-    generated password (the database ``eda`` exists already)."""
-    password = decode_secret(chart.get("Secret", "eda-postgresql"), "password")
+async def _as_the_postgresql_image_starts(chart: Installed, infra: Infra) -> None:
+    """What the bundled PostgreSQL image does on first start: its superuser (POSTGRES_USER ``postgres``)
+    with the generated superuser password, the database ``eda`` (which exists already). eda's owner and
+    logins are the migrate Job's ``db-setup`` step's to create."""
+    password = decode_secret(chart.get("Secret", "eda-postgresql"), "superuser-password")
     conn = await asyncpg.connect(infra.database_url)
     try:
-        await conn.execute("DROP ROLE IF EXISTS eda")
-        await conn.execute(f"CREATE ROLE eda SUPERUSER LOGIN PASSWORD '{password}'")
+        assert await conn.fetchval("SELECT current_user") == "postgres"
+        await conn.execute(f"ALTER ROLE postgres PASSWORD '{password}'")
     finally:
         await conn.close()
 
@@ -111,28 +112,42 @@ async def _run_to_completion(
     return log.read_text()
 
 
-async def _start_pod(
-    name: str, spec: dict[str, Any], deployed: Deployed, account: Path | None, stack: contextlib.ExitStack
-) -> None:
-    for init in spec.get("initContainers", []):
-        container = localize(deployed.chart, name, spec, init, deployed.local, deployed.scratch)
-        key = (*container.argv, *sorted(f"{k}={v}" for k, v in container.env.items()))
-        if key not in deployed.init_runs:
-            run = _run_to_completion(container, spec, deployed.local, account)
-            deployed.init_runs[key] = asyncio.create_task(run)
-        deployed.init_output[container.label] = await deployed.init_runs[key]
-    main = localize(deployed.chart, name, spec, spec["containers"][0], deployed.local, deployed.scratch)
+async def _init_containers(workload: Workload, deployed: Deployed) -> None:
+    """A pod's initContainers, one after the other, each to completion (as the kubelet runs them)."""
+    for init in workload.spec.get("initContainers", []):
+        container = localize(
+            deployed.chart, workload.name, workload.spec, init, deployed.local, deployed.scratch
+        )
+        output = await _run_to_completion(container, workload.spec, deployed.local, deployed.account)
+        deployed.job_output[container.label] = output
+
+
+async def _run_job(job: Workload, deployed: Deployed) -> None:
+    await _init_containers(job, deployed)
+    main = localize(
+        deployed.chart, job.name, job.spec, job.spec["containers"][0], deployed.local, deployed.scratch
+    )
+    deployed.job_output[main.label] = await _run_to_completion(
+        main, job.spec, deployed.local, deployed.account
+    )
+
+
+async def _start_pod(pod: Workload, deployed: Deployed, stack: contextlib.ExitStack) -> None:
+    await _init_containers(pod, deployed)
+    main = localize(
+        deployed.chart, pod.name, pod.spec, pod.spec["containers"][0], deployed.local, deployed.scratch
+    )
     log = main.workdir / "out.log"
-    argv = command(main, spec, account)
-    deployed.containers[name] = main
-    deployed.procs[name] = stack.enter_context(
+    argv = command(main, pod.spec, deployed.account)
+    deployed.containers[pod.name] = main
+    deployed.procs[pod.name] = stack.enter_context(
         running(argv, process_env(main, deployed.local), log, cwd=main.workdir)
     )
 
 
 @pytest.fixture(scope="module")
 async def deployed(chart: Installed, infra_cluster: Infra) -> AsyncIterator[Deployed]:
-    await _bootstrap_database(chart, infra_cluster)
+    await _as_the_postgresql_image_starts(chart, infra_cluster)
     scratch = Path(tempfile.mkdtemp(prefix="eda-pods-"))
     pg_port = int(infra_cluster.database_url.rsplit(":", 1)[1].split("/")[0])
     async with contextlib.AsyncExitStack() as async_stack:
@@ -143,19 +158,57 @@ async def deployed(chart: Installed, infra_cluster: Infra) -> AsyncIterator[Depl
             api = await async_stack.enter_async_context(emulated_api(scratch / "k8s", {SA_TOKEN}))
             account = api.service_account_dir(scratch / "serviceaccount", SA_TOKEN)
         local = Local(infra_cluster.nats_urls, pg_port, (HOST, api.port) if api else None)
-        deployed = Deployed(chart, local, {}, {}, {}, scratch, api)
-        pods = [(n, s) for n, s in _eda_pods(chart) if api is not None or n != "eda-operator"]
-        with contextlib.ExitStack() as stack:
-            await asyncio.gather(*(_start_pod(n, s, deployed, account, stack) for n, s in pods))
-            yield deployed
+        deployed = Deployed(chart, local, {}, {}, scratch, api, account)
+        for hook in pre_install_hooks(chart):  # helm install: each hook Job to completion, by weight
+            await _run_job(hook, deployed)
+        image = _eda_image(chart)
+        workloads = [w for w in release_workloads(chart) if w.spec["containers"][0]["image"] == image]
+        pods = [
+            w for w in workloads if w.kind == "Deployment" and (api is not None or w.name != "eda-operator")
+        ]
+        for job in (w for w in workloads if w.kind == "Job"):
+            deployed.job_runs[job.name] = asyncio.create_task(_run_job(job, deployed), name=job.name)
+        try:
+            with contextlib.ExitStack() as stack:
+                await asyncio.gather(*(_start_pod(pod, deployed, stack) for pod in pods))
+                yield deployed
+        finally:
+            for run in deployed.job_runs.values():
+                run.cancel()
+            await asyncio.gather(*deployed.job_runs.values(), return_exceptions=True)
 
 
-def test_every_init_container_runs_to_completion(deployed: Deployed) -> None:
-    expected = {f"{n}/migrate" for n in deployed.procs} | {"eda-api/db-user", "eda-projector/db-user"}
-    assert set(deployed.init_output) == expected
-    for label, output in deployed.init_output.items():
-        if label.endswith("/migrate"):
-            assert output.splitlines()[-1].startswith("applied: "), (label, output)
+async def test_the_release_jobs_provision_and_migrate_as_helm_runs_them(
+    deployed: Deployed, infra_cluster: Infra
+) -> None:
+    """Helm runs no hook in the default profile (bundled servers): the provision and migrate Jobs start
+    with the roles, which wait for them; no role migrates (no initContainer any more)."""
+    assert pre_install_hooks(deployed.chart) == []
+    assert set(deployed.job_runs) == {"eda-provision-1", "eda-migrate-1"}
+    await asyncio.wait_for(asyncio.gather(*deployed.job_runs.values()), 150)
+    assert set(deployed.job_output) == {
+        "eda-provision-1/provision",
+        "eda-migrate-1/db-setup",
+        "eda-migrate-1/migrate",
+    }
+    provision = deployed.job_output["eda-provision-1/provision"]
+    assert "created stream EVENTS" in provision, provision
+    assert re.fullmatch(r"provisioned at R3: \d+ created, 0 updated, 0 unchanged", provision.splitlines()[-1])
+    names = [f"{m.version:04d}_{m.name}" for m in load_migrations()]
+    assert deployed.job_output["eda-migrate-1/migrate"].splitlines()[-1] == "applied: " + ", ".join(names)
+    for name, spec in ((w.name, w.spec) for w in release_workloads(deployed.chart) if w.kind == "Deployment"):
+        assert not spec.get("initContainers"), f"{name} still has initContainers"
+    conn = await asyncpg.connect(infra_cluster.database_url)
+    try:  # the owner the db-setup step made: no superuser, but the database and the migrations are its
+        owner = await conn.fetchrow(
+            "SELECT rolsuper, pg_get_userbyid(d.datdba) AS dba FROM pg_roles, pg_database d"
+            " WHERE rolname = 'eda' AND d.datname = current_database()"
+        )
+        applied_by = await conn.fetchval("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'eda'")
+    finally:
+        await conn.close()
+    assert (owner["rolsuper"], owner["dba"]) == (False, "eda")
+    assert applied_by in {"eda", "eda_migrator"}
 
 
 async def _passes(url: str) -> bool:
