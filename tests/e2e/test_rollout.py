@@ -32,6 +32,7 @@ import pytest
 
 from app.dev.nats import NatsServer, embedded_nats
 from app.dev.process import free_port
+from app.runtime.bootstrap import prepare
 from app.runtime.roles import projector_role
 from app.settings import Settings
 from e2e.conftest import eda_process, role_env, running_system
@@ -128,6 +129,7 @@ async def test_sigterm_under_load_drops_nothing_and_a_stopped_projector_keeps_th
         settings = Settings(
             nats_url=server.url, database_url=fresh_db, auth_mode="disabled", default_price="99.99"
         )  # type: ignore[arg-type]
+        await prepare(settings)  # what the chart's Jobs do before any role: eda provision, eda migrate
         env = role_env(
             settings,
             EDA_SHUTDOWN_DRAIN_S="1.5",
@@ -242,6 +244,7 @@ async def test_readyz_during_a_nats_stall_leaves_the_api_connection_working(
         settings = Settings(
             nats_url=server.url, database_url=fresh_db, auth_mode="disabled", default_price="99.99"
         )  # type: ignore[arg-type]
+        await prepare(settings)  # what the chart's Jobs do before any role: eda provision, eda migrate
         async with running_system(settings, projector=False) as system:
             c = system.client
             assert (await c.post(ORDERS, json=BODY)).status_code == 201
