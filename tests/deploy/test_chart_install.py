@@ -189,7 +189,7 @@ def test_operator_watches_its_namespace_with_a_role_by_default(default_release: 
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "eda-operator"
-    assert main_container(deployment)["args"] == ["operator", "--namespace=default"]
+    assert main_container(deployment)["args"] == ["operator", "--health-port=8080", "--namespace=default"]
     assert not default_release.kind("ClusterRole")
     assert not default_release.kind("ClusterRoleBinding")
     (role,) = default_release.kind("Role")
@@ -213,13 +213,17 @@ def test_operator_watch_namespace_and_cluster_wide_are_explicit(
     other_release = Installed(other)
     assert main_container(other_release.get("Deployment", "eda-operator"))["args"] == [
         "operator",
+        "--health-port=8080",
         "--namespace=orders",
     ]
     assert {r["metadata"]["namespace"] for r in other_release.kind("Role")} == {"orders"}
     wide = install_chart({"operator": {"clusterWide": True}})
     assert wide["ok"], wide.get("error")
     wide_release = Installed(wide)
-    assert main_container(wide_release.get("Deployment", "eda-operator"))["args"] == ["operator"]
+    assert main_container(wide_release.get("Deployment", "eda-operator"))["args"] == [
+        "operator",
+        "--health-port=8080",
+    ]
     assert not wide_release.kind("Role")
     (role,) = wide_release.kind("ClusterRole")
     assert rules_of(role) == OPERATOR_RULES | {
