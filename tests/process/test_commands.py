@@ -7,8 +7,11 @@ line and no traceback. (``eda infra`` on one node: tests/integration/test_devsta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import nats
@@ -100,6 +103,47 @@ async def test_snapshot_writes_then_skips_up_to_date_aggregates(
     assert (code, out.splitlines()[-1]) == (0, "2 aggregates scanned, 0 snapshots written, 2 up to date"), err
 
 
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def _forwarding(port: int, to: tuple[str, int]) -> AsyncIterator[None]:
+    """From now on, ``port`` reaches the server at ``to`` (a PostgreSQL that has just come up there)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*to)
+        await asyncio.gather(
+            _pipe(reader, upstream_writer), _pipe(upstream_reader, writer), return_exceptions=True
+        )
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    async with server:
+        yield
+
+
+async def test_migrate_with_a_timeout_waits_for_a_postgresql_that_is_not_up_yet(
+    nats_url: str, fresh_db: str
+) -> None:
+    """The chart's migrate Job (``--timeout``) starts with the bundled PostgreSQL: it waits instead of
+    failing after ``EDA_CONNECT_TIMEOUT_S`` as a command run by hand does."""
+    target = urlsplit(fresh_db)
+    port = free_port()
+    env = _env(nats_url, fresh_db.replace(f":{target.port}/", f":{port}/"), EDA_CONNECT_TIMEOUT_S="1")
+    run = asyncio.create_task(eda("migrate", "--timeout", "60", env=env))
+    await asyncio.sleep(3)  # nothing listens: refused, retried (past EDA_CONNECT_TIMEOUT_S)
+    assert not run.done(), run.result()
+    async with _forwarding(port, (target.hostname or "127.0.0.1", target.port or 5432)):
+        code, out, err = await run
+    assert code == 0, err
+    assert out.splitlines()[-1].startswith("applied: 0001_"), out
+
+
 async def test_infra_cluster_prints_a_working_cluster_and_a_database(infra_cluster: Infra) -> None:
     assert [line.split("=", 1)[0] for line in infra_cluster.lines] == [
         "EDA_NATS_URL",
@@ -157,7 +201,7 @@ async def test_failures_end_with_one_line_and_no_traceback(
         ),
         "migrate": (
             ["migrate"],
-            _env(nats_url, unreachable_db),
+            _env(nats_url, unreachable_db, EDA_CONNECT_TIMEOUT_S="1"),
             1,
             f"eda migrate: error: cannot connect to PostgreSQL at postgresql://eda:***@127.0.0.1:{closed}/eda:",
         ),
