@@ -131,7 +131,8 @@ def provision(
         raise typer.Exit(2) from exc
     except TimeoutError as exc:
         typer.echo(
-            f"eda provision: error: no JetStream answer within {wait:g} s (is EDA_NATS_URL right, and may "
+            f"eda provision: error: JetStream did not answer, or had no peers for the replicas, within "
+            f"{wait:g} s (is EDA_NATS_URL right, are all servers up, and may "
             f"{settings.nats_user or 'this user'} provision?)",
             err=True,
         )

@@ -14,6 +14,7 @@ import orjson
 API = "$JS.API"
 
 # Error codes (the ``err_code`` of an API error answer).
+CLUSTER_NO_PEERS = 10005  # "no suitable peers for placement": e.g. a peer offline (just restarted)
 CLUSTER_UNAVAILABLE = 10008  # no JetStream meta leader / cluster not available
 INSUFFICIENT_RESOURCES = 10023  # e.g. not enough peers online for an R3 placement
 STREAM_NAME_IN_USE = 10058  # create of a stream that exists
@@ -26,9 +27,11 @@ BATCH_DUPLICATE_MSG_ID = 10201  # an atomic batch repeats a Nats-Msg-Id inside t
 
 # An append answered with one of these stored nothing, so sending the same messages again is safe.
 TRANSIENT_APPEND_ERRORS = frozenset({CLUSTER_UNAVAILABLE, STREAM_OFFLINE, BATCH_INCOMPLETE})
-# A start-up request (stream/consumer create) answered with one of these succeeds once the cluster has
-# its leaders and peers back.
-TRANSIENT_API_ERRORS = frozenset({CLUSTER_UNAVAILABLE, INSUFFICIENT_RESOURCES, STREAM_OFFLINE})
+# A start-up or provisioning request (stream/consumer info or create) answered with one of these
+# succeeds once the cluster has its leaders and peers back (``eda provision`` waits up to --timeout).
+TRANSIENT_API_ERRORS = frozenset(
+    {CLUSTER_NO_PEERS, CLUSTER_UNAVAILABLE, INSUFFICIENT_RESOURCES, STREAM_OFFLINE}
+)
 
 
 def consumer_next_subject(stream: str, durable: str) -> str:

@@ -52,10 +52,11 @@ async def _count(client: Any, status: str) -> int:
 
 
 @pytest.fixture
-def settings(nats_url: str, js_clean: None, fresh_db: str, auth_settings: dict[str, str]) -> Settings:
+def settings(nats_url: str, js_clean: None, readmodel_dsn: str, auth_settings: dict[str, str]) -> Settings:
+    """Provisioned (js_clean) and migrated (readmodel_dsn), as the chart's Jobs leave a system."""
     return Settings(
         nats_url=nats_url,
-        database_url=SecretStr(fresh_db),
+        database_url=SecretStr(readmodel_dsn),
         payment_decline_above=1000,  # 99.99 a unit: 11 units are declined
         saga_step_timeout_s=120,
         default_stock=1000,
