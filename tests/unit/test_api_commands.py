@@ -45,6 +45,7 @@ def context() -> AppContext:
         "snapshots": None,
         "shutdown": None,
         "streams": None,
+        "live": None,
         "ids": InMemoryOrderIds(),
         "metrics": ApiMetrics(),
         "products": StateCache(store, Repository(store, PRODUCT)),
