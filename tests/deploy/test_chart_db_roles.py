@@ -24,7 +24,7 @@ import asyncpg
 import pytest
 from deploytools import EXTERNAL, Installed, Obj, deep_merge
 
-from app.dev.stack import postgres_bin_dir
+from app.dev.postgres import postgres_bin_dir
 from app.readmodel import db
 from app.readmodel.migrations import migrate
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from deploytools import CHART, IMAGES, PRODUCTION_VALUES, Installed, Obj, load_yaml, pinned
 
-from app.dev.stack import nats_server_binary
+from app.dev.nats import nats_server_binary
 
 pytestmark = pytest.mark.timeout(600)
 
