@@ -34,6 +34,18 @@ TRANSIENT_API_ERRORS = frozenset(
 )
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more (the in-memory store's
+    filters and the console's live feed both match as the server does)."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
+
+
 def consumer_next_subject(stream: str, durable: str) -> str:
     """Where a pull request for a durable consumer goes (``CONSUMER.MSG.NEXT``)."""
     return f"{API}.CONSUMER.MSG.NEXT.{stream}.{durable}"

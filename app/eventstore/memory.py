@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from app.eventstore.codec import EventCodec, message_headers
 from app.eventstore.envelope import Metadata, Position, RawMessage, StreamId
+from app.eventstore.jsapi import subject_matches
 from app.eventstore.ports import (
     MAX_BATCH,
     AppendRequest,
@@ -24,17 +25,6 @@ from app.eventstore.ports import (
     EventStoreError,
     LoadedStream,
 )
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(want) == len(have)
 
 
 class InMemoryEventStore(EventStoreBase):

@@ -31,6 +31,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from app.eventstore.jetstream import STREAM
+from app.eventstore.jsapi import subject_matches
 
 KEEPALIVE_S = 15.0
 MAX_AGE_S = 300.0
@@ -62,17 +63,6 @@ class Feed:
 
     def shows(self, subject: str) -> bool:
         return any(subject_matches(pattern, subject) for pattern in self.subjects)
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(have) == len(want)
 
 
 def summary(msg: Msg) -> Summary:

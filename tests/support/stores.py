@@ -13,7 +13,8 @@ from typing import Any
 from app.domain.registry import all_event_types
 from app.eventstore.codec import EventCodec
 from app.eventstore.envelope import Metadata, NewEvent, Position, RawMessage, StreamId
-from app.eventstore.memory import InMemoryEventStore, subject_matches
+from app.eventstore.jsapi import subject_matches
+from app.eventstore.memory import InMemoryEventStore
 from app.eventstore.ports import AppendRequest, AppendResult, EventStoreBase, LoadedStream
 
 RIVAL = Metadata(correlation_id="rival")
