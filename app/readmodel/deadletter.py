@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,7 +31,14 @@ from typing import Any
 import asyncpg
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    RawStreamMsg,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -180,13 +187,7 @@ async def recent(js: JetStreamContext, limit: int = 50) -> list[dict[str, Any]]:
     except NotFoundError:
         return []
     out: list[dict[str, Any]] = []
-    seq = int(info.state.last_seq)
-    while seq >= max(1, int(info.state.first_seq)) and len(out) < limit:
-        try:
-            raw = await js.get_msg(DLQ_STREAM, seq=seq)
-        except NotFoundError:
-            seq -= 1
-            continue
+    async for seq, raw in newest_first(js, info, limit):
         headers = raw.headers or {}
         out.append(
             {
@@ -203,5 +204,23 @@ async def recent(js: JetStreamContext, limit: int = 50) -> list[dict[str, Any]]:
                 "preview": (raw.data or b"")[:200].decode("utf-8", "replace"),
             }
         )
-        seq -= 1
     return out
+
+
+async def newest_first(
+    js: JetStreamContext, info: StreamInfo, limit: int
+) -> AsyncIterator[tuple[int, RawStreamMsg]]:
+    """The newest ``limit`` messages of the stream ``info`` describes, newest first, with their
+    sequences; a message deleted since ``info`` was taken is passed over (dead letters are deleted
+    once handled, so the stream has gaps)."""
+    name, found = info.config.name or "", 0
+    seq, first = int(info.state.last_seq), max(1, int(info.state.first_seq))
+    while seq >= first and found < limit:
+        try:
+            raw = await js.get_msg(name, seq=seq)
+        except NotFoundError:
+            raw = None
+        if raw is not None:
+            found += 1
+            yield seq, raw
+        seq -= 1

@@ -27,6 +27,7 @@ from nats.js.errors import NotFoundError
 from app.eventstore.jetstream import STREAM
 from app.eventstore.snapshots import BUCKET
 from app.ops import jetstream
+from app.readmodel import deadletter
 from app.readmodel.db import quote_ident
 from app.readmodel.runs import STALE_AFTER_S, list_runs
 from app.ui.rebuilds import K8S_NOTE, running_rebuilds
@@ -141,13 +142,7 @@ async def _dead_letters(js: JetStreamContext, streams: list[StreamInfo]) -> dict
         return {"available": False, "note": "no dead-letter stream is configured", "messages": []}
     messages: list[dict[str, Any]] = []
     for info in dlqs:
-        seq = info.state.last_seq
-        while seq >= max(1, info.state.first_seq) and len(messages) < DLQ_RECENT:
-            try:
-                raw = await js.get_msg(info.config.name or "", seq=seq)
-            except NotFoundError:
-                seq -= 1
-                continue
+        async for seq, raw in deadletter.newest_first(js, info, DLQ_RECENT - len(messages)):
             headers = raw.headers or {}
             messages.append(
                 {
@@ -159,7 +154,6 @@ async def _dead_letters(js: JetStreamContext, streams: list[StreamInfo]) -> dict
                     "preview": (raw.data or b"")[:_PREVIEW].decode("utf-8", "replace"),
                 }
             )
-            seq -= 1
     return {"available": True, "streams": [s.config.name for s in dlqs], "messages": messages}
 
 
