@@ -23,8 +23,9 @@ from typing import Any
 
 from app.dev.nats import NatsServer
 from app.dev.postgres import embedded_postgres
-from app.dev.process import HOST, DevstackError, free_port, http_ok, stop_signals
+from app.dev.process import HOST, DevstackError, free_port, http_ok
 from app.dev.stack import Prepare
+from app.process.signals import stop_signals
 
 CLUSTER_NAME = "eda"
 

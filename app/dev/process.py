@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -141,18 +141,3 @@ async def started[S: Server](server: S) -> AsyncIterator[S]:
         yield server
     finally:
         await server.stop()
-
-
-@contextlib.contextmanager
-def stop_signals() -> Iterator[asyncio.Event]:
-    """An event set by SIGINT/SIGTERM while the block runs (``eda infra``: serve until told to stop,
-    then leave the servers' context managers, which stop them in order)."""
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    try:
-        yield stopping
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app.dev.nats import NatsServer, embedded_nats
 from app.dev.postgres import Postgres, embedded_postgres
-from app.dev.process import stop_signals
+from app.process.signals import stop_signals
 
 
 @contextlib.asynccontextmanager

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
@@ -35,6 +34,7 @@ from app.eventstore.consumer import PullLoop
 from app.eventstore.required import NotProvisioned
 from app.process.gctune import tune_gc
 from app.process.health import CheckResult, serve_health
+from app.process.signals import on_stop_signal, stop_signals
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,39 +124,36 @@ async def serve_role(
     role: str, loops: Callable[[NATS], Awaitable[list[PullLoop]]], settings: Settings
 ) -> None:
     """Run ``loops`` until SIGTERM/SIGINT, then finish in-flight messages, drain and close."""
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    conn: list[NATS] = []
+    with stop_signals() as stopping:
+        conn: list[NATS] = []
 
-    async def checks() -> dict[str, CheckResult]:
-        if not conn:
-            return {"nats": CheckResult(False, "starting")}
-        nc = conn[0]
-        return {"nats": CheckResult(nc.is_connected, "connected" if nc.is_connected else "disconnected")}
+        async def checks() -> dict[str, CheckResult]:
+            if not conn:
+                return {"nats": CheckResult(False, "starting")}
+            nc = conn[0]
+            return {"nats": CheckResult(nc.is_connected, "connected" if nc.is_connected else "disconnected")}
 
-    async with serve_health(settings.health_port, checks):  # /livez answers while start-up retries
-        try:
-            nc, pulls = await start_role(role, loops, settings, stopping)
-        except StartAborted:
-            log.info("%s stopped before it started", role)
-            return
-        conn.append(nc)
-        tune_gc(settings.gc_gen0_threshold)
-        try:
-            tasks = [asyncio.create_task(p.run()) for p in pulls]
-            log.info("%s running", role)
-            waiter = asyncio.create_task(stopping.wait())
-            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for p in pulls:
-                p.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            waiter.cancel()
-        finally:
-            with contextlib.suppress(Exception):
-                await nc.drain()
-    log.info("%s stopped", role)
+        async with serve_health(settings.health_port, checks):  # /livez answers while start-up retries
+            try:
+                nc, pulls = await start_role(role, loops, settings, stopping)
+            except StartAborted:
+                log.info("%s stopped before it started", role)
+                return
+            conn.append(nc)
+            tune_gc(settings.gc_gen0_threshold)
+            try:
+                tasks = [asyncio.create_task(p.run()) for p in pulls]
+                log.info("%s running", role)
+                waiter = asyncio.create_task(stopping.wait())
+                await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+                for p in pulls:
+                    p.stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                waiter.cancel()
+            finally:
+                with contextlib.suppress(Exception):
+                    await nc.drain()
+        log.info("%s stopped", role)
 
 
 async def until_signal(role: Awaitable[None]) -> None:
@@ -164,15 +161,10 @@ async def until_signal(role: Awaitable[None]) -> None:
     (a role without its own signal handling, like the projector: killed by SIGTERM's default action it
     exited with 143 — a failed pod to Kubernetes — and left its NATS connection undrained)."""
     task = asyncio.ensure_future(role)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        if not task.cancelled():
-            raise
-        log.info("stopped by a signal")
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    with on_stop_signal(task.cancel):
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            log.info("stopped by a signal")

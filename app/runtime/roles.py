@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from app.ops.gauges import PlatformGauges
 from app.process.gctune import tune_gc
 from app.process.health import CheckResult, serve_health
 from app.process.role import retry_start
+from app.process.signals import stop_signals
 from app.readmodel.deadletter import DLQ_STREAM, RetryPolicy
 from app.readmodel.migrations import SCHEMA_WAITS, require_schema
 from app.readmodel.projector import Projector, consumer_lag
@@ -118,27 +118,22 @@ def _ports(data_dir: Path) -> dict[str, int]:
 async def run_until_signal(server: ApiServer, roles: list[Role]) -> None:
     """Serve the API and run ``roles`` until SIGINT/SIGTERM or until one of them fails; the API stops
     first, gracefully (``app.runtime.server``), then the roles."""
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    api = asyncio.create_task(in_role("api", server.serve()), name="api")
-    tasks = [asyncio.create_task(role) for role in roles]
-    stop = asyncio.create_task(stopping.wait())
-    try:
-        done, _ = await asyncio.wait([api, stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stop and not task.cancelled() and task.exception() is not None:
-                log.error("role %s failed", task.get_name(), exc_info=task.exception())
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(api), server.stop_within_s)
-        for task in [*tasks, stop, api]:
-            task.cancel()
-        await asyncio.gather(*tasks, stop, api, return_exceptions=True)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    with stop_signals() as stopping:
+        api = asyncio.create_task(in_role("api", server.serve()), name="api")
+        tasks = [asyncio.create_task(role) for role in roles]
+        stop = asyncio.create_task(stopping.wait())
+        try:
+            done, _ = await asyncio.wait([api, stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stop and not task.cancelled() and task.exception() is not None:
+                    log.error("role %s failed", task.get_name(), exc_info=task.exception())
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(api), server.stop_within_s)
+            for task in [*tasks, stop, api]:
+                task.cancel()
+            await asyncio.gather(*tasks, stop, api, return_exceptions=True)
 
 
 async def dev(data_dir: Path, *, host: str = "127.0.0.1", port: int = 8082) -> None:
