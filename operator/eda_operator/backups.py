@@ -182,9 +182,7 @@ def report(
         progress=None,
         message=message,
     )
-    tracker.set_condition("Running", False, "Completed")
-    tracker.set_condition("Succeeded", True, "BackupCompleted", message)
-    tracker.set_condition("Failed", False, "Succeeded")
+    tracker.succeed("BackupCompleted", message)
     notify("BackupCompleted", message, False)
     if kept.removed:
         notify("BackupsPruned", f"removed {', '.join(kept.removed)}; kept {len(kept.kept)}", False)

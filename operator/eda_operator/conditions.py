@@ -81,6 +81,13 @@ class StatusTracker:
         }
         self.update(conditions=sorted(self._conditions.values(), key=lambda c: str(c["type"])))
 
+    def succeed(self, reason: str, message: str) -> None:
+        """The conditions of a run that ended well: no longer ``Running``, ``Succeeded`` for ``reason``
+        (``message`` says what it did), not ``Failed``."""
+        self.set_condition("Running", False, "Completed")
+        self.set_condition("Succeeded", True, reason, message)
+        self.set_condition("Failed", False, "Succeeded")
+
     def take(self) -> dict[str, Any]:
         """The changes since the last ``take()`` (a merge patch for ``.status``)."""
         changed, self._changed = self._changed, {}

@@ -94,9 +94,7 @@ def succeeded(tracker: StatusTracker, result: RebuildResult) -> None:
         message=f"rebuilt {result.orders} orders from {result.events_replayed} events "
         f"in {result.seconds:.1f}s",
     )
-    tracker.set_condition("Running", False, "Completed")
-    tracker.set_condition("Succeeded", True, "Swapped", "the rebuilt read model is live")
-    tracker.set_condition("Failed", False, "Succeeded")
+    tracker.succeed("Swapped", "the rebuilt read model is live")
 
 
 def failed(tracker: StatusTracker, failure: Failure) -> None:

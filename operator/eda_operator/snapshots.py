@@ -102,9 +102,7 @@ def report(tracker: StatusTracker, result: SnapshotResult, schedule: str | None,
         nextRunAt=iso(next_run(schedule, datetime.now(UTC))) if schedule else None,
         message=message,
     )
-    tracker.set_condition("Running", False, "Completed")
-    tracker.set_condition("Succeeded", True, "SnapshotsWritten", message)
-    tracker.set_condition("Failed", False, "Succeeded")
+    tracker.succeed("SnapshotsWritten", message)
 
 
 async def run_once(
