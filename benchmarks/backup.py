@@ -33,7 +33,7 @@ from pathlib import Path
 
 import asyncpg
 import nats
-from harness import EDA, pct, report
+from harness import EDA, pct, report, role_env
 
 from app.backup import mirror as mirrors
 from app.backup.restore import RestoreRequest, restore
@@ -123,19 +123,8 @@ async def mirror_lag(clients: int, seconds: float, warmup: float) -> dict[str, f
             nc, mnc = await nats.connect(primary.url), await nats.connect(dr.url)
             await prepare(Settings(nats_url=primary.url, database_url=pg.dsn))  # type: ignore[arg-type]
             await mirrors.create_mirror(mnc, "EVENTS", "primary", 1)
-            env = (
-                dict(os.environ)
-                | {
-                    "EDA_NATS_URL": primary.url,
-                    "EDA_DATABASE_URL": pg.dsn,
-                    "EDA_HEALTH_PORT": "0",
-                    "EDA_LOG_LEVEL": "WARNING",
-                    "EDA_AUTH_MODE": "disabled",  # the mirror's lag is measured, not authentication
-                    # a trusted load generator, as in harness.running_system: never rate limited
-                    "EDA_RATE_LIMIT_TRUSTED": "1000000/second",
-                }
-                | PRICED
-            )
+            # the mirror's lag is measured, not authentication
+            env = role_env(primary.url, pg.dsn) | {"EDA_AUTH_MODE": "disabled"} | PRICED
             port = free_port()
             commands = [["api", "--host", "127.0.0.1", "--port", str(port)], ["projector"]]
             procs = [subprocess.Popen([EDA, *cmd], env=env) for cmd in commands]  # noqa: ASYNC220

@@ -187,6 +187,20 @@ async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
     raise TimeoutError(url)
 
 
+def role_env(nats_url: str, dsn: str) -> dict[str, str]:
+    """The environment of the ``eda`` role processes a benchmark starts: this process's, the servers',
+    no health ports, warnings only, and the load generator trusted."""
+    return dict(os.environ) | {
+        "EDA_NATS_URL": nats_url,
+        "EDA_DATABASE_URL": dsn,
+        "EDA_HEALTH_PORT": "0",
+        "EDA_LOG_LEVEL": "WARNING",
+        # the load generators are trusted backends driving the system flat out: the rate limiter runs
+        # (its cost is measured) but never refuses them
+        "EDA_RATE_LIMIT_TRUSTED": "1000000/second",
+    }
+
+
 @contextlib.asynccontextmanager
 async def running_system(
     roles: Sequence[Sequence[str]], extra_env: dict[str, str] | None = None, *, api_replicas: int = 1
@@ -199,19 +213,7 @@ async def running_system(
         async with embedded_stack(data) as (nats, pg):
             await prepare(Settings(nats_url=nats.url, database_url=pg.dsn))  # type: ignore[arg-type]
             ports = [free_port() for _ in range(api_replicas)]
-            env = (
-                dict(os.environ)
-                | {
-                    "EDA_NATS_URL": nats.url,
-                    "EDA_DATABASE_URL": pg.dsn,
-                    "EDA_HEALTH_PORT": "0",
-                    "EDA_LOG_LEVEL": "WARNING",
-                    # the load generators are trusted backends driving the system flat out: the rate
-                    # limiter runs (its cost is measured) but never refuses them
-                    "EDA_RATE_LIMIT_TRUSTED": "1000000/second",
-                }
-                | (extra_env or {})
-            )
+            env = role_env(nats.url, pg.dsn) | (extra_env or {})
             apis = [["api", "--host", "127.0.0.1", "--port", str(port)] for port in ports]
             commands = [*apis, *map(list, roles)]
             procs = [subprocess.Popen([EDA, *cmd], env=env) for cmd in commands]  # noqa: ASYNC220
