@@ -59,7 +59,6 @@ async def _watch_acks(
     js = nc.jetstream(timeout=2.0)
     samples = during = 0
     while not stop.is_set() or samples < MIN_SAMPLES:
-        during = samples if not stop.is_set() else during
         try:
             info = await js.consumer_info(STREAM, DURABLE)
             floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
@@ -68,6 +67,7 @@ async def _watch_acks(
         checkpoint = await stored_checkpoint(dsn) if floor is not None else None
         if floor is not None and checkpoint is not None:
             samples += 1
+            during += not stop.is_set()
             if floor > checkpoint:
                 violations.append((floor, checkpoint))
         await asyncio.sleep(0.05)
