@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from nats.errors import Error as NatsError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 from app.auth.errors import AuthError, InsufficientScope
 from app.domain.catalog import AmountMismatch
@@ -124,6 +125,13 @@ def rate_limited(detail: str, retry_after: int) -> Problem:
     )
 
 
+def count_rejection(scope: Scope, reason: str) -> None:
+    """Count a request refused for load (``eda_http_rejections_total``), once the app's context exists."""
+    ctx = getattr(scope["app"].state, "ctx", None)
+    if ctx is not None:
+        ctx.metrics.rejections.labels(reason).inc()
+
+
 def to_problem(exc: Exception) -> Problem:
     """Map an exception to the problem the client should see."""
     match exc:
@@ -200,9 +208,7 @@ def install_error_handlers(app: FastAPI) -> None:
         problem = to_problem(exc)
         if problem.slug == "overloaded":  # expected under overload: counted, not logged line by line
             log.debug("%s %s shed: %s", request.method, request.url.path, exc)
-            ctx = getattr(request.app.state, "ctx", None)
-            if ctx is not None:
-                ctx.metrics.rejections.labels("db_pool").inc()
+            count_rejection(request.scope, "db_pool")
         elif problem.status >= 500 and not isinstance(exc, AuthError):
             log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return problem_response(problem, request.url.path)

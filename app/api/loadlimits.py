@@ -27,7 +27,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.errors import overloaded, problem_response, rate_limited
+from app.api.errors import count_rejection, overloaded, problem_response, rate_limited
 from app.api.security import authenticate
 from app.auth.errors import AuthError
 from app.auth.scopes import Principal
@@ -38,12 +38,6 @@ PROBES = frozenset({"/livez", "/readyz"})
 LIMITED_PREFIXES = ("/api/v1/", "/ui/api/")
 
 
-def _count(scope: Scope, reason: str) -> None:
-    ctx = getattr(scope["app"].state, "ctx", None)
-    if ctx is not None:
-        ctx.metrics.rejections.labels(reason).inc()
-
-
 class ShedOverload:
     """503 ``overloaded`` (``Connection: close``) for a request uvicorn's concurrency limit refused."""
 
@@ -52,7 +46,7 @@ class ShedOverload:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get(OVERLOADED) and scope["path"] not in PROBES:
-            _count(scope, "overloaded")
+            count_rejection(scope, "overloaded")
             problem = overloaded("this server has too many requests in flight; retry")
             problem.headers["Connection"] = "close"
             await problem_response(problem, scope["path"])(scope, receive, send)
@@ -76,7 +70,7 @@ class RateLimit:
         key, items = await self._client(scope)
         for item in items:
             if not self.limiter.hit(item, key):
-                _count(scope, "rate_limited")
+                count_rejection(scope, "rate_limited")
                 reset = self.limiter.get_window_stats(item, key).reset_time
                 retry_after = max(1, math.ceil(reset - time.time()))
                 problem = rate_limited(f"more than {item} from this client; slow down", retry_after)

@@ -22,10 +22,19 @@ from typing import Literal
 import asyncpg
 
 from app.dev import pgroot
-from app.dev.process import HOST, DevstackError, Popen, RunAs, alive, answers, free_port, started
-from app.dev.process import log_tail as _log_tail  # the names the Postgres code was written with
-from app.dev.process import spawn as _spawn
-from app.dev.process import terminate as _terminate
+from app.dev.process import (
+    HOST,
+    DevstackError,
+    Popen,
+    RunAs,
+    alive,
+    answers,
+    free_port,
+    log_tail,
+    spawn,
+    started,
+    terminate,
+)
 
 PG_SUPERUSER = "postgres"
 PG_DATABASE = "eda"
@@ -109,9 +118,9 @@ class Postgres:
             return  # reuse: a restarted `eda dev` keeps its data
         args = [str(self._bin_dir / "initdb"), "-D", str(self._pgdata), "-U", PG_SUPERUSER]
         args += ["--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"]
-        proc = await asyncio.to_thread(_spawn, args, self.log_path, self._pgdata, run_as)
+        proc = await asyncio.to_thread(spawn, args, self.log_path, self._pgdata, run_as)
         if await asyncio.to_thread(proc.wait) != 0:
-            raise DevstackError(f"initdb failed in {self._pgdata}; log tail:\n{_log_tail(self.log_path)}")
+            raise DevstackError(f"initdb failed in {self._pgdata}; log tail:\n{log_tail(self.log_path)}")
 
     def _socket_directory(self) -> Path:
         if len(str(self._pgdata / f".s.PGSQL.{self.port}.lock")) <= _UNIX_SOCKET_MAX:
@@ -140,7 +149,7 @@ class Postgres:
             return
         run_as = await asyncio.to_thread(self._prepare_pgdata)
         await self._initdb(run_as)
-        self._proc = await asyncio.to_thread(_spawn, self._command(), self.log_path, self._pgdata, run_as)
+        self._proc = await asyncio.to_thread(spawn, self._command(), self.log_path, self._pgdata, run_as)
         await self._wait_ready(timeout)
         await self._ensure_database()
 
@@ -156,7 +165,7 @@ class Postgres:
             return
         await self.stop("immediate")
         raise DevstackError(
-            f"postgres did not start on port {self.port}; log tail:\n{_log_tail(self.log_path)}"
+            f"postgres did not start on port {self.port}; log tail:\n{log_tail(self.log_path)}"
         )
 
     async def _ensure_database(self) -> None:
@@ -170,7 +179,7 @@ class Postgres:
     async def stop(self, mode: StopMode = "fast", timeout: float = 30.0) -> None:
         """Stop like ``pg_ctl stop -m <mode>``; "immediate" skips the shutdown checkpoint (crash-like)."""
         if self._proc is not None:
-            await _terminate(self._proc, _STOP_SIGNALS[mode], timeout)
+            await terminate(self._proc, _STOP_SIGNALS[mode], timeout)
             self._proc = None
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)

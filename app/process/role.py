@@ -57,10 +57,8 @@ class StartAborted(Exception):
 
 
 def transient_start_error(exc: BaseException) -> bool:
-    """An error that goes away once NATS/JetStream is reachable and has its leaders, or once the
-    provisioning run has created what the role needs."""
-    if isinstance(exc, NotProvisioned):
-        return True
+    """An error that goes away once NATS/JetStream is reachable and has its leaders (``retry_start``
+    waits for ``NotProvisioned`` — what the provisioning run has yet to create — on its own)."""
     if isinstance(exc, APIError):
         # "not now": cluster unavailable, insufficient resources, stream offline; and any 5xx
         return (exc.code or 0) >= 500 or exc.err_code in jsapi.TRANSIENT_API_ERRORS

@@ -7,7 +7,6 @@ is global.
 from __future__ import annotations
 
 import asyncio
-import time
 
 
 class Shutdown:
@@ -15,16 +14,13 @@ class Shutdown:
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
-        self.began_at: float | None = None
 
     @property
     def begun(self) -> bool:
         return self._event.is_set()
 
     def begin(self) -> None:
-        if not self._event.is_set():
-            self.began_at = time.monotonic()
-            self._event.set()
+        self._event.set()
 
     async def wait(self) -> None:
         await self._event.wait()

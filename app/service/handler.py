@@ -146,7 +146,6 @@ class CommandHandler[C, E, S]:
         self._store = store
         self._decider = decider
         self._repo = Repository(store, decider, snapshots)
-        self._snapshots = snapshots
         self._every = snapshot_every
         self._cache = StateCache(store, self._repo, size=cache_size) if cache_size else None
         self._retry = retry or RetryPolicy()
@@ -245,8 +244,6 @@ class CommandHandler[C, E, S]:
         state = self._decider.fold(events, loaded.state)
         if self._cache is not None:
             self._cache.appended(aggregate_id, state, result.position)
-        if self._snapshots is not None and (
-            result.position.version // self._every > loaded.position.version // self._every
-        ):
-            await self._repo.put_snapshot(stream, state, result.position)
+        if result.position.version // self._every > loaded.position.version // self._every:
+            await self._repo.put_snapshot(stream, state, result.position)  # a no-op without a store
         return Executed(list(events), state, result.position, loaded.state, result.duplicate)

@@ -115,14 +115,6 @@ class LiveFeed:
         self._starting = asyncio.Lock()
         self._stopper: asyncio.Task[None] | None = None
 
-    @property
-    def listeners(self) -> int:
-        return len(self._listeners)
-
-    @property
-    def running(self) -> bool:
-        return self._sub is not None
-
     async def _start(self, last_sequence: int) -> None:
         async with self._starting:
             if self._sub is not None:
