@@ -38,7 +38,7 @@ from pathlib import Path
 import aiohttp
 import uvloop
 from aiohttp import web
-from harness import pct
+from harness import pct, role_env
 
 from app.dev.process import free_port
 from app.dev.stack import embedded_stack
@@ -179,13 +179,9 @@ async def main(rounds: int, seconds: float, clients: int) -> dict[str, object]:
             os.chmod(tmp, 0o711)  # reachable by the postgres system user when run as root
             async with embedded_stack(Path(tmp)) as (nats, pg):
                 await prepare(Settings(nats_url=nats.url, database_url=pg.dsn))  # type: ignore[arg-type]
-                base = dict(os.environ) | {
-                    "EDA_NATS_URL": nats.url,
-                    "EDA_DATABASE_URL": pg.dsn,
-                    "EDA_HEALTH_PORT": "0",
-                    "EDA_LOG_LEVEL": "WARNING",
-                    # tracing is the variable here: no token checks in any variant (api_load.py
-                    # --auth compare measures their cost)
+                # tracing is the variable here: no token checks in any variant (api_load.py --auth
+                # compare measures their cost); the generator is trusted, never rate limited
+                base = role_env(nats.url, pg.dsn) | {
                     "EDA_AUTH_MODE": "disabled",
                     "EDA_DEFAULT_PRICE": "19.99",
                 }
