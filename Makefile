@@ -15,7 +15,7 @@ LOCKS := requirements/runtime.txt requirements/dev.txt requirements/build.txt re
 COMPILE = $(BIN)/uv pip compile --universal --generate-hashes --quiet $(if $(UPGRADE),--upgrade,)
 LINTED := app operator tests benchmarks tools
 
-.PHONY: help venv run test lint audit fmt typecheck unit integration e2e chaos bench kind-e2e clean lock pin-images
+.PHONY: help venv run test lint audit fmt chaos bench kind-e2e clean lock pin-images
 
 help:
 	@echo "make run    - the whole system on embedded NATS + PostgreSQL (API on :8082)"

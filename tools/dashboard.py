@@ -2,11 +2,11 @@
 grafana-foundation-sdk (its builders and models are generated from Grafana's dashboard schema, so a
 panel, a query or a unit the schema does not know does not type-check).
 
-``.venv/bin/python -P tools/dashboard.py`` writes ``helm/eda/files/dashboards/eda.json``, which the
+``.venv/bin/python tools/dashboard.py`` writes ``helm/eda/files/dashboards/eda.json``, which the
 chart ships as a ConfigMap for the Grafana sidecar (``monitoring.dashboards.enabled``); ``--check`` fails when
 the checked-in file differs from what this code generates (tests/deploy/test_dashboard.py does the
-same). ``PANELS`` is the single description both the dashboard and the screenshot renderer
-(``tools/render_dashboard.py``) use: titles, queries, legends and units.
+same). ``PANELS`` describes the panels (titles, queries, legends, units); the screenshot renderer
+(``tools/render_dashboard.py``) reads the generated ``eda.json``, so it draws what the chart ships.
 """
 
 from __future__ import annotations
