@@ -27,7 +27,15 @@ log = logging.getLogger(__name__)
 
 
 Outcome = Literal["ack", "nak", "term"]
-Handler = Callable[[Msg], Awaitable[None]]
+
+
+class Held:
+    """A handler's answer for "I keep this message unacknowledged" (``app.saga.runner`` holds a saga's
+    trigger while a step runs): the loop neither acks nor naks it, and its slot is free again."""
+
+
+HELD = Held()
+Handler = Callable[[Msg], Awaitable[Held | None]]
 
 
 def backoff_s(deliveries: int) -> float:
@@ -68,8 +76,9 @@ class PullLoop:
 
     Messages are handled as they arrive (no batch round trip): pull requests for the free capacity
     are kept outstanding (``expires`` 3 s) and topped up whenever a handler finishes. ``handler``
-    returns normally → ack; raises ``PermanentError`` → term (logged); any other exception → nak
-    with backoff (redelivered). ``key`` serialises messages of one key in arrival order.
+    returns normally → ack (``HELD``: the handler keeps it); raises ``PermanentError`` → term (logged);
+    any other exception → nak with backoff (redelivered). ``key`` serialises messages of one key in
+    arrival order.
     """
 
     nc: NATS
@@ -82,6 +91,8 @@ class PullLoop:
     locks: KeyedLocks | None = None
     heartbeat_s: float = 2.0
     expires_s: float = 3.0
+    tick: Callable[[], Awaitable[None]] | None = None
+    """Called every ``heartbeat_s / 4`` while the loop runs (the saga's held triggers: see HELD)."""
 
     def __post_init__(self) -> None:
         self._retries = meter().create_counter(
@@ -186,10 +197,15 @@ class PullLoop:
                         await msg.in_progress()
             for key in [k for k in last if k not in self._arrived]:
                 del last[key]
+            if self.tick is not None:
+                try:
+                    await self.tick()
+                except Exception:
+                    log.warning("%s: tick failed", self.name, exc_info=True)
 
     async def _handle_beating(self, msg: Msg) -> None:
         try:
-            await self.handler(msg)
+            held = await self.handler(msg)
         except PermanentError as exc:
             log.error("%s: dropping %s: %s", self.name, msg.subject, exc)
             await _settle(msg, "term")
@@ -200,7 +216,8 @@ class PullLoop:
             await _settle(msg, "nak", backoff_s(deliveries))
         else:
             self.handled += 1
-            await _settle(msg, "ack")
+            if held is None:
+                await _settle(msg, "ack")
 
 
 class PermanentError(Exception):

@@ -24,7 +24,7 @@ import asyncpg
 from nats.aio.client import Client as NATS
 from nats.js.errors import Error as JetStreamError
 
-from app.domain.saga import SAGA, Saga, SagaStatus, StepStatus
+from app.domain.saga import Saga, SagaStatus, StepStatus
 from app.eventstore.ports import EventStore
 from app.ops import jetstream
 from app.readmodel import deadletter, runs
@@ -32,7 +32,7 @@ from app.readmodel.db import quote_ident
 from app.readmodel.lag import ProjectionLag
 from app.readmodel.rebuild import PROJECTIONS
 from app.saga import census
-from app.service.repository import Repository
+from app.service.sagaview import SagaViews
 
 SCHEMA_VERSION = 1
 SAGA_LIMIT = 500
@@ -88,9 +88,9 @@ async def _orders_by_status(src: Sources) -> dict[str, int]:
 async def _sagas(src: Sources, now: datetime) -> dict[str, Any]:
     taken = await census.take(src.nc.jetstream(timeout=5.0))
     in_flight = sorted(taken.in_flight())
-    repo: Repository[Any, Any, Any] = Repository(src.store, SAGA)
-    loaded = [await repo.load(order_id, use_snapshot=False) for order_id in in_flight[:SAGA_LIMIT]]
-    sagas = [s.state for s in loaded if isinstance(s.state, Saga)]
+    views = SagaViews(src.store)
+    loaded = [await views.load(order_id) for order_id in in_flight[:SAGA_LIMIT]]
+    sagas = [v.saga for v in loaded if isinstance(v.saga, Saga)]
     compensating = sum(1 for s in sagas if s.status is SagaStatus.COMPENSATING)
     running = [
         (step.started_at, saga.order_id, step.name.value)

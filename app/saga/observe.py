@@ -47,8 +47,9 @@ class SagaTelemetry:
         ) as span:
             yield span
 
-    def reacted(self, before: SagaState, events: Sequence[Any]) -> None:
-        """Record the decision on the current span and the metrics it implies."""
+    def reacted(self, before: SagaState, events: Sequence[Any], after: SagaState) -> None:
+        """Record the decision (``events``: the saga's changes, stored or said by the order's events) on
+        the current span and the metrics it implies (an outcome: ``after`` ended where ``before`` ran)."""
         span = trace.get_current_span()
         changes = list(_changes(events))
         span.set_attribute("eda.saga.decision", [kind for kind, _, _ in changes])
@@ -63,8 +64,8 @@ class SagaTelemetry:
                     mark_error(span, f"{change.step} {status}: {change.outcome}")
             elif kind == "compensation_started":
                 span.add_event("compensation started", {"reason": change.reason})
-            elif kind in {"completed", "cancelled"}:
-                self._outcomes.add(1, {"outcome": kind})
+        if isinstance(after, Saga) and after.terminal and not (isinstance(before, Saga) and before.terminal):
+            self._outcomes.add(1, {"outcome": after.status.value})
 
 
 _KINDS = {

@@ -1,14 +1,13 @@
 """The saga's reaction pipeline on ports only (``EventStore``, ``Dispatch``): what the runner does with
 each fact and each fired timer, testable without a server.
 
-Per fact: decide on the saga's state → append the saga events with ids derived from the trigger id (a
-redelivery after a crash dedupes) → send the commands the new ``StepStarted`` events ask for, and arm
-the saga's timer when it starts (outbox: recorded first, sent after) → bring the Order aggregate to
-the status the saga implies → (the runner acks). A trigger the saga already reacted to (redelivered
-after a crash between append and ack) re-sends the commands of every running step, re-arms the timer
-and re-syncs the order; command-id dedupe and idempotent workers make that safe. The saga and the
-order are decided on cached states (``CommandHandler``: the append's expected sequence verifies them;
-a conflict decides again on a fresh read), so a reaction usually costs one append and no read.
+Per fact: bring the saga's view (``app.service.sagaview``: the order's events and the saga's own
+records) up to the fact → decide (``app.domain.saga.view.reaction``) → append the saga's record when
+the order's events do not say it all, then the order's events, each conditional on its stream and
+with ids derived from the trigger (a redelivery after a crash dedupes; a conflict decides again on a
+fresh view) → send the command of every running step this process has not sent yet (outbox: recorded
+first, sent after; after a restart every running step's command is sent once more, deduped by its
+id downstream) → (the runner acks, or holds the trigger while a step runs: ``app.saga.runner``).
 """
 
 from __future__ import annotations
@@ -16,34 +15,34 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any
+from collections import OrderedDict
 
-from app.domain.common import DomainError
-from app.domain.order import ORDER, OrderCreated
-from app.domain.order.commands import OrderCommand
-from app.domain.order.events import OrderEvent
-from app.domain.order.state import OrderState
-from app.domain.saga import (
-    SAGA,
-    React,
-    Saga,
-    SagaState,
-    StepName,
-    StepStatus,
-    changes_order,
-    order_commands,
-    started_steps,
-)
-from app.eventstore.envelope import Metadata, Position, RecordedEvent, utcnow
+from app.domain.saga import React, Saga
+from app.domain.saga.view import commands_due, reaction
+from app.eventstore.envelope import Metadata, RecordedEvent, StreamId, utcnow
 from app.eventstore.ports import EventStore
 from app.saga.dispatch import Dispatch
 from app.saga.fulfilment import next_deadline, overdue, react_to_timeout, worker_command
 from app.saga.observe import SagaTelemetry
-from app.service.handler import CommandHandler, RetryPolicy
+from app.service.handler import RetryPolicy
+from app.service.sagaview import SagaView, SagaViews
 
 log = logging.getLogger(__name__)
 
 CACHE_SIZE = 20_000
+SENT_SIZE = 100_000
+
+
+def fact_meta(recorded: RecordedEvent) -> Metadata:
+    """What the saga's appends, commands and timer carry for a fact: its correlation and trace, and
+    the fact as their cause."""
+    env = recorded.envelope
+    return Metadata(
+        correlation_id=env.correlation_id,
+        causation_id=env.event_id,
+        traceparent=env.traceparent,
+        tracestate=env.tracestate,
+    )
 
 
 class SagaReactor:
@@ -55,36 +54,24 @@ class SagaReactor:
         step_timeout_s: float,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self._sagas: CommandHandler[React, Any, SagaState] = CommandHandler(
-            store, SAGA, cache_size=CACHE_SIZE, retry=retry
-        )
-        self._orders: CommandHandler[OrderCommand, OrderEvent, OrderState] = CommandHandler(
-            store, ORDER, cache_size=CACHE_SIZE, retry=retry
-        )
+        self._views = SagaViews(store, cache_size=CACHE_SIZE)
         self._dispatch = dispatch
         self._timeout_s = step_timeout_s
+        self._retry = retry or RetryPolicy()
         self._telemetry = SagaTelemetry()
+        self._sent: OrderedDict[str, None] = OrderedDict()  # command ids sent by this process
+        self._armed: set[int] = set()  # sagas this process armed a timer for
 
-    async def on_fact(self, recorded: RecordedEvent) -> None:
-        """React to a stored fact (an order, reservation, payment or shipping event of the order)."""
+    async def on_fact(self, recorded: RecordedEvent) -> Saga | None:
+        """React to a stored fact (an order, reservation, payment or shipping event of the order);
+        returns the saga after it."""
         env = recorded.envelope
-        react = React(
-            order_id=int(env.aggregate_id), trigger_id=env.event_id, fact=recorded.event, at=utcnow()
-        )
-        opens = isinstance(recorded.event, OrderCreated) and env.aggregate_version == 1
-        if opens:  # a new order: its order is exactly this event, known without a read
-            self._orders.remember(
-                react.order_id, ORDER.fold([recorded.event]), Position(1, recorded.sequence)
-            )
-        meta = Metadata(
-            correlation_id=env.correlation_id,
-            causation_id=env.event_id,
-            traceparent=env.traceparent,
-            tracestate=env.tracestate,
-        )
-        # A new order starts a new saga, decided without a read (a redelivery after the saga began
-        # shows up as a conflict on its first append).
-        await self.react(react, meta, assume_new=opens)
+        order_id = int(env.aggregate_id)
+        react = React(order_id=order_id, trigger_id=env.event_id, fact=recorded.event, at=utcnow())
+        # The order's own events are part of the view: the fact is folded in (usually from the cache,
+        # without a read: a new order is exactly this event).
+        current = env.aggregate_type == "order" and self._views.observed(order_id, recorded)
+        return await self.react(react, fact_meta(recorded), verified=current)
 
     async def on_timer(self, order_id: int, subject: str, cause: str, meta: Metadata) -> None:
         """A fired timer: time out every overdue running step, then arm the timer for the next deadline
@@ -94,84 +81,79 @@ class SagaReactor:
         if old_style is not None:
             reactions = [old_style]
         else:
-            saga = (await self._sagas.load(order_id)).state
+            saga = (await self._views.load(order_id)).saga
             reactions = overdue(saga, self._timeout_s, now) if isinstance(saga, Saga) else []
         for react in reactions:
             await self.react(react, dataclasses.replace(meta, causation_id=react.trigger_id))
-        saga = (await self._sagas.load(order_id, fresh=False)).state
+        saga = (await self._views.load(order_id, fresh=False)).saga
         if isinstance(saga, Saga):
-            await self._arm(saga, cause, meta)
+            await self.arm(saga, cause, meta)
 
-    async def react(self, react: React, meta: Metadata, *, assume_new: bool = False) -> None:
-        """Decide, record, send, sync — see the module docstring."""
-        done = await self._sagas.execute(
-            react.order_id, react, meta, cause=react.trigger_id, assume_new=assume_new
-        )
-        saga = done.state
-        if not isinstance(saga, Saga):
-            return  # not a saga's fact (yet)
-        if not done.events:
-            if react.trigger_id in saga.seen:  # a redelivery: outbox recovery
-                await self._resend(saga, meta)
-                await self._sync_order(saga, meta)
+    async def react(self, react: React, meta: Metadata, *, verified: bool = False) -> Saga | None:
+        """Decide, record, send — see the module docstring."""
+
+        async def attempt(fresh: bool) -> tuple[SagaView, SagaView, list[object]]:
+            view = await self._views.load(react.order_id, fresh=fresh)
+            done = reaction(react, view.saga, view.order)
+            if not done.saga_events and not done.order_events:
+                if not fresh and not verified:
+                    view = await self._views.load(react.order_id)  # "nothing to do" is read, not cached
+                    done = reaction(react, view.saga, view.order)
+                if not done.saga_events and not done.order_events:
+                    return view, view, list(done.decided)
+            after = await self._views.append(
+                react.order_id, view, (done.saga_events, done.order_events), meta, react.trigger_id
+            )
+            return view, after, list(done.decided)
+
+        stream = StreamId("saga", str(react.order_id))
+        before, after, decided = await self._retry.run(attempt, stream, fresh=False)
+        if not isinstance(after.saga, Saga):
+            return None  # not a saga's fact (yet)
+        if decided or before.saga != after.saga:
+            self._telemetry.reacted(before.saga, decided, after.saga)
+        await self._send(after.saga, meta)
+        if after.saga.terminal and not after.saga.running():
+            await self._disarm(after.saga.order_id)
+        return after.saga
+
+    async def _send(self, saga: Saga, meta: Metadata) -> None:
+        """Send the command of every running step not sent by this process yet (the shipment starts
+        from ``OrderPaid`` in the shipping worker: no command)."""
+        due = [s for s in saga.running() if s.name in commands_due(saga) and s.command_id not in self._sent]
+        if not due:
             return
-        self._telemetry.reacted(done.before, done.events)  # decision on the span, outcome/step metrics
-        await self._send(saga, started_steps(done.events), meta)
-        if not isinstance(done.before, Saga):  # the saga starts: its timer, for the first step
-            await self._arm(saga, react.trigger_id, meta)
-        if changes_order(done.events):
-            await self._sync_order(saga, meta)
-        if saga.terminal and not saga.running():
-            await self._disarm(saga.order_id)
+        await asyncio.gather(*(self._dispatch.send(*worker_command(saga, s), meta) for s in due))
+        for step in due:
+            self._sent[step.command_id] = None
+        while len(self._sent) > SENT_SIZE:
+            self._sent.popitem(last=False)
 
-    async def _send(self, saga: Saga, names: list[StepName], meta: Metadata) -> None:
-        """Send the command of each named step that is running."""
-        coros = []
-        for name in dict.fromkeys(names):
-            step = saga.step(name)
-            if step is None or step.status is not StepStatus.RUNNING:
-                continue
-            worker, cmd = worker_command(saga, step)
-            coros.append(self._dispatch.send(worker, cmd, meta))
-        if coros:
-            await asyncio.gather(*coros)
+    async def resend(self, saga: Saga, meta: Metadata) -> None:
+        """Outbox recovery after a redelivery: every running step's command again (deduped downstream)."""
+        for step in saga.running():
+            self._sent.pop(step.command_id, None)
+        await self._send(saga, meta)
 
-    async def _arm(self, saga: Saga, cause: str, meta: Metadata) -> None:
-        """Arm the saga's timer for its earliest running deadline (nothing when nothing runs)."""
+    async def arm_for(self, order_id: int, cause: str, meta: Metadata) -> None:
+        """Arm the timer of ``order_id``'s saga if a step still runs (its held trigger expired)."""
+        saga = (await self._views.load(order_id, fresh=False)).saga
+        if isinstance(saga, Saga) and saga.running():
+            await self.arm(saga, cause, meta)
+
+    async def arm(self, saga: Saga, cause: str, meta: Metadata) -> None:
+        """Arm the saga's durable timer for its earliest running deadline (nothing when nothing runs)."""
         at = next_deadline(saga, self._timeout_s, utcnow())
         if at is not None:
             await self._dispatch.arm(saga.order_id, at, cause, meta)
+            self._armed.add(saga.order_id)
 
     async def _disarm(self, order_id: int) -> None:
+        """Only a timer this process armed (after a restart an unknown one fires and finds nothing)."""
+        if order_id not in self._armed:
+            return
+        self._armed.discard(order_id)
         try:
             await self._dispatch.disarm(order_id)
         except Exception:  # the timers then fire and are ignored
             log.warning("saga %s: could not disarm its timers", order_id, exc_info=True)
-
-    async def _resend(self, saga: Saga, meta: Metadata) -> None:
-        """Outbox recovery: every running step's command and the saga's timer again (deduped
-        downstream; re-arming an armed timer for the same deadline changes nothing)."""
-        await self._send(saga, [s.name for s in saga.running()], meta)
-        await self._arm(saga, f"resend:{meta.causation_id}", meta)
-
-    async def _sync_order(self, saga: Saga, meta: Metadata) -> None:
-        """Bring the order to the status the saga implies, one transition per append (single-message
-        appends are far cheaper than atomic batches; a crash between two is finished by the
-        redelivery). Nothing to do on the cached order is final: the cache is never ahead of the
-        stream and orders only move forward. A refusal (a user's cancel came first) is logged: the
-        saga hears of it as a fact."""
-
-        def next_command(order: OrderState) -> OrderCommand | None:
-            commands = order_commands(saga, order, utcnow())
-            return commands[0] if commands else None
-
-        order = (await self._orders.load(saga.order_id, fresh=False)).state
-        while next_command(order) is not None:
-            try:
-                done = await self._orders.execute_for(saga.order_id, next_command, meta, cause="order-sync")
-            except DomainError as exc:
-                log.info("order %s: %s", saga.order_id, exc.message)
-                return
-            if not done.events:
-                return
-            order = done.state

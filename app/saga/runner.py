@@ -4,10 +4,12 @@
 - ``saga-orchestrator`` on ``EVENTS`` (order, reservation, payment and shipping events),
 - ``saga-timeouts`` on ``SAGA_TIMERS`` (a saga's fired timer: see ``app.saga.timeouts``).
 
-Each message is acked after its reaction (decide → record → send → sync). Reactions of one saga are
+Each message is acked after its reaction (decide → record → send), or held while its saga's step runs
+(``app.saga.holding``: the step's timeout without a stored timer on the happy path); a redelivered
+fact also re-sends the running steps' commands (outbox recovery). Reactions of one saga are
 serialised in this process (keyed locks, fetch order); several runner replicas stay correct through
-the saga stream's optimistic concurrency (a conflict reloads and decides again) and the decider's
-trigger-id dedupe. The composition roots (``app.runtime``) build the store and run the loops.
+the streams' optimistic concurrency (a conflict reloads and decides again) and state-based dedupe.
+The composition roots (``app.runtime``) build the store and run the loops.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from app.eventstore.consumer import KeyedLocks, PermanentError, PullLoop
+from app.eventstore.consumer import Held, KeyedLocks, PermanentError, PullLoop
 from app.eventstore.envelope import Metadata
 from app.eventstore.jetstream import STREAM
 from app.eventstore.ports import EventStore
@@ -24,8 +26,9 @@ from app.eventstore.required import require_consumer, require_streams
 from app.saga import timeouts
 from app.saga.dispatch import JetStreamDispatch
 from app.saga.fulfilment import FACT_SUBJECTS, FACT_TYPES, order_id_of
+from app.saga.holding import HeldTriggers
 from app.saga.observe import SagaTelemetry
-from app.saga.reactor import SagaReactor
+from app.saga.reactor import SagaReactor, fact_meta
 from app.settings import Settings
 from app.workers.commands import COMMANDS_STREAM
 
@@ -53,6 +56,7 @@ class SagaRunner:
         self.reactor = SagaReactor(
             store, JetStreamDispatch(self._js), step_timeout_s=settings.saga_step_timeout_s
         )
+        self.held = HeldTriggers(self.reactor.arm_for, step_timeout_s=settings.saga_step_timeout_s)
 
     async def require(self) -> None:
         """Check the provisioned streams and durable consumers exist (``NotProvisioned`` otherwise)."""
@@ -64,7 +68,18 @@ class SagaRunner:
         locks = KeyedLocks()
         n = self._settings.saga_concurrency
         return [
-            PullLoop(self._nc, STREAM, ORCHESTRATOR_CONSUMER, self.on_event, n, _key, "saga-events", locks),
+            PullLoop(
+                self._nc,
+                STREAM,
+                ORCHESTRATOR_CONSUMER,
+                self.on_event,
+                n,
+                _key,
+                "saga-events",
+                locks,
+                heartbeat_s=min(2.0, self.held.threshold),
+                tick=self.held.sweep,
+            ),
             PullLoop(
                 self._nc,
                 timeouts.TIMERS_STREAM,
@@ -77,15 +92,19 @@ class SagaRunner:
             ),
         ]
 
-    async def on_event(self, msg: Msg) -> None:
+    async def on_event(self, msg: Msg) -> Held | None:
         if (msg.headers or {}).get("Eda-Type") not in FACT_TYPES:
-            return  # OrderPaid, OrderShipped, stock events...: nothing for the saga
+            return None  # OrderPaid, OrderShipped, stock events...: nothing for the saga
         recorded = self._store.codec.decode(msg.data, msg.metadata.sequence.stream if msg.metadata else 0)
         env = recorded.envelope
         if recorded.event is None:
             raise PermanentError(f"unknown event type {env.type}")
-        with SagaTelemetry.processing(msg, int(env.aggregate_id), message_id=env.event_id, fact=env.type):
-            await self.reactor.on_fact(recorded)
+        order_id, meta = int(env.aggregate_id), fact_meta(recorded)
+        with SagaTelemetry.processing(msg, order_id, message_id=env.event_id, fact=env.type):
+            saga = await self.reactor.on_fact(recorded)
+            if saga is not None and msg.metadata is not None and msg.metadata.num_delivered > 1:
+                await self.reactor.resend(saga, meta)  # a crash may have lost what the reaction sent
+            return await self.held.settle(order_id, msg, saga, meta, f"held:{env.event_id}")
 
     async def on_timer(self, msg: Msg) -> None:
         order_id = order_id_of(msg.subject)

@@ -196,7 +196,7 @@ async def order_detail(
         "order_id": order_id,
         "order": _order_json(row) if row is not None else None,
         "events": events,
-        "saga": saga_timeline(saga_events.events),
+        "saga": saga_timeline(saga_events.events, order_events.events),
         "saga_events": [event_json(e, jaeger_url) for e in saga_events.events],
         "trace_id": first_trace,
         "trace_url": f"{jaeger_url.rstrip('/')}/trace/{first_trace}" if jaeger_url and first_trace else None,

@@ -1,6 +1,6 @@
-"""The saga as the console draws it: the step timeline of ``events.saga.<order_id>``.
+"""The saga as the console draws it: the step timeline of the order's events and the saga's records.
 
-The stored saga events are folded with the saga's own decider (``SAGA``), exactly like
+Both streams are folded into the saga's view (``app.service.sagaview``), exactly like
 ``GET /api/v1/orders/{id}/saga``, so the console can never drift from the saga's event format. One entry
 per step: start, end, status and outcome, attempts (a retry or a timed-out attempt shows as > 1), and
 whether it is a compensation.
@@ -11,17 +11,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.domain.saga import SAGA, Saga
+from app.domain.saga import Saga
 from app.eventstore.envelope import RecordedEvent
+from app.service.sagaview import EMPTY, fold_recorded, merged
 
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def saga_timeline(events: list[RecordedEvent]) -> dict[str, Any] | None:
+def saga_timeline(records: list[RecordedEvent], orders: list[RecordedEvent]) -> dict[str, Any] | None:
     """The saga's status, reason and steps in the order they started (``None``: no saga yet)."""
-    saga = SAGA.fold([e.event for e in events if e.event is not None])
+    saga = fold_recorded(EMPTY, merged(records, orders)).saga
     if not isinstance(saga, Saga):
         return None
     steps = sorted(saga.steps, key=lambda s: (s.started_at, s.compensation))

@@ -23,6 +23,7 @@ from app.eventstore.jetstream import open_event_store
 from app.eventstore.ports import EventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.saga.runner import saga_loops
+from app.service.sagaview import SagaViews
 from app.service.handler import CommandHandler
 from app.service.repository import Repository
 from app.settings import Settings
@@ -46,6 +47,7 @@ class System:
         return CommandHandler(self.store, ORDER)
 
     def sagas(self) -> Repository[Any, Any, Any]:
+        """The saga's own records (``events.saga.<id>``: only what the order's events do not say)."""
         return Repository(self.store, SAGA)
 
     async def create_order(
@@ -64,7 +66,7 @@ class System:
         """Wait until the saga exists (and is terminal, by default)."""
 
         async def reached() -> Saga | None:
-            state = (await self.sagas().load(order_id)).state
+            state = (await SagaViews(self.store).load(order_id)).saga
             return state if isinstance(state, Saga) and (state.terminal or not terminal) else None
 
         return await eventually(reached, timeout=timeout, what=f"saga {order_id}")

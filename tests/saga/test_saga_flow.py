@@ -67,7 +67,13 @@ async def test_happy_path_reserves_charges_ships_and_commits(start_system: Start
     assert {e.envelope.correlation_id for e in history} == {"corr-2"}
     saga_history = await system.sagas().history(2)
     assert {e.envelope.correlation_id for e in saga_history} == {"corr-2"}
-    assert saga_history[0].envelope.causation_id == history[0].envelope.event_id
+    # the saga's records (the reservation's outcome, the commit's) and the order's events it appends
+    # are caused by the facts it reacted to: OrderPaid by the payment
+    from app.domain.payment import PAYMENT
+    from app.service.repository import Repository
+
+    [charged] = await Repository(system.store, PAYMENT).history(2)
+    assert history[1].envelope.causation_id == charged.envelope.event_id
     await _no_pending_timers(system, 2)
 
 

@@ -13,7 +13,8 @@ from app.api.errors import Problem
 from app.api.schemas import OrderIdPath, problem_responses, rfc3339
 from app.api.security import AUTH_RESPONSES, Caller, caller, requires
 from app.auth.scopes import Scope
-from app.domain.saga import SAGA, Saga
+from app.domain.saga import Saga
+from app.service.sagaview import SagaViews
 
 router = APIRouter(
     prefix="/api/v1/orders",
@@ -60,8 +61,8 @@ async def get_saga(
     principal: Caller,
 ) -> SagaOut:
     await reads.ensure_may_read(ctx, principal, order_id)
-    loaded = await ctx.repository(SAGA).load(order_id, use_snapshot=False)
-    saga = loaded.state
+    view = await SagaViews(ctx.store).load(order_id)
+    saga = view.saga
     if not isinstance(saga, Saga):
         raise Problem(404, "saga-not-found", "Saga not found", f"order {order_id} has no saga (yet)")
     steps = sorted(saga.steps, key=lambda s: (s.started_at, s.compensation))
@@ -83,5 +84,5 @@ async def get_saga(
         ],
         started_at=rfc3339(saga.started_at),
         updated_at=rfc3339(saga.updated_at),
-        version=loaded.position.version,
+        version=view.saga_at.version + view.order_at.version,
     )

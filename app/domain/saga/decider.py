@@ -11,6 +11,9 @@ compensation succeeded the saga is ``cancelled``. Compensations and the commit r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
 
 from app.domain.common import Decider, cannot_apply
 from app.domain.inventory.events import (
@@ -20,7 +23,7 @@ from app.domain.inventory.events import (
     ReservationReleased,
     ReservedItem,
 )
-from app.domain.order.events import OrderCancelled, OrderCompleted, OrderCreated
+from app.domain.order.events import OrderCancelled, OrderCompleted, OrderCreated, OrderItem
 from app.domain.payment.decider import PaymentCharged, PaymentDeclined, PaymentRefunded, PaymentVoided
 from app.domain.saga.events import (
     COMPENSATION_OF,
@@ -54,8 +57,16 @@ def command_id(order_id: int, step: StepName, attempt: int) -> str:
     return f"{order_id}:{step.value}:{attempt}"
 
 
-class _Out:
-    """Collects the changes of one reaction while applying them, so later decisions see earlier ones."""
+class Outcome:
+    """Outcomes a step's success records (the order events that imply them record the same)."""
+
+    CHARGED = "charged"
+    DISPATCHED = "dispatched"
+
+
+class Reacting:
+    """Collects the changes of one reaction while applying them, so later decisions see earlier ones
+    (also how ``app.domain.saga.view`` applies what an order event implies)."""
 
     def __init__(self, saga: Saga, cmd: React) -> None:
         self.saga = saga
@@ -78,6 +89,9 @@ class _Out:
             )
         )
 
+    def running(self, name: StepName) -> bool:
+        return _running(self.saga, name)
+
     def finish(self, step: StepName, status: StepStatus, outcome: str, **ids: str) -> None:
         self.add(StepFinished(step=step, status=status, outcome=outcome, at=self.cmd.at, **ids))
 
@@ -99,6 +113,12 @@ class _Out:
 
     def next_forward(self, after: StepName) -> None:
         self.start(FORWARD[FORWARD.index(after) + 1])
+
+    def complete(self) -> None:
+        """The order completed: so is the saga; the reserved stock leaves (orders with items)."""
+        self.add(SagaCompleted(at=self.cmd.at))
+        if self.saga.items:
+            self.start(StepName.COMMIT)
 
     def events(self) -> list[SagaEvent]:
         if not self.changes:
@@ -125,7 +145,7 @@ def _start_saga(cmd: React, created: OrderCreated) -> list[SagaEvent]:
     return [started]  # evolving it starts the first step (reserve, or charge without items)
 
 
-def _forward(out: _Out, fact: Fact) -> None:
+def _forward(out: Reacting, fact: Fact) -> None:
     """Reactions while running."""
     saga = out.saga
     match fact:
@@ -136,22 +156,20 @@ def _forward(out: _Out, fact: Fact) -> None:
             out.finish(StepName.RESERVE, StepStatus.FAILED, fact.reason)
             out.compensate(f"reservation failed: {fact.reason}")
         case PaymentCharged() if _running(saga, StepName.CHARGE):
-            out.finish(StepName.CHARGE, StepStatus.SUCCEEDED, "charged", payment_id=fact.payment_id)
+            out.finish(StepName.CHARGE, StepStatus.SUCCEEDED, Outcome.CHARGED, payment_id=fact.payment_id)
             out.next_forward(StepName.CHARGE)
         case PaymentDeclined() if _running(saga, StepName.CHARGE):
             out.finish(StepName.CHARGE, StepStatus.FAILED, fact.reason)
             out.compensate(f"payment declined: {fact.reason}")
         case ShipmentDispatched() if _running(saga, StepName.SHIP):
             out.finish(
-                StepName.SHIP, StepStatus.SUCCEEDED, "dispatched", tracking_number=fact.tracking_number
+                StepName.SHIP, StepStatus.SUCCEEDED, Outcome.DISPATCHED, tracking_number=fact.tracking_number
             )
         case ShipmentFailed() if _running(saga, StepName.SHIP):
             out.finish(StepName.SHIP, StepStatus.FAILED, fact.reason)
             out.compensate(f"shipping failed: {fact.reason}")
         case OrderCompleted() if saga.tracking_number is not None:
-            out.add(SagaCompleted(at=out.cmd.at))
-            if saga.items:
-                out.start(StepName.COMMIT)
+            out.complete()
         case OrderCancelled():
             out.compensate(f"order cancelled: {fact.reason}")
         case StepTimedOut() if fact.step in FORWARD:
@@ -169,7 +187,7 @@ _COMPENSATION_DONE: dict[type[object], StepName] = {
 }
 
 
-def _undoing(out: _Out, fact: Fact) -> None:
+def _undoing(out: Reacting, fact: Fact) -> None:
     """Reactions while compensating (late forward outcomes are covered by the compensations)."""
     step = _COMPENSATION_DONE.get(type(fact))
     if step is not None and _running(out.saga, step):
@@ -177,7 +195,7 @@ def _undoing(out: _Out, fact: Fact) -> None:
         out.maybe_cancelled()
 
 
-def _retry_on_timeout(out: _Out, fact: Fact) -> None:
+def _retry_on_timeout(out: Reacting, fact: Fact) -> None:
     """Compensations and the commit must eventually happen: a timeout re-sends them."""
     if isinstance(fact, StepTimedOut) and (fact.step in COMPENSATIONS or fact.step is StepName.COMMIT):
         out.finish(fact.step, StepStatus.TIMED_OUT, "no answer in time, retrying")
@@ -194,7 +212,7 @@ def decide(cmd: React, state: SagaState) -> list[SagaEvent]:
         case Saga():
             if cmd.trigger_id in state.seen:
                 return []
-            out = _Out(state, cmd)
+            out = Reacting(state, cmd)
             fact = cmd.fact
             if isinstance(fact, StepTimedOut):
                 step = state.step(fact.step)
@@ -214,26 +232,34 @@ def decide(cmd: React, state: SagaState) -> list[SagaEvent]:
             raise TypeError(f"unknown saga state {state!r}")
 
 
-def _evolve_started(event: SagaStarted) -> Saga:
-    first = StepName.RESERVE if event.items else StepName.CHARGE
+def started_saga(
+    order_id: int, user_id: int, items: Iterable[ReservedItem | OrderItem], amount: Decimal, at: datetime
+) -> Saga:
+    """A saga that has just started: its first step (reserve, or charge without items) running."""
+    reserved = tuple(ReservedItem(product_id=i.product_id, quantity=i.quantity) for i in items)
+    first = StepName.RESERVE if reserved else StepName.CHARGE
     step = Step(
         name=first,
         status=StepStatus.RUNNING,
         attempt=1,
-        command_id=command_id(event.order_id, first, 1),
-        started_at=event.at,
+        command_id=command_id(order_id, first, 1),
+        started_at=at,
     )
     return Saga(
-        order_id=event.order_id,
-        user_id=event.user_id,
-        items=event.items,
-        amount=event.amount,
+        order_id=order_id,
+        user_id=user_id,
+        items=reserved,
+        amount=amount,
         status=SagaStatus.RUNNING,
-        started_at=event.at,
-        updated_at=event.at,
+        started_at=at,
+        updated_at=at,
         steps=(step,),
-        seen=frozenset({event.trigger_id}),
     )
+
+
+def _evolve_started(event: SagaStarted) -> Saga:
+    saga = started_saga(event.order_id, event.user_id, event.items, event.amount, event.at)
+    return dataclasses.replace(saga, seen=frozenset({event.trigger_id}))
 
 
 def _replace_step(saga: Saga, step: Step) -> tuple[Step, ...]:

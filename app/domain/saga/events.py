@@ -147,13 +147,18 @@ class Change:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SagaAdvanced:
-    """The saga's reaction to one fact: its changes, in order, as one event (one append, no batch)."""
+    """The saga's reaction to one fact: its changes, in order, as one event (one append, no batch).
+
+    ``order_version``: how many of the order's events the decision saw — the record folds right after
+    the order's event of that version, whatever the order's stream received meanwhile (``None`` in
+    records of the earlier design, which fold in stream order)."""
 
     TYPE: ClassVar[str] = "SagaAdvanced"
     VERSION: ClassVar[int] = 1
     trigger_id: str
     at: datetime
     changes: tuple[Change, ...]
+    order_version: int | None = None
 
 
 def to_wire(change: SagaChange) -> Change:
