@@ -3,13 +3,14 @@ rates, one table side by side with ratios, and a verdict per target of issue 16 
 
 At each rate of ``--rates``, in order, it runs — each on a fresh data dir, each for ``--seconds`` after
 ``--warmup`` — the product (``saga_load.run``: every role a separate process; ``--auth``: OIDC bearer
-tokens by default, as in production), the floor (``saga_floor.run``: the same message pattern with bare
-handlers; seed orders only, so left out when ``--items`` > 0) and the DBOS peer (``peers/dbos_saga.py``
-in a subprocess, in-process by default, ``--http`` through its FastAPI process; its other options pass
-through; neither the floor nor the peer authenticates). The three run together at each rate so that
-each rate's trio shares one hour of this host, whose speed swings; its fsync latency is measured first
-(200 appends of 4 KiB, each fsync'd, in the temp dir that holds the data dirs) and recorded, with the
-load average, so runs of different hours can be judged.
+tokens by default, as in production), the floor (``saga_floor.run``: the message pattern of issue 16's
+design, 7 stored messages per seed order, with bare handlers — ``--floor-design old``: the 13 of the
+design before it; seed orders only, so left out when ``--items`` > 0) and the DBOS peer
+(``peers/dbos_saga.py`` in a subprocess, in-process by default, ``--http`` through its FastAPI process;
+its other options pass through; neither the floor nor the peer authenticates). The three run together at
+each rate so that each rate's trio shares one hour of this host, whose speed swings; its fsync latency
+is measured first (200 appends of 4 KiB, each fsync'd, in the temp dir that holds the data dirs) and
+recorded, with the load average, so runs of different hours can be judged.
 
 Verdicts. A system *sustains* an offered rate when, in that run, it completed at least 95 % of it per
 second over the window with p99 ≤ 500 ms, no order left uncompleted and no error; its *capacity* is the
@@ -20,10 +21,11 @@ highest rate it sustained, its throughput the completed/s of that run. Targets (
 every rate offered is marked as a bound.
 
 Run: ``.venv/bin/python benchmarks/saga_compare.py [--rates 100,150,200,250] [--seconds 20] [--warmup 3]
-[--items 0] [--auth oidc] [--http] [--sync] [--always-reserve] [--pool-size 20] [--threads 20]`` (the
-last five go to the DBOS peer, which needs ``.venv/bin/pip install -e '.[bench]'``); prints progress,
-the table and the verdicts, and writes ``benchmarks/results/saga_compare.json``. About 40 s per system
-and rate.
+[--items 0] [--auth oidc] [--floor-design new|old] [--http] [--sync] [--always-reserve] [--pool-size 20]
+[--threads 20]`` (the last five go to the DBOS peer, which needs ``.venv/bin/pip install -e '.[bench]'``);
+prints the floor's design and stored messages, progress, the table (its floor column named with the
+design) and the verdicts, and writes ``benchmarks/results/saga_compare.json`` (the floor's design in its
+options and in each floor run). About 40 s per system and rate.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 import uvloop
 from harness import pct
 from peers.dbos_saga import peer_args, require_dbos, result_file
+from saga_floor import describe, design_arg
 from saga_floor import run as run_floor
 from saga_load import auth_arg
 from saga_load import run as run_product
@@ -91,7 +94,8 @@ def measure(rate: float, args: argparse.Namespace) -> dict[str, Run | None]:
             product = run_product(rate, args.seconds, args.warmup, args.items, False, args.auth)
             runs[system] = uvloop.run(product)
         elif system == "floor":
-            runs[system] = None if args.items else uvloop.run(run_floor(rate, args.seconds, args.warmup))
+            floor = None if args.items else run_floor(rate, args.seconds, args.warmup, args.floor_design)
+            runs[system] = None if floor is None else uvloop.run(floor)
         else:
             runs[system] = run_dbos(rate, args)
         got = runs[system]
@@ -148,12 +152,13 @@ def _cpu(table: list[dict[str, Any]], rate: float, target: float) -> tuple[str, 
     return ("PASS" if used <= target else "FAIL"), f"{used:.1f} ms of machine CPU per saga at {rate:g}/s"
 
 
-def verdicts(table: list[dict[str, Any]], items: int) -> list[dict[str, str]]:
+def verdicts(table: list[dict[str, Any]], items: int, floor_design: str = "new") -> list[dict[str, str]]:
     """Issue 16's targets, each PASS/FAIL from ``table`` or n/a with why."""
+    floor = f"seed orders >= 0.9x the floor ({floor_design} design) at p99 <= 500 ms"
     seed = [
         ("seed orders >= 250/s with p99 <= 500 ms", lambda: _absolute(table, 250)),
         ("seed orders >= 5x the DBOS peer at p99 <= 500 ms", lambda: _ratio(table, 5, "dbos")),
-        ("seed orders >= 0.9x the floor at p99 <= 500 ms", lambda: _ratio(table, 0.9, "floor")),
+        (floor, lambda: _ratio(table, 0.9, "floor")),
         ("machine CPU per seed saga <= 8 ms at 100/s", lambda: _cpu(table, 100, 8)),
     ]
     one_item = [("one item per order >= 150/s with p99 <= 500 ms", lambda: _absolute(table, 150))]
@@ -178,8 +183,9 @@ def _ratios(product: Run, other: Run | None) -> str:
     return "".join(DASH if other is None or not other[k] else f"{product[k] / other[k]:>7.2f}" for k in keys)
 
 
-def print_table(table: list[dict[str, Any]]) -> None:
-    groups = "".join(f" {' ' + name + ' ':-^27}" for name in SYSTEMS)
+def print_table(table: list[dict[str, Any]], floor_design: str = "new") -> None:
+    names = {"floor": f"floor ({floor_design} design)"}
+    groups = "".join(f" {' ' + names.get(name, name) + ' ':-^27}" for name in SYSTEMS)
     ratios = "".join(f" {' product/' + name + ' ':-^13}" for name in ("floor", "dbos"))
     print(f"\n{'':>6}{groups}{ratios}")
     metrics = "".join(f"{name:>7}" for name in ("done/s", "p50", "p99", "cpu"))
@@ -201,6 +207,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--items", type=int, default=0, help="product lines per order (0 = seed order)")
     auth_arg(parser)
+    design_arg(parser, "--floor-design")
     peer_args(parser)
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
@@ -216,9 +223,10 @@ def main() -> None:
     print(f"host: {host['cpus']} CPUs, load average {host['load_average'][0]:.1f} at {host['at']}")
     print(f"fsync of a 4 KiB append in {tempfile.gettempdir()} (where the data dirs go): ", end="")
     print(f"p50 {fs['p50']:.2f} ms, p99 {fs['p99']:.2f} ms, mean {fs['mean']:.2f} ms")
+    print(describe(args.floor_design))
     table = [{"rate": rate} | measure(rate, args) for rate in rates]
-    print_table(table)
-    judged = verdicts(table, args.items)
+    print_table(table, args.floor_design)
+    judged = verdicts(table, args.items, args.floor_design)
     print("\nissue 16 targets (from the numbers above):")
     for v in judged:
         print(f"  [{v['verdict']:>4}] {v['target']}: {v['detail']}")
