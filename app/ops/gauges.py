@@ -88,7 +88,7 @@ class PlatformGauges:
 
     async def sample_sagas(self) -> None:
         taken = await census.take(self._js)
-        self._in_flight.set(len(taken.in_flight()))
+        self._in_flight.set(taken.in_flight_count())
         self._overdue.set(len({t.order_id for t in taken.overdue()}))
         self._overdue_s.set(taken.overdue_seconds())
 

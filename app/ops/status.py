@@ -101,7 +101,7 @@ async def _sagas(src: Sources, now: datetime) -> dict[str, Any]:
     oldest = min(running, default=None)
     orders = await _orders_by_status(src)
     return {
-        "in_flight": len(in_flight),
+        "in_flight": taken.in_flight_count(),
         "by_state": {
             "running": sum(1 for s in sagas if s.status is SagaStatus.RUNNING),
             "compensating": compensating,

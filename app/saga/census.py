@@ -1,11 +1,15 @@
-"""Which sagas are in flight and which run past their timeout, read from the durable timer index.
+"""Which sagas are in flight and which run past their timeout, read from the durable timer index and
+the orchestrator's unacknowledged triggers.
 
-The orchestrator keeps an invariant (``app.saga.timeouts``): while a saga has a running step, its timer
-is armed — a schedule on ``sched.saga.<order>.timer`` in stream ``SAGA_TIMERS`` due no later than that
-step's deadline — or has just fired: the server published ``timeouts.saga.<order>.due`` and the
-durable consumer ``saga-timeouts`` has not acknowledged it yet. A finished saga's timer is purged. So
-the timers name every saga in flight at no cost on the saga's path, and two states mean a saga runs
-longer than its timeout allows:
+The orchestrator keeps an invariant (``app.saga.holding``, ``app.saga.timeouts``): while a saga has a
+running step, either its latest trigger is held unacknowledged on the ``saga-orchestrator`` consumer
+(for at most ~2 s: most sagas finish in that time and never store a timer), or its timer is armed —
+a schedule on ``sched.saga.<order>.timer`` in stream ``SAGA_TIMERS`` due no later than that step's
+deadline — or has just fired: the server published ``timeouts.saga.<order>.due`` and the durable
+consumer ``saga-timeouts`` has not acknowledged it yet. So the timers name every saga whose step runs
+longer than the hold, the consumer's ack-pending count says how many younger ones there are (``held``:
+a count, the server does not list them cheaply), and two states mean a saga runs longer than its
+timeout allows:
 
 - an armed timer whose time passed ``grace`` ago (the server did not fire it);
 - a fired timer not handled within ``grace`` (the orchestrator is down, stuck or failing on it).
@@ -25,7 +29,10 @@ from datetime import UTC, datetime
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from app.eventstore.jetstream import STREAM as EVENTS_STREAM
 from app.saga.timeouts import TIMEOUTS_CONSUMER, TIMERS_STREAM
+
+ORCHESTRATOR_CONSUMER = "saga-orchestrator"  # app.saga.runner's durable (which imports this module)
 
 GRACE_S = 30.0
 MAX_TIMERS = 20_000  # per scan: beyond that the census undercounts rather than taking minutes
@@ -46,10 +53,16 @@ class Timer:
 class Census:
     timers: tuple[Timer, ...]
     taken_at: datetime
+    held: int = 0
+    """Triggers the orchestrator holds (young sagas with a running step; reactions in progress)."""
 
     def in_flight(self) -> frozenset[int]:
-        """The orders whose saga has a running step."""
+        """The orders whose saga has had a running step for longer than the hold (a timer)."""
         return frozenset(t.order_id for t in self.timers)
+
+    def in_flight_count(self) -> int:
+        """Sagas with a running step: those with a timer and those whose trigger is held."""
+        return len(self.in_flight()) + self.held
 
     def overdue(self, grace_s: float = GRACE_S) -> list[Timer]:
         """The timers that should have been handled more than ``grace_s`` ago, oldest first."""
@@ -110,4 +123,11 @@ async def take(js: JetStreamContext) -> Census:
         for subject, sent, _ in await _scan(js, "timeouts.saga.>", start)
         if (order_id := _order_id(subject)) is not None
     ]
-    return Census((*armed.values(), *fired), now)
+    return Census((*armed.values(), *fired), now, held=await _held(js))
+
+
+async def _held(js: JetStreamContext) -> int:
+    try:
+        return int((await js.consumer_info(EVENTS_STREAM, ORCHESTRATOR_CONSUMER)).num_ack_pending or 0)
+    except NotFoundError:
+        return 0

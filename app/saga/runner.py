@@ -24,6 +24,7 @@ from app.eventstore.jetstream import STREAM
 from app.eventstore.ports import EventStore
 from app.eventstore.required import require_consumer, require_streams
 from app.saga import timeouts
+from app.saga.census import ORCHESTRATOR_CONSUMER
 from app.saga.dispatch import JetStreamDispatch
 from app.saga.fulfilment import FACT_SUBJECTS, FACT_TYPES, order_id_of
 from app.saga.holding import HeldTriggers
@@ -31,8 +32,6 @@ from app.saga.observe import SagaTelemetry
 from app.saga.reactor import SagaReactor, fact_meta
 from app.settings import Settings
 from app.workers.commands import COMMANDS_STREAM
-
-ORCHESTRATOR_CONSUMER = "saga-orchestrator"
 
 
 def orchestrator_consumer_config() -> ConsumerConfig:
