@@ -1,6 +1,6 @@
 """The order fulfilment saga as an event-sourced aggregate (``events.saga.<order_id>``)."""
 
-from app.domain.saga.decider import FORWARD, SAGA, changes_order, command_id, started_steps
+from app.domain.saga.decider import FORWARD, SAGA, command_id
 from app.domain.saga.events import (
     COMPENSATION_OF,
     COMPENSATIONS,
@@ -51,8 +51,6 @@ __all__ = [
     "StepStarted",
     "StepStatus",
     "StepTimedOut",
-    "changes_order",
     "command_id",
     "order_commands",
-    "started_steps",
 ]

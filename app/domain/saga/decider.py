@@ -318,24 +318,6 @@ def evolve(state: SagaState, event: SagaEvent) -> SagaState:
             raise cannot_apply(event, state)
 
 
-def started_steps(events: list[SagaEvent]) -> list[StepName]:
-    """The steps whose commands (and timers) ``events`` ask to send, in order."""
-    out: list[StepName] = []
-    for event in events:
-        if isinstance(event, SagaStarted):
-            out.append(StepName.RESERVE if event.items else StepName.CHARGE)
-        else:
-            out.extend(c.step for c in event.changes if c.kind == "step_started" and c.step is not None)
-    return out
-
-
-def changes_order(events: list[SagaEvent]) -> bool:
-    """Whether ``events`` may require an order transition (anything but starting steps)."""
-    return any(
-        isinstance(e, SagaAdvanced) and any(c.kind != "step_started" for c in e.changes) for e in events
-    )
-
-
 SAGA: Decider[React, SagaEvent, SagaState] = Decider(
     aggregate_type="saga",
     decide=decide,
