@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from app.domain.saga import SAGA, Saga, SagaStatus
+from app.domain.saga import Saga, SagaStatus
 from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import JetStreamEventStore
+from app.service.sagaview import EMPTY, fold_recorded, merged
 
 
 async def all_events(store: JetStreamEventStore) -> list[RecordedEvent]:
@@ -29,10 +30,10 @@ def check(events: list[RecordedEvent], order_ids: set[int], default_stock: int) 
     types = {k: [e.envelope.type for e in v] for k, v in by_stream.items()}
     outcome: Counter[str] = Counter()
     problems: list[str] = []
-    sagas = {
-        int(agg_id): SAGA.fold([e.event for e in stream])
+    sagas = {  # the saga's view: its records and its order's events (app.service.sagaview)
+        int(agg_id): fold_recorded(EMPTY, merged(by_stream.get(("saga", agg_id), []), stream)).saga
         for (agg, agg_id), stream in by_stream.items()
-        if agg == "saga"
+        if agg == "order"
     }
     for oid in order_ids:
         state = sagas.get(oid)
