@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import ClassVar
 
 import orjson
 import pytest
@@ -86,6 +88,54 @@ def test_v2_order_created_without_owner_belongs_to_its_customer() -> None:
     assert isinstance(recorded.event, OrderCreated)
     assert recorded.event.owner == "123"
     assert recorded.event.user_id == 123
+
+
+def _order_paid(data: dict[str, object]) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": "018f0000-0000-7000-8000-000000000002",
+            "type": "OrderPaid",
+            "schema_version": 1,
+            "aggregate_type": "order",
+            "aggregate_id": "3",
+            "aggregate_version": 2,
+            "occurred_at": "2025-05-01T12:00:00Z",
+            "correlation_id": "c",
+            "causation_id": None,
+            "traceparent": None,
+            "data": {"order_id": 3, "payment_id": "p", "amount": "10.00", "at": "2025-05-01T12:00:00Z"}
+            | data,
+        }
+    )
+
+
+def test_order_paid_stored_before_user_id_decodes_without_it() -> None:
+    recorded = EventCodec(all_event_types()).decode(_order_paid({}), sequence=1)
+    assert isinstance(recorded.event, OrderPaid)
+    assert recorded.event.user_id is None
+    assert recorded.event.payment_id == "p"
+
+
+def test_a_reader_of_the_previous_release_decodes_an_order_paid_with_user_id() -> None:
+    """``user_id`` came without a new ``VERSION``: the previous release's class (no such field) still
+    reads what this one writes, so replicas of both can run side by side during a rollout."""
+
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class PreviousOrderPaid:
+        TYPE: ClassVar[str] = "OrderPaid"
+        VERSION: ClassVar[int] = 1
+        order_id: int
+        payment_id: str
+        amount: Decimal
+        at: datetime
+
+    new = EventCodec(all_event_types()).decode(_order_paid({"user_id": 9}), sequence=1)
+    assert isinstance(new.event, OrderPaid)
+    assert new.event.user_id == 9
+    old = EventCodec([PreviousOrderPaid]).decode(_order_paid({"user_id": 9}), sequence=1)
+    assert old.event == PreviousOrderPaid(
+        order_id=3, payment_id="p", amount=Decimal("10.00"), at=datetime(2025, 5, 1, 12, tzinfo=UTC)
+    )
 
 
 def test_unknown_types_decode_to_none_and_gaps_fail_loudly() -> None:

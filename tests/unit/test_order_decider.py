@@ -21,6 +21,7 @@ from app.domain.order import (
     OrderCancelled,
     OrderCreated,
     OrderItem,
+    OrderPaid,
     OrderStatus,
     ShipOrder,
     decide,
@@ -61,6 +62,12 @@ def test_seed_lifecycle_reaches_completed() -> None:
     assert order.status is OrderStatus.COMPLETED
     assert order.created_at == T0
     assert order.updated_at == T0 + timedelta(hours=1)
+
+
+def test_order_paid_names_the_customer_so_shipping_needs_no_other_read() -> None:
+    [paid] = decide(MarkOrderPaid(order_id=1, payment_id="p", at=T0), run(create(user_id=77)))
+    assert isinstance(paid, OrderPaid)
+    assert (paid.user_id, paid.payment_id) == (77, "p")
 
 
 def test_seed_curl_order_without_items_is_valid() -> None:

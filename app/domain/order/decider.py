@@ -127,6 +127,7 @@ def decide(command: OrderCommand, state: OrderState) -> list[OrderEvent]:
                         payment_id=command.payment_id,
                         amount=order.amount,
                         at=command.at,
+                        user_id=order.user_id,
                     )
                 ]
             return _repeated(order, done=order.payment_id == command.payment_id, verb="paid")

@@ -35,7 +35,10 @@ class OrderCreated:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderPaid:
-    """The order's payment was captured."""
+    """The order's payment was captured. ``user_id`` (the customer, copied from the order) lets the
+    shipping worker ship on this event alone; events stored before it was added decode with ``None``
+    (a defaulted field: no new ``VERSION``, so a reader of the previous release still decodes new
+    events, ignoring the field)."""
 
     TYPE: ClassVar[str] = "OrderPaid"
     VERSION: ClassVar[int] = 1
@@ -43,6 +46,7 @@ class OrderPaid:
     payment_id: str
     amount: Decimal
     at: datetime
+    user_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
