@@ -93,6 +93,17 @@ class Envelope:
     tracestate: str | None = None
 
 
+def caused_by(envelope: Envelope) -> Metadata:
+    """The metadata of what an event causes: the same correlation id and trace context (one trace per
+    saga), caused by the event itself."""
+    return Metadata(
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.event_id,
+        traceparent=envelope.traceparent,
+        tracestate=envelope.tracestate,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RawMessage:
     """A stored message, undecoded: its stream sequence, subject, JSON envelope and headers."""

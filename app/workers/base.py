@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.domain.common import Decider, DomainError
-from app.eventstore.consumer import PermanentError, PullLoop
+from app.eventstore.consumer import KeyedLocks, PermanentError, PullLoop
 from app.eventstore.envelope import Metadata, utcnow
 from app.eventstore.ports import EventStore
 from app.eventstore.required import require_consumer
@@ -78,29 +78,47 @@ def worker_consumer_config(name: WorkerName) -> ConsumerConfig:
     )
 
 
-def make_message_handler(name: WorkerName, handler: WorkerHandler) -> Callable[[Msg], Awaitable[None]]:
+CommandRun = Callable[[Msg, WorkerCommand, Metadata], Awaitable[None]]
+
+
+def command_runner(name: WorkerName, handler: WorkerHandler) -> CommandRun:
+    """Run one command, whatever message brought it (a command on ``COMMANDS``, or an event the worker
+    acts on): a ``process`` span, child of the message's producer (``meta``'s trace context), and the
+    worker's metrics around ``handler``; a refusal of the domain is terminated (``PermanentError``)."""
     telemetry = WorkerTelemetry()
+
+    async def run(msg: Msg, cmd: WorkerCommand, meta: Metadata) -> None:
+        with telemetry.handling(msg, cmd, name, meta):
+            try:
+                await handler(cmd, meta)
+            except DomainError as exc:
+                raise PermanentError(f"{kind_of(cmd)} {cmd.command_id}: {exc.message}") from exc
+
+    return run
+
+
+def make_message_handler(name: WorkerName, handler: WorkerHandler) -> Callable[[Msg], Awaitable[None]]:
+    run = command_runner(name, handler)
 
     async def on_message(msg: Msg) -> None:
         try:
             cmd = decode_command(msg.data, name)
         except msgspec.DecodeError as exc:
             raise PermanentError(f"not a {name} command: {exc}") from exc
-        meta = meta_from_headers(msg.headers, cmd.command_id)
-        with telemetry.handling(msg, cmd):  # span (child of the saga's send) + metrics
-            try:
-                await handler(cmd, meta)
-            except DomainError as exc:
-                raise PermanentError(f"{kind_of(cmd)} {cmd.command_id}: {exc.message}") from exc
+        await run(msg, cmd, meta_from_headers(msg.headers, cmd.command_id))
 
     return on_message
 
 
 def order_key(msg: Msg) -> str:
-    return msg.subject
+    """The order a message is about: the last token of ``cmd.<worker>.<order>`` and
+    ``events.order.<order>`` alike, so a worker's loops can share one ``KeyedLocks``."""
+    return msg.subject.rpartition(".")[2]
 
 
-async def start_worker(nc: NATS, name: WorkerName, handler: WorkerHandler, settings: Settings) -> PullLoop:
+async def start_worker(
+    nc: NATS, name: WorkerName, handler: WorkerHandler, settings: Settings, locks: KeyedLocks | None = None
+) -> PullLoop:
     """Check ``COMMANDS`` and the worker's durable consumer exist; return its (not yet running) loop."""
     config = worker_consumer_config(name)
     assert config.durable_name is not None
@@ -113,4 +131,5 @@ async def start_worker(nc: NATS, name: WorkerName, handler: WorkerHandler, setti
         concurrency=settings.worker_concurrency,
         key=order_key,
         name=f"worker-{name}",
+        locks=locks,
     )

@@ -1,5 +1,6 @@
-"""What a worker tells about a command: a ``process cmd.<worker>.{id}`` CONSUMER span, a child of the
-saga's ``send`` span (the command's ``traceparent`` header), inside which the worker's events are
+"""What a worker tells about a command: a ``process cmd.<worker>.{id}`` CONSUMER span (``process
+events.order.{id}`` for an order event the worker acts on), a child of the saga's span (the command's
+``traceparent`` header, or the event's envelope), inside which the worker's events are
 appended; ERROR status when the command was refused (stock short, payment declined, shipment failed)
 or failed; metrics ``eda.worker.commands{worker,kind,outcome}`` (outcome: ok, refused, noop, invalid,
 error) and ``eda.worker.command.duration{worker,kind}``.
@@ -17,6 +18,7 @@ from app.domain.inventory.events import ReservationRejected
 from app.domain.payment.decider import PaymentDeclined
 from app.domain.shipping.decider import ShipmentFailed
 from app.eventstore.consumer import PermanentError
+from app.eventstore.envelope import Metadata
 from app.telemetry import consumer_span, mark_error, meter, recording_appends
 from app.workers.commands import WorkerCommand, kind_of
 
@@ -37,10 +39,10 @@ class WorkerTelemetry:
         )
 
     @contextlib.contextmanager
-    def handling(self, msg: Msg, cmd: WorkerCommand) -> Iterator[None]:
-        """Span and metrics around handling ``cmd`` (exceptions propagate: nak or term)."""
-        headers = msg.headers or {}
-        worker = msg.subject.split(".")[1]
+    def handling(self, msg: Msg, cmd: WorkerCommand, worker: str, meta: Metadata) -> Iterator[None]:
+        """Span and metrics around ``worker`` handling ``cmd``, brought by ``msg`` (exceptions
+        propagate: nak or term). The span's parent is ``meta``'s trace context (the saga's); its message
+        id is what caused the work (the command id, or the event id of an event acted on)."""
         kind = kind_of(cmd)
         attrs = {"worker": worker, "kind": kind}
         delivered = msg.metadata.num_delivered if msg.metadata else 1
@@ -49,9 +51,9 @@ class WorkerTelemetry:
         with (
             consumer_span(
                 msg.subject,
-                traceparent=headers.get("traceparent"),
-                tracestate=headers.get("tracestate"),
-                message_id=cmd.command_id,
+                traceparent=meta.traceparent,
+                tracestate=meta.tracestate,
+                message_id=meta.causation_id or cmd.command_id,
                 order_id=cmd.order_id,
                 attributes={"eda.command.kind": kind, "messaging.nats.delivery_count": delivered},
             ) as span,
