@@ -22,7 +22,9 @@ publish acks).
   a finished saga's timers — the one purge a runtime role may do, of that stream only), and
   next/ack/info of its consumers ``saga-orchestrator`` and ``saga-timeouts``.
 - ``inventory`` / ``payment`` / ``shipping``: next/ack/info of their consumer ``worker-<name>`` on
-  ``COMMANDS`` and their own ``events.<aggregate>.*`` (inventory: also ``events.reservation.*``).
+  ``COMMANDS`` and their own ``events.<aggregate>.*`` (inventory: also ``events.reservation.*``);
+  ``shipping`` also of ``worker-shipping-orders`` on ``EVENTS`` (it ships on ``OrderPaid``), and of
+  no other consumer of ``EVENTS``.
 - ``operator``: reads ``EVENTS`` (rebuilds), writes snapshots, purges old revisions of a snapshot key
   (``STREAM.PURGE.KV_snapshots``, ``eda snapshot --retain``), and takes backups (stream info, consumer
   positions, ``STREAM.SNAPSHOT`` with its chunk acks); restoring is an administrator's job.
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 
 from app.deploy.provision import catalogue
 from app.eventstore.jsapi import API, consumer_next_subject, direct_get_subject, stream_msg_get_subject
+from app.workers.paid_orders import PAID_ORDERS_CONSUMER
 
 WORKERS: Mapping[str, tuple[str, ...]] = {
     "inventory": ("inventory", "reservation"),
@@ -200,6 +203,7 @@ def _runtime_roles() -> dict[str, tuple[str, ...]]:
             *_info("EVENTS", "COMMANDS"),
             *_reads("EVENTS"),
             *_consume("COMMANDS", f"worker-{worker}"),
+            *(_consume("EVENTS", PAID_ORDERS_CONSUMER) if worker == "shipping" else ()),
         )
     return roles
 

@@ -32,13 +32,14 @@ from nats.js.errors import APIError, NotFoundError
 
 from app.api.ids import counters_stream_config
 from app.eventstore import jsapi
-from app.eventstore.jetstream import events_stream_config
+from app.eventstore.jetstream import STREAM, events_stream_config
 from app.eventstore.snapshots import snapshots_bucket_config
 from app.readmodel.deadletter import dlq_stream_config
 from app.saga.runner import orchestrator_consumer_config
 from app.saga.timeouts import TIMERS_STREAM, timeouts_consumer_config, timers_stream_config
 from app.workers.base import worker_consumer_config
 from app.workers.commands import COMMANDS_STREAM, WORKERS, commands_stream_config
+from app.workers.paid_orders import paid_orders_consumer_config
 
 Action = Literal["created", "updated", "unchanged"]
 Kind = Literal["stream", "bucket", "consumer"]
@@ -68,7 +69,7 @@ class Catalogue:
 
 def catalogue(replicas: int) -> Catalogue:
     """What eda runs on: streams ``EVENTS``, ``COMMANDS``, ``SAGA_TIMERS``, ``COUNTERS``, ``DLQ``; the
-    ``snapshots`` bucket; the saga's and the workers' durable consumers."""
+    ``snapshots`` bucket; the saga's and the workers' durable consumers (the shipping worker's two)."""
     return Catalogue(
         streams=(
             events_stream_config(replicas),
@@ -79,9 +80,10 @@ def catalogue(replicas: int) -> Catalogue:
         ),
         buckets=(snapshots_bucket_config(replicas),),
         consumers=(
-            ("EVENTS", orchestrator_consumer_config()),
+            (STREAM, orchestrator_consumer_config()),
             (TIMERS_STREAM, timeouts_consumer_config()),
             *((COMMANDS_STREAM, worker_consumer_config(w)) for w in WORKERS),
+            (STREAM, paid_orders_consumer_config()),
         ),
     )
 
@@ -191,6 +193,11 @@ async def _stream(
     return Outcome(kind, name, "updated" if changed else "unchanged", changed)
 
 
+START_FIELDS = frozenset({"deliver_policy", "opt_start_seq", "opt_start_time"})
+"""Where a consumer starts: chosen when it is created, never updated (the server refuses to; a restore
+from the mirror recreates consumers ``by_start_sequence`` at their backed-up positions)."""
+
+
 async def _consumer(js: JetStreamContext, stream: str, wanted: ConsumerConfig) -> Outcome:
     name = f"{stream}/{wanted.durable_name}"
     try:
@@ -199,7 +206,7 @@ async def _consumer(js: JetStreamContext, stream: str, wanted: ConsumerConfig) -
         with _refused(f"creating consumer {name}"):
             await js.add_consumer(stream, wanted)
         return Outcome("consumer", name, "created")
-    changed = differences(wanted, info.config)
+    changed = tuple(f for f in differences(wanted, info.config) if f not in START_FIELDS)
     if changed:
         with _refused(f"updating consumer {name} ({', '.join(changed)})"):
             await js.add_consumer(stream, wanted)  # create-or-update: the server applies what may change

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from nats.aio.client import Client as NATS
 
-from app.eventstore.consumer import PullLoop
+from app.eventstore.consumer import KeyedLocks, PullLoop
 from app.eventstore.ports import EventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.settings import Settings
 from app.workers.base import BuildHandler, start_worker
 from app.workers.commands import WorkerName
+from app.workers.paid_orders import start_paid_orders
 
 
 def handler_factory(name: WorkerName) -> BuildHandler:
@@ -34,7 +35,12 @@ async def worker_loops(
     store: EventStore,
     snapshots: SnapshotStore | None,
 ) -> list[PullLoop]:
-    """The pull loops of ``names`` on one connection (not yet running)."""
-    return [
-        await start_worker(nc, n, handler_factory(n)(store, snapshots, settings), settings) for n in names
-    ]
+    """The pull loops of ``names`` on one connection (not yet running): each worker's ``COMMANDS``
+    loop, and the shipping worker's ``OrderPaid`` loop beside it (sharing its per-order locks)."""
+    loops = []
+    for name in names:
+        handler, locks = handler_factory(name)(store, snapshots, settings), KeyedLocks()
+        loops.append(await start_worker(nc, name, handler, settings, locks))
+        if name == "shipping":
+            loops.append(await start_paid_orders(nc, store, handler, settings, locks))
+    return loops

@@ -1,4 +1,5 @@
-"""The shipping worker: ``ship`` / ``recall`` commands → the order's Shipping aggregate.
+"""The shipping worker: ``ship`` / ``recall`` commands → the order's Shipping aggregate. An ``OrderPaid``
+becomes the same ``ship`` (``app.workers.paid_orders``).
 
 Fault injection: shipments of the users in ``EDA_SHIPPING_FAIL_USER_IDS`` fail (for compensation
 tests and demos).

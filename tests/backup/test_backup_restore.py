@@ -92,7 +92,7 @@ async def test_round_trip_refusals_and_continuing_ids(
     assert manifest.absent_streams == []
     assert manifest.order_id_counter == ORDERS
     consumers = {c.name: c.ack_floor for c in manifest.stream("EVENTS").consumers}  # type: ignore[union-attr]
-    assert consumers == {"halfway": halfway, "saga-orchestrator": 0}
+    assert consumers == {"halfway": halfway, "saga-orchestrator": 0, "worker-shipping-orders": 0}
     assert {t.name: t.rows for t in manifest.postgres.tables} == {
         "idempotency_keys": 2,
         "maintenance_runs": 0,

@@ -72,7 +72,7 @@ async def test_mirror_lag_and_restore_from_the_mirror(fresh_db: str, short_tmp: 
                 m.headers.get("Nats-Msg-Id") for m in before
             ]
             # the durable consumer comes back at the backup's position; commands and timers are left out
-            assert sorted(report.consumers) == ["halfway", "saga-orchestrator"]
+            assert sorted(report.consumers) == ["halfway", "saga-orchestrator", "worker-shipping-orders"]
             info = await nc2.jetstream().consumer_info("EVENTS", "halfway")
             assert info.config.opt_start_seq == halfway + 1
             names = {i.config.name for i in await nc2.jetstream().streams_info()}

@@ -47,7 +47,7 @@ async def test_provision_at_r3_then_a_run_at_r1_is_refused(
     assert first.returncode == 0, first.stderr
     assert "created stream EVENTS" in first.stdout
     assert "created consumer COMMANDS/worker-payment" in first.stdout
-    assert "provisioned at R3: 11 created, 0 updated, 0 unchanged" in first.stdout
+    assert "provisioned at R3: 12 created, 0 updated, 0 unchanged" in first.stdout
     nc = await connect("admin")
     assert set((await _replicas(nc)).values()) == {3}
 

@@ -9,7 +9,8 @@
   ``provision`` may not delete or purge either;
 - one role cannot receive another's replies (each subscribes only to ``_INBOX_<role>.>``);
 - a role cannot exceed its subjects (the api cannot publish payment events, a worker cannot consume
-  another's commands); no password reaches the logs.
+  another's commands, only the shipping worker reads order events, through its own durable only); no
+  password reaches the logs.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from app.runtime.bootstrap import provision_run
 from app.runtime.roles import projector_role
 from app.settings import Settings
 from app.ui.live import Feed, LiveFeed
+from app.workers.paid_orders import PAID_ORDERS_CONSUMER
 from tests.support.eventually import eventually
 
 ROLES = list(role_permissions())
@@ -258,6 +260,7 @@ async def test_roles_cannot_exceed_their_subjects(secured: tuple[NatsServer, dic
     admin = await as_user(server, passwords, "admin")
     api = await as_user(server, passwords, "api")
     worker = await as_user(server, passwords, "inventory")
+    shipping = await as_user(server, passwords, "shipping")
     try:
         with pytest.raises(DENIED):
             await api.jetstream(timeout=1).publish("events.payment.1", b"{}")
@@ -267,6 +270,14 @@ async def test_roles_cannot_exceed_their_subjects(secured: tuple[NatsServer, dic
             await worker.request("$JS.API.CONSUMER.MSG.NEXT.COMMANDS.worker-payment", b"{}", timeout=1)
         with pytest.raises(DENIED):  # a durable of its own on EVENTS: only ephemeral ones (live feed)
             await api.jetstream(timeout=1).add_consumer(STREAM, durable_name="evil")
+        # the shipping worker reads order events through its own durable only; no other worker may
+        for client, durable in ((shipping, "saga-orchestrator"), (worker, PAID_ORDERS_CONSUMER)):
+            with pytest.raises(DENIED):
+                await client.request(f"$JS.API.CONSUMER.MSG.NEXT.EVENTS.{durable}", b"{}", timeout=1)
+        with pytest.raises(DENIED):
+            await shipping.jetstream(timeout=1).add_consumer(STREAM, durable_name="evil")
+        info = await shipping.jetstream(timeout=2).consumer_info(STREAM, PAID_ORDERS_CONSUMER)
+        assert info.config.filter_subject == "events.order.>"
         await asyncio.sleep(0.3)
         info = await admin.jetstream().stream_info(STREAM)
         assert info.state.messages == 0  # nothing got in
@@ -277,11 +288,17 @@ async def test_roles_cannot_exceed_their_subjects(secured: tuple[NatsServer, dic
             "events.order.1",
             "$JS.API.CONSUMER.MSG.NEXT.COMMANDS.worker-payment",
             "$JS.API.CONSUMER.DURABLE.CREATE.EVENTS.evil",
+            "$JS.API.CONSUMER.MSG.NEXT.EVENTS.saga-orchestrator",
+            f"$JS.API.CONSUMER.MSG.NEXT.EVENTS.{PAID_ORDERS_CONSUMER}",
         ):
             assert f'Publish Violation - Subject "{subject}"' in logged, subject
+        assert (
+            '"$G/user:shipping" - Publish Violation - Subject "$JS.API.CONSUMER.DURABLE.CREATE.EVENTS.evil"'
+            in logged
+        )
     finally:
         with contextlib.suppress(Exception):
-            for nc in (admin, api, worker):
+            for nc in (admin, api, worker, shipping):
                 await nc.close()
 
 

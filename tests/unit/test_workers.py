@@ -1,16 +1,26 @@
 """Each worker on the in-memory event store: what a command appends, that a redelivery appends
-nothing more, refusals, and commands meant for another worker."""
+nothing more, refusals, and commands meant for another worker; the ``ship`` an ``OrderPaid`` makes and
+the consumer that reads it."""
 
 from __future__ import annotations
 
-import pytest
+from decimal import Decimal
 
+import pytest
+from nats.js.api import DeliverPolicy
+
+from app.deploy.provision import catalogue
+from app.domain.order import OrderPaid
+from app.domain.saga import StepName, command_id
 from app.eventstore.consumer import PermanentError
-from app.eventstore.envelope import Metadata, StreamId
+from app.eventstore.envelope import Metadata, StreamId, utcnow
+from app.eventstore.jetstream import STREAM
 from app.eventstore.memory import InMemoryEventStore
 from app.settings import Settings
+from app.workers.base import worker_consumer_config
 from app.workers.commands import Charge, Commit, Item, Recall, Refund, Release, Reserve, Ship
 from app.workers.inventory import inventory_handler
+from app.workers.paid_orders import paid_orders_consumer_config, ship_when_paid
 from app.workers.payment import payment_handler
 from app.workers.shipping import shipping_handler
 from tests.support.stores import memory_store
@@ -101,3 +111,23 @@ async def test_a_command_of_another_worker_is_refused_for_good(build: object, cm
     handler = build(memory_store(), None, SETTINGS)  # type: ignore[operator]
     with pytest.raises(PermanentError, match="cannot"):
         await handler(cmd, META)
+
+
+def test_an_order_paid_becomes_the_ship_command_the_saga_sends() -> None:
+    paid = OrderPaid(order_id=7, payment_id="p", amount=Decimal("1.00"), at=utcnow(), user_id=13)
+    assert ship_when_paid(paid) == Ship(command_id=command_id(7, StepName.SHIP, 1), order_id=7, user_id=13)
+    assert ship_when_paid(paid).command_id == "7:ship_order:1"
+    stored_before_user_id = OrderPaid(order_id=7, payment_id="p", amount=Decimal("1.00"), at=utcnow())
+    assert ship_when_paid(stored_before_user_id).user_id == 0
+
+
+def test_the_order_paid_consumer_is_the_workers_on_order_events_from_its_creation() -> None:
+    commands, orders = worker_consumer_config("shipping"), paid_orders_consumer_config()
+    assert (orders.durable_name, orders.filter_subject, orders.deliver_policy) == (
+        "worker-shipping-orders",
+        "events.order.>",
+        DeliverPolicy.NEW,
+    )
+    same = ("ack_policy", "ack_wait", "max_deliver", "max_ack_pending")
+    assert [getattr(orders, f) for f in same] == [getattr(commands, f) for f in same]
+    assert (STREAM, orders) in catalogue(1).consumers
