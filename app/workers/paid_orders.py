@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Awaitable, Callable
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -65,7 +66,10 @@ def paid_orders_handler(store: EventStore, ship: WorkerHandler) -> Callable[[Msg
     async def on_message(msg: Msg) -> None:
         if (msg.headers or {}).get("Eda-Type") != OrderPaid.TYPE:
             return  # OrderCreated, OrderShipped, ...: not the shipping worker's business
-        recorded = store.codec.decode(msg.data, msg.metadata.sequence.stream if msg.metadata else 0)
+        try:
+            recorded = store.codec.decode(msg.data, msg.metadata.sequence.stream if msg.metadata else 0)
+        except msgspec.DecodeError as exc:  # redelivering it would not help: terminated and logged
+            raise PermanentError(f"undecodable OrderPaid on {msg.subject}: {exc}") from exc
         if not isinstance(recorded.event, OrderPaid):
             raise PermanentError(f"event {recorded.envelope.event_id} says OrderPaid but is not one")
         await run(msg, ship_when_paid(recorded.event), caused_by(recorded.envelope))

@@ -149,6 +149,18 @@ async def test_other_order_events_are_acked_without_being_read(nc: NATS, store: 
 
 
 @pytest.mark.usefixtures("shipping")
+async def test_an_undecodable_order_paid_is_terminated_not_retried(
+    nc: NATS, store: JetStreamEventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await nc.jetstream().publish("events.order.8", b"not json", headers={"Eda-Type": "OrderPaid"})
+    await settled(nc)
+    assert "undecodable OrderPaid on events.order.8" in caplog.text
+    await create(store, 9)  # the consumer goes on with the next order
+    await pay(store, 9)
+    await shipment(store, 9)
+
+
+@pytest.mark.usefixtures("shipping")
 async def test_a_ship_command_and_the_order_paid_of_one_order_ship_once(
     nc: NATS, store: JetStreamEventStore
 ) -> None:
