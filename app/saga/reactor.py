@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 from app.domain.saga import React, Saga
 from app.domain.saga.view import commands_due, reaction
-from app.eventstore.envelope import Metadata, RecordedEvent, StreamId, utcnow
+from app.eventstore.envelope import Metadata, RecordedEvent, StreamId, caused_by, utcnow
 from app.eventstore.ports import EventStore
 from app.saga.dispatch import Dispatch
 from app.saga.fulfilment import next_deadline, overdue, react_to_timeout, worker_command
@@ -31,18 +31,6 @@ log = logging.getLogger(__name__)
 
 CACHE_SIZE = 20_000
 SENT_SIZE = 100_000
-
-
-def fact_meta(recorded: RecordedEvent) -> Metadata:
-    """What the saga's appends, commands and timer carry for a fact: its correlation and trace, and
-    the fact as their cause."""
-    env = recorded.envelope
-    return Metadata(
-        correlation_id=env.correlation_id,
-        causation_id=env.event_id,
-        traceparent=env.traceparent,
-        tracestate=env.tracestate,
-    )
 
 
 class SagaReactor:
@@ -71,7 +59,7 @@ class SagaReactor:
         # The order's own events are part of the view: the fact is folded in (usually from the cache,
         # without a read: a new order is exactly this event).
         current = env.aggregate_type == "order" and self._views.observed(order_id, recorded)
-        return await self.react(react, fact_meta(recorded), verified=current)
+        return await self.react(react, caused_by(recorded.envelope), verified=current)
 
     async def on_timer(self, order_id: int, subject: str, cause: str, meta: Metadata) -> None:
         """A fired timer: time out every overdue running step, then arm the timer for the next deadline

@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app.eventstore.consumer import Held, KeyedLocks, PermanentError, PullLoop
-from app.eventstore.envelope import Metadata
+from app.eventstore.envelope import Metadata, caused_by
 from app.eventstore.jetstream import STREAM
 from app.eventstore.ports import EventStore
 from app.eventstore.required import require_consumer, require_streams
@@ -29,7 +29,7 @@ from app.saga.dispatch import JetStreamDispatch
 from app.saga.fulfilment import FACT_SUBJECTS, FACT_TYPES, order_id_of
 from app.saga.holding import HeldTriggers
 from app.saga.observe import SagaTelemetry
-from app.saga.reactor import SagaReactor, fact_meta
+from app.saga.reactor import SagaReactor
 from app.settings import Settings
 from app.workers.commands import COMMANDS_STREAM
 
@@ -98,7 +98,7 @@ class SagaRunner:
         env = recorded.envelope
         if recorded.event is None:
             raise PermanentError(f"unknown event type {env.type}")
-        order_id, meta = int(env.aggregate_id), fact_meta(recorded)
+        order_id, meta = int(env.aggregate_id), caused_by(env)
         with SagaTelemetry.processing(msg, order_id, message_id=env.event_id, fact=env.type):
             saga = await self.reactor.on_fact(recorded)
             if saga is not None and msg.metadata is not None and msg.metadata.num_delivered > 1:

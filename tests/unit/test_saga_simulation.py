@@ -95,10 +95,14 @@ class World:
             self.sent.add(step.command_id)
             if step.name in commands_due(self.saga):
                 self.queue.append(("cmd", worker_command(self.saga, step)[1]))
-            self.queue.append(("timer", StepTimedOut(order_id=ORDER_ID, step=step.name, attempt=step.attempt)))
+            self.queue.append(
+                ("timer", StepTimedOut(order_id=ORDER_ID, step=step.name, attempt=step.attempt))
+            )
 
     def react(self, trigger_id: str, fact: Any) -> None:
-        done = reaction(React(order_id=ORDER_ID, trigger_id=trigger_id, fact=fact, at=T), self.saga, self.order)
+        done = reaction(
+            React(order_id=ORDER_ID, trigger_id=trigger_id, fact=fact, at=T), self.saga, self.order
+        )
         for e in done.saga_events:
             self.store(e)
         self.order_events(done.order_events)
