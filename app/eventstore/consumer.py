@@ -187,21 +187,34 @@ class PullLoop:
         detects crashed consumers. One ticker per loop, not a task per message."""
         tick = self.heartbeat_s / 4
         last: dict[int, float] = {}
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            for key, (msg, arrived) in list(self._arrived.items()):
-                if now - last.get(key, arrived) >= self.heartbeat_s:
-                    last[key] = now
-                    with contextlib.suppress(Exception):
-                        await msg.in_progress()
-            for key in [k for k in last if k not in self._arrived]:
-                del last[key]
-            if self.tick is not None:
-                try:
-                    await self.tick()
-                except Exception:
-                    log.warning("%s: tick failed", self.name, exc_info=True)
+        ticking: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(tick)
+                await self._beat(last)
+                if self.tick is not None and (ticking is None or ticking.done()):
+                    # its own task: a slow tick must not hold back the heartbeats
+                    ticking = asyncio.create_task(self._tick(self.tick), name=f"{self.name}-tick")
+        finally:
+            if ticking is not None:
+                ticking.cancel()
+
+    async def _beat(self, last: dict[int, float]) -> None:
+        """``+WPI`` for every in-flight message not told so for ``heartbeat_s``."""
+        now = time.monotonic()
+        for key, (msg, arrived) in list(self._arrived.items()):
+            if now - last.get(key, arrived) >= self.heartbeat_s:
+                last[key] = now
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+        for key in [k for k in last if k not in self._arrived]:
+            del last[key]
+
+    async def _tick(self, tick: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await tick()
+        except Exception:
+            log.warning("%s: tick failed", self.name, exc_info=True)
 
     async def _handle_beating(self, msg: Msg) -> None:
         try:

@@ -13,6 +13,7 @@ armed timer — in this process, or in the server's redelivery of the trigger.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -70,13 +71,15 @@ class HeldTriggers:
         """Triggers held longer than ``threshold``: arm their saga's timer, then ack them."""
         now = time.monotonic()
         due = [(oid, h) for oid, h in self._held.items() if now - h.since >= self.threshold]
-        for order_id, hold in due:
-            if self._held.get(order_id) is not hold:
-                continue  # its saga reacted meanwhile
-            await self._arm(order_id, hold.cause, hold.meta)
-            if self._held.get(order_id) is hold:
-                del self._held[order_id]
-                await _ack(hold.msg)
+        await asyncio.gather(*(self._expire(order_id, hold) for order_id, hold in due))
+
+    async def _expire(self, order_id: int, hold: _Hold) -> None:
+        if self._held.get(order_id) is not hold:
+            return  # its saga reacted meanwhile (and acked it)
+        await self._arm(order_id, hold.cause, hold.meta)
+        if self._held.get(order_id) is hold:
+            del self._held[order_id]
+            await _ack(hold.msg)
 
 
 async def _ack(msg: Msg) -> None:
