@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,13 @@ def saga_env(nats_url: str, default_stock: int, **extra: str) -> dict[str, str]:
 
 
 class Roles:
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
+    """The roles as processes; ``argv`` runs ``eda`` (this checkout's, or another release's for the
+    upgrade test)."""
+
+    def __init__(self, env: dict[str, str], logs: Path, argv: Sequence[str] = (EDA,)) -> None:
         self.env = env
         self.logs = logs
+        self.argv = tuple(argv)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.kills = 0
         self.killed: set[str] = set()
@@ -53,7 +58,7 @@ class Roles:
     def start(self, role: str) -> None:
         with (self.logs / f"{role}.log").open("ab") as out:
             self.procs[role] = subprocess.Popen(
-                [EDA, *ROLES[role]], env=self.env, stdout=out, stderr=subprocess.STDOUT
+                [*self.argv, *ROLES[role]], env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
 
     def kill(self, role: str) -> None:
