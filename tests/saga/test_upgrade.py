@@ -1,0 +1,250 @@
+"""Sagas started before an upgrade complete after it (issue 16's acceptance): the previous release's
+roles — the saga design that stored ``SagaStarted``/``SagaAdvanced`` for every step, a ``ship`` command
+and one durable timer per saga — run from this repository's own history (commit ``OLD_RELEASE``, the
+last one of that design) as separate processes on JetStream provisioned by that release; while orders
+arrive, this checkout's ``eda provision`` updates streams and consumers in place (where the chart's
+pre-upgrade hook runs it: while the old roles work) and the old roles are SIGKILLed with sagas at
+every stage. Then this checkout's roles: every saga must become terminal with the crash test's
+invariants, no step lost to a timeout, every timer the old sagas armed fired and handled."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from app.domain.order import ORDER
+from app.domain.registry import all_event_types
+from app.domain.saga import SAGA, Saga, SagaEvent, SagaStatus, StepName, StepStatus
+from app.eventstore.codec import EventCodec
+from app.eventstore.envelope import Metadata, RecordedEvent
+from app.eventstore.jetstream import STREAM, JetStreamEventStore
+from app.saga.runner import ORCHESTRATOR_CONSUMER
+from app.saga.timeouts import TIMEOUTS_CONSUMER, TIMERS_STREAM
+from app.service.handler import CommandHandler
+from app.workers.commands import COMMANDS_STREAM, WORKERS
+from tests.support.invariants import all_events
+from tests.support.jetstream import delete_all_streams
+from tests.support.orders import random_order
+from tests.support.roles import EDA, ROLES, Roles, saga_env, settled_check
+
+OLD_RELEASE = "d598224"
+"""The last commit of the design that stored a saga record for every step (before 18849e9)."""
+ROOT = Path(__file__).resolve().parents[2]
+ORDERS = 200
+DEFAULT_STOCK = 20  # ~600 units ordered over 20 products: some orders find the stock short
+OLD_STEP_TIMEOUT_S = "8"  # the old sagas' timers fire after the upgrade, into the new timeout handling
+NEW_STEP_TIMEOUT_S = "60"  # above the upgrade's downtime on a loaded machine (roles take seconds to start)
+AT_LEAST = 5  # sagas at each stage when the old roles are killed
+
+
+@pytest.fixture(scope="module")
+def old_release() -> Iterator[Path]:
+    """The previous release's ``app`` package, extracted from git history."""
+    found = subprocess.run(
+        ["git", "-C", str(ROOT), "cat-file", "-e", f"{OLD_RELEASE}^{{commit}}"],
+        capture_output=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        pytest.fail(
+            f"commit {OLD_RELEASE} (the previous saga design) is not in this clone: the upgrade test needs "
+            "the repository's history (`git fetch --unshallow`, or clone without --depth)"
+        )
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", OLD_RELEASE, "app"],
+        capture_output=True,
+        check=True,
+    )
+    tree = Path(tempfile.mkdtemp(prefix="eda-old-"))
+    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+        tar.extractall(tree, filter="data")
+    yield tree
+    shutil.rmtree(tree, ignore_errors=True)
+
+
+def old_eda(tree: Path) -> list[str]:
+    """``eda`` of the previous release: its ``app.cli:main`` (the ``eda`` entry point) first on the path."""
+    return [
+        sys.executable,
+        "-c",
+        f"import sys; sys.path.insert(0, {str(tree)!r}); from app.cli import main; main()",
+    ]
+
+
+def stages(events: list[RecordedEvent], ids: set[int]) -> Counter[str]:
+    """Where each saga is by the records the old saga stored (the old design's own view)."""
+    records: dict[int, list[SagaEvent]] = {oid: [] for oid in ids}
+    for e in events:
+        if e.envelope.aggregate_type == "saga" and int(e.envelope.aggregate_id) in records:
+            records[int(e.envelope.aggregate_id)].append(e.event)
+    out: Counter[str] = Counter()
+    for oid in ids:
+        saga = SAGA.fold(records[oid]) if records[oid] else None
+        out[_stage(saga)] += 1
+    return out
+
+
+def _stage(saga: object) -> str:
+    if not isinstance(saga, Saga):
+        return "no saga record"
+    if saga.reason and "timed out" in saga.reason:
+        return f"{saga.status.value}, timed out"
+    if saga.status is not SagaStatus.RUNNING:
+        return "compensating" if saga.status is SagaStatus.COMPENSATING else f"{saga.status.value}"
+    running = {s.name for s in saga.running()}
+    if StepName.RESERVE in running or StepName.CHARGE in running:
+        return "started, not paid"
+    if StepName.SHIP in running:
+        return "paid, not shipped"
+    shipped = saga.step(StepName.SHIP)
+    return "shipped, not completed" if shipped and shipped.status is StepStatus.SUCCEEDED else "other"
+
+
+def mid_flight(stage: Counter[str]) -> bool:
+    done = stage["completed"] + stage["cancelled"]
+    return min(stage["started, not paid"], stage["paid, not shipped"], done) >= 2 * AT_LEAST
+
+
+async def until_mid_flight(store: JetStreamEventStore, ids: set[int], *, within_s: float) -> None:
+    """Until sagas are at every stage at once (bounded: the caller asserts what it got)."""
+    give_up = asyncio.get_running_loop().time() + within_s
+    while True:
+        if mid_flight(stages(await all_events(store), ids)) or asyncio.get_running_loop().time() > give_up:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def until_pulling(nc: NATS, *, within_s: float) -> None:
+    """Until every role pulls from its durable consumer (the roles are up: starting a process takes
+    seconds on a loaded machine, and orders must not wait for them past their steps' timeouts)."""
+    js, give_up = nc.jetstream(), asyncio.get_running_loop().time() + within_s
+    waiting = {
+        (STREAM, ORCHESTRATOR_CONSUMER),
+        (TIMERS_STREAM, TIMEOUTS_CONSUMER),
+        *((COMMANDS_STREAM, f"worker-{w}") for w in WORKERS),
+    }
+    while waiting:
+        waiting = {c for c in waiting if not (await js.consumer_info(*c)).num_waiting}
+        assert asyncio.get_running_loop().time() < give_up, f"roles not pulling: {waiting}"
+        await asyncio.sleep(0.1)
+
+
+async def provision(argv: list[str], env: dict[str, str]) -> str:
+    """Run ``eda provision`` (of either release); its report."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_sagas_started_before_the_upgrade_complete_after_it(
+    nats_url: str, short_tmp: Path, old_release: Path
+) -> None:
+    await delete_all_streams(nats_url)
+    env = saga_env(nats_url, DEFAULT_STOCK, EDA_SAGA_STEP_TIMEOUT_S=NEW_STEP_TIMEOUT_S)
+    old_env = env | {"EDA_SAGA_STEP_TIMEOUT_S": OLD_STEP_TIMEOUT_S}
+    await provision([*old_eda(old_release), "provision"], old_env)
+    (short_tmp / "old").mkdir()
+    (short_tmp / "new").mkdir()
+    old = Roles(old_env, short_tmp / "old", old_eda(old_release))
+    new = Roles(env, short_tmp / "new")
+    nc = await nats.connect(nats_url)
+    store = await JetStreamEventStore.open(nc, EventCodec(all_event_types()))
+    orders, rng = CommandHandler(store, ORDER), random.Random(16)
+    ids = set(range(1, ORDERS + 1))
+    try:
+        for role in ROLES:
+            old.start(role)
+        await until_pulling(nc, within_s=30)
+
+        async def arrivals() -> None:  # ~1 s: a backlog, so that sagas are at every stage at once
+            for wave in range(1, ORDERS + 1, 50):
+                await asyncio.gather(
+                    *(
+                        orders.execute(oid, random_order(rng, oid), Metadata(correlation_id=f"upgrade-{oid}"))
+                        for oid in range(wave, wave + 50)
+                    )
+                )
+                await asyncio.sleep(0.25)
+
+        arriving = asyncio.create_task(arrivals())
+        # The upgrade's provisioning runs where the chart's pre-upgrade hook runs it: while the old
+        # roles work (the shipping worker's new consumer then sees the old sagas' OrderPaid too).
+        provisioning = asyncio.create_task(provision([EDA, "provision"], env))
+        await until_mid_flight(store, ids, within_s=15)
+        for role in ROLES:
+            old.kill(role)
+        killed_at = asyncio.get_running_loop().time()
+        await arriving
+        at_kill, old_timers = stages(await all_events(store), ids), await armed_timers(nc)
+        print(f"\nupgrade test: at the kill {dict(at_kill)}, {len(old_timers)} timers armed")
+        # The test is about sagas caught mid-flight: it cannot pass with all of them done or none begun.
+        for stage in ("started, not paid", "paid, not shipped"):
+            assert at_kill[stage] >= AT_LEAST, (stage, at_kill)
+        assert at_kill["completed"] + at_kill["cancelled"] >= AT_LEAST, at_kill
+        assert len(old_timers) >= AT_LEAST, old_timers  # one per running saga in the old design
+        assert not [s for s in at_kill if "timed out" in s], at_kill  # the old roles were up all along
+
+        print(await provisioning)
+        for role in ROLES:
+            new.start(role)
+        result, _ = await settled_check(store, ids, DEFAULT_STOCK, timeout=45)
+        print(f"upgrade test: outcome {result['outcome']}, reasons {result['reasons']}")
+        assert result["problems"] == [], result["problems"][:20]
+        assert result["outcome"].get("completed", 0) > 0
+        assert result["outcome"].get("cancelled", 0) > 0
+        assert {"reservation failed", "payment declined"} <= set(result["reasons"]), result["reasons"]
+        timed_out = [r for r in result["reasons"] if "timed out" in r]
+        assert not timed_out, f"steps lost across the upgrade: {timed_out} ({result['reasons']})"
+        await old_timers_fired(nc, old_timers, killed_at)
+    finally:
+        old.stop_all()
+        new.stop_all()
+        if os.environ.get("EDA_CRASH_LOGS"):
+            shutil.copytree(short_tmp, os.environ["EDA_CRASH_LOGS"], dirs_exist_ok=True)
+        await store.close()
+        await nc.close()
+
+
+async def armed_timers(nc: NATS) -> set[str]:
+    """The saga timers scheduled and not fired yet (``sched.saga.<order>...`` subjects)."""
+    info = await nc.jetstream().stream_info(TIMERS_STREAM, subjects_filter="sched.saga.>")
+    return set(info.state.subjects or {})
+
+
+async def old_timers_fired(nc: NATS, old: set[str], killed_at: float) -> None:
+    """The timers the old sagas left armed fire (after their deadline) into the new saga, which
+    handles every fired timer (none left pending or unacked)."""
+    js = nc.jetstream()
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, killed_at + float(OLD_STEP_TIMEOUT_S) + 2 - loop.time()))
+    settle = loop.time() + 10
+    while True:
+        left = old & await armed_timers(nc)
+        info = await js.consumer_info(TIMERS_STREAM, TIMEOUTS_CONSUMER)
+        idle = info.num_pending == 0 and info.num_ack_pending == 0
+        if (idle and not left) or loop.time() > settle:
+            break
+        await asyncio.sleep(0.5)
+    assert not left, f"old timers that never fired: {sorted(left)[:10]}"
+    assert info.delivered.stream_seq > 0, "no timer fired"
+    assert idle, f"fired timers left unhandled: {info.num_pending} pending, {info.num_ack_pending} unacked"
+
+
+pytestmark = pytest.mark.timeout(150)
