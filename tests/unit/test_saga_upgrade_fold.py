@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,9 +26,9 @@ from app.domain.inventory.events import (
 )
 from app.domain.order import ORDER, CancelOrder, CreateOrder, OrderItem
 from app.domain.payment.decider import PaymentCharged, PaymentDeclined, PaymentRefunded
-from app.domain.saga import SAGA, Fact, React, Saga, SagaEvent, StepName, StepTimedOut, command_id
+from app.domain.saga import INITIAL, SAGA, Fact, React, Saga, SagaEvent, StepName, StepTimedOut, command_id
 from app.domain.shipping.decider import ShipmentCancelled, ShipmentDispatched, ShipmentFailed
-from app.eventstore.envelope import Metadata, NewEvent, RecordedEvent, StreamId
+from app.eventstore.envelope import NEW, Metadata, NewEvent, RecordedEvent, StreamId
 from app.eventstore.memory import InMemoryEventStore
 from app.saga.fulfilment import FACT_TYPES
 from app.service.sagaview import EMPTY, fold_recorded, merged
@@ -138,6 +138,11 @@ def create(*, items: tuple[ReservedItem, ...] = (), amount: str = "50.00") -> Cr
     return CreateOrder(order_id=OID, user_id=1, items=lines, amount=Decimal(amount), at=AT)
 
 
+def created_event() -> Any:
+    [event] = ORDER.decide(create(items=ITEMS), ORDER.initial)
+    return event
+
+
 def charged() -> PaymentCharged:
     return PaymentCharged(
         order_id=OID, payment_id="pay-1", amount=Decimal("50.00"), command_id=cid(StepName.CHARGE), at=AT
@@ -238,3 +243,24 @@ async def test_old_records_fold_to_the_old_state_at_every_point(name: str) -> No
     final = runner.points[-1][2]
     assert final.terminal, f"{name}: the old protocol did not finish: {final}"
     assert not final.running(), f"{name}: the old protocol left steps running: {final}"
+
+
+async def test_an_old_sagas_first_step_counts_its_timeout_from_when_the_old_saga_started_it() -> None:
+    """The old saga started the first step when it reacted to the order (``SagaStarted.at``), which may be
+    long after the order was created (a backlog): the step's deadline counts from there, as before the
+    upgrade, not from ``OrderCreated.at``."""
+    runner = OldRunner(memory_store())
+    late = AT + timedelta(seconds=40)
+    await runner.store.append(ORDER_STREAM, [NewEvent(event=created_event())], NEW, META)
+    [created] = (await runner.store.load(ORDER_STREAM)).events
+    react = React(order_id=OID, trigger_id=created.envelope.event_id, fact=created.event, at=late)
+    await runner.store.append(
+        SAGA_STREAM, [NewEvent(event=e) for e in SAGA.decide(react, INITIAL)], NEW, META
+    )
+    records, orders = await runner.streams()
+    view = fold_recorded(EMPTY, merged(records, orders)).saga
+    old = SAGA.fold([r.event for r in records])
+    assert isinstance(view, Saga)
+    assert isinstance(old, Saga)
+    assert [s.started_at for s in view.steps] == [s.started_at for s in old.steps] == [late]
+    assert view.seen >= old.seen  # the old start is a seen trigger

@@ -73,11 +73,28 @@ def evolve_view(state: SagaState, event: ViewEvent) -> SagaState:
         if isinstance(event, OrderCreated):
             return started_saga(event.order_id, event.user_id, event.items, event.amount, event.at)
         return state  # nothing before the creation on one stream: not reached
+    if isinstance(event, SagaStarted) and isinstance(state, Saga):
+        return _started_late(state, event)
     if isinstance(event, SagaStarted | SagaAdvanced) and (
         isinstance(state, Saga) or isinstance(event, SagaStarted)
     ):
         return SAGA.evolve(state, event)
     return state  # a record without its order: not reached
+
+
+def _started_late(saga: Saga, started: SagaStarted) -> Saga:
+    """An earlier design's ``SagaStarted`` on the saga its ``OrderCreated`` began: that saga started its
+    first step when it stored the record — maybe long after the order was created — so the step's
+    timeout counts from there, as it did before the upgrade (unless the step has moved on since)."""
+    first = saga.steps[0] if len(saga.steps) == 1 else None
+    if first is None or first.status is not StepStatus.RUNNING or saga.status is not SagaStatus.RUNNING:
+        return saga
+    return dataclasses.replace(
+        saga,
+        steps=(dataclasses.replace(first, started_at=started.at),),
+        started_at=started.at,
+        seen=saga.seen | {started.trigger_id},
+    )
 
 
 def fold_view(events: Iterable[ViewEvent], state: SagaState = INITIAL) -> SagaState:
