@@ -23,9 +23,9 @@ from app.eventstore.jetstream import open_event_store
 from app.eventstore.ports import EventStore
 from app.eventstore.snapshots import SnapshotStore
 from app.saga.runner import saga_loops
-from app.service.sagaview import SagaViews
 from app.service.handler import CommandHandler
 from app.service.repository import Repository
+from app.service.sagaview import SagaViews
 from app.settings import Settings
 from app.workers.commands import WORKERS
 from app.workers.runner import worker_loops

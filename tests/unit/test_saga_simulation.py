@@ -28,9 +28,10 @@ from app.domain.inventory import (
 )
 from app.domain.inventory.decider import evolve_reservation, evolve_stock
 from app.domain.order import ORDER, CancelOrder, CreateOrder, OrderItem, OrderStatus
-from app.domain.payment import PAYMENT, Charged
 from app.domain.order.events import OrderPaid
+from app.domain.payment import PAYMENT, Charged
 from app.domain.saga import (
+    INITIAL,
     React,
     Saga,
     SagaStatus,
@@ -55,7 +56,7 @@ class World:
     default_stock: int
     decline_above: Decimal
     ship_fails: bool
-    saga: Any = fold_view([])
+    saga: Any = INITIAL  # no saga before the order exists
     order: Any = ORDER.initial
     payment: Any = PAYMENT.initial
     shipping: Any = SHIPPING.initial
