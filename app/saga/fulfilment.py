@@ -4,6 +4,7 @@ saga, and which worker command a started step sends. No I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -76,24 +77,33 @@ def step_timed_out(order_id: int, step: StepName, attempt: int, at: datetime) ->
     )
 
 
-def deadline_of(step: Step, timeout_s: float) -> datetime:
-    return step.started_at + timedelta(seconds=timeout_s)
+def deadline_of(step: Step, timeout_s: float, sent: Mapping[str, datetime] | None = None) -> datetime:
+    """The step's start + ``timeout_s`` — or, when this process sent its command later (a saga that
+    lagged behind its orders: the order's event dates the step), that sending + ``timeout_s``: a
+    worker gets its full timeout whatever the saga's backlog was."""
+    start = step.started_at
+    late = sent.get(step.command_id) if sent is not None else None
+    return max(start, late or start) + timedelta(seconds=timeout_s)
 
 
-def overdue(saga: Saga, timeout_s: float, now: datetime) -> list[React]:
-    """The running steps whose deadline (start + ``timeout_s``) has passed, as timeout reactions."""
+def overdue(
+    saga: Saga, timeout_s: float, now: datetime, sent: Mapping[str, datetime] | None = None
+) -> list[React]:
+    """The running steps whose deadline has passed, as timeout reactions."""
     return [
         step_timed_out(saga.order_id, step.name, step.attempt, now)
         for step in sorted(saga.running(), key=lambda s: s.started_at)
-        if deadline_of(step, timeout_s) <= now
+        if deadline_of(step, timeout_s, sent) <= now
     ]
 
 
-def next_deadline(saga: Saga, timeout_s: float, now: datetime) -> datetime | None:
+def next_deadline(
+    saga: Saga, timeout_s: float, now: datetime, sent: Mapping[str, datetime] | None = None
+) -> datetime | None:
     """When the saga's timer must fire next: the earliest deadline of a running step (never earlier
     than a second from ``now``: a clock behind the server's must not make the timer fire in a loop);
     ``None`` when nothing runs."""
-    deadlines = [deadline_of(step, timeout_s) for step in saga.running()]
+    deadlines = [deadline_of(step, timeout_s, sent) for step in saga.running()]
     if not deadlines:
         return None
     return max(min(deadlines), now + timedelta(seconds=1))

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
+from datetime import datetime
 
 from app.domain.saga import React, Saga
 from app.domain.saga.view import commands_due, reaction
@@ -47,7 +48,8 @@ class SagaReactor:
         self._timeout_s = step_timeout_s
         self._retry = retry or RetryPolicy()
         self._telemetry = SagaTelemetry()
-        self._sent: OrderedDict[str, None] = OrderedDict()  # command ids sent by this process
+        # command ids this process sent, and when (a step's deadline counts from then at the earliest)
+        self._sent: OrderedDict[str, datetime] = OrderedDict()
         self._armed: set[int] = set()  # sagas this process armed a timer for
 
     async def on_fact(self, recorded: RecordedEvent) -> Saga | None:
@@ -70,7 +72,7 @@ class SagaReactor:
             reactions = [old_style]
         else:
             saga = (await self._views.load(order_id)).saga
-            reactions = overdue(saga, self._timeout_s, now) if isinstance(saga, Saga) else []
+            reactions = overdue(saga, self._timeout_s, now, self._sent) if isinstance(saga, Saga) else []
         for react in reactions:
             await self.react(react, dataclasses.replace(meta, causation_id=react.trigger_id))
         saga = (await self._views.load(order_id, fresh=False)).saga
@@ -105,23 +107,24 @@ class SagaReactor:
             await self._disarm(after.saga.order_id)
         return after.saga
 
-    async def _send(self, saga: Saga, meta: Metadata) -> None:
+    async def _send(self, saga: Saga, meta: Metadata, *, again: bool = False) -> None:
         """Send the command of every running step not sent by this process yet (the shipment starts
         from ``OrderPaid`` in the shipping worker: no command)."""
-        due = [s for s in saga.running() if s.name in commands_due(saga) and s.command_id not in self._sent]
+        names = commands_due(saga)
+        due = [s for s in saga.running() if s.name in names and (again or s.command_id not in self._sent)]
         if not due:
             return
         await asyncio.gather(*(self._dispatch.send(*worker_command(saga, s), meta) for s in due))
+        now = utcnow()
         for step in due:
-            self._sent[step.command_id] = None
+            self._sent.setdefault(step.command_id, now)  # the first sending dates the deadline
+            self._sent.move_to_end(step.command_id)
         while len(self._sent) > SENT_SIZE:
             self._sent.popitem(last=False)
 
     async def resend(self, saga: Saga, meta: Metadata) -> None:
         """Outbox recovery after a redelivery: every running step's command again (deduped downstream)."""
-        for step in saga.running():
-            self._sent.pop(step.command_id, None)
-        await self._send(saga, meta)
+        await self._send(saga, meta, again=True)
 
     async def arm_for(self, order_id: int, cause: str, meta: Metadata) -> None:
         """Arm the timer of ``order_id``'s saga if a step still runs (its held trigger expired)."""
@@ -131,7 +134,7 @@ class SagaReactor:
 
     async def arm(self, saga: Saga, cause: str, meta: Metadata) -> None:
         """Arm the saga's durable timer for its earliest running deadline (nothing when nothing runs)."""
-        at = next_deadline(saga, self._timeout_s, utcnow())
+        at = next_deadline(saga, self._timeout_s, utcnow(), self._sent)
         if at is not None:
             await self._dispatch.arm(saga.order_id, at, cause, meta)
             self._armed.add(saga.order_id)

@@ -29,7 +29,7 @@ from app.dev.nats import NatsServer
 from app.dev.postgres import embedded_postgres
 from app.dev.process import free_port, terminate
 from app.domain.registry import all_event_types
-from app.domain.saga import SAGA, Saga
+from app.domain.saga import Saga
 from app.eventstore.codec import EventCodec
 from app.eventstore.directget import RawMessage
 from app.eventstore.jetstream import JetStreamEventStore
@@ -38,7 +38,7 @@ from app.runtime.backups import BackupOptions, run_backup, run_restore
 from app.settings import Settings
 from tests.backup.helpers import quiet_console, raw_events
 from tests.operator.seeding import folded_rows, live_rows
-from tests.support.invariants import all_events, check
+from tests.support.invariants import all_events, check, saga_views
 
 EDA = str(Path(sys.executable).parent / "eda")
 TARGET_EVENTS = 20_000
@@ -143,11 +143,7 @@ def _stored(m: RawMessage) -> tuple[int, str, dict[str, str], bytes]:
 
 
 def _sagas(events: list[Any]) -> dict[int, Saga]:
-    by_order: dict[int, list[Any]] = {}
-    for e in events:
-        if e.envelope.aggregate_type == "saga":
-            by_order.setdefault(int(e.envelope.aggregate_id), []).append(e.event)
-    return {oid: SAGA.fold(evs) for oid, evs in by_order.items()}
+    return {oid: saga for oid, saga in saga_views(events).items() if isinstance(saga, Saga)}
 
 
 @dataclass

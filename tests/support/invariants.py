@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from app.domain.saga import Saga, SagaStatus
+from app.domain.saga import Saga, SagaState, SagaStatus
 from app.eventstore.envelope import RecordedEvent
 from app.eventstore.jetstream import JetStreamEventStore
 from app.service.sagaview import EMPTY, fold_recorded, merged
@@ -23,6 +23,18 @@ async def all_events(store: JetStreamEventStore) -> list[RecordedEvent]:
         seq = batch[-1].sequence + 1
 
 
+def saga_views(events: list[RecordedEvent]) -> dict[int, SagaState]:
+    """Every order's saga as its view folds it (its records and its order's events)."""
+    by_stream: dict[tuple[str, str], list[RecordedEvent]] = defaultdict(list)
+    for e in events:
+        by_stream[(e.envelope.aggregate_type, e.envelope.aggregate_id)].append(e)
+    return {
+        int(agg_id): fold_recorded(EMPTY, merged(by_stream.get(("saga", agg_id), []), stream)).saga
+        for (agg, agg_id), stream in by_stream.items()
+        if agg == "order"
+    }
+
+
 def check(events: list[RecordedEvent], order_ids: set[int], default_stock: int) -> dict[str, Any]:
     by_stream: dict[tuple[str, str], list[RecordedEvent]] = defaultdict(list)
     for e in events:
@@ -30,11 +42,7 @@ def check(events: list[RecordedEvent], order_ids: set[int], default_stock: int) 
     types = {k: [e.envelope.type for e in v] for k, v in by_stream.items()}
     outcome: Counter[str] = Counter()
     problems: list[str] = []
-    sagas = {  # the saga's view: its records and its order's events (app.service.sagaview)
-        int(agg_id): fold_recorded(EMPTY, merged(by_stream.get(("saga", agg_id), []), stream)).saga
-        for (agg, agg_id), stream in by_stream.items()
-        if agg == "order"
-    }
+    sagas = saga_views(events)
     for oid in order_ids:
         state = sagas.get(oid)
         status = state.status if isinstance(state, Saga) else None
