@@ -5,9 +5,11 @@ Sources, all read-only: JetStream (streams and their sizes, consumers and their 
 stream, the saga timer index), PostgreSQL (projection checkpoints, orders by status, the rebuild and
 snapshot runs of ``eda.maintenance_runs``) and the event store (the state of each saga in flight).
 
-Sagas: the sagas in flight come from the timer index (``app.saga.census``) and each one's state from
-its own stream (running or compensating; its oldest running step); up to ``SAGA_LIMIT`` of them are
-loaded. Finished sagas are counted from the read model: each order has one saga, and its terminal
+Sagas: the sagas in flight are those with a timer (``app.saga.census``: a step running for longer
+than the orchestrator holds its trigger) and those whose order is not finished in the read model (the
+younger ones, whose trigger is held: the census only counts them); each one's state is its view
+(``app.service.sagaview``: running or compensating; its oldest running step); up to ``SAGA_LIMIT`` of
+them are loaded. Finished sagas are counted from the read model: each order has one saga, and its terminal
 status is the saga's (an order is ``cancelled`` once compensation starts, so compensating sagas still
 in flight are not counted as cancelled yet).
 """
@@ -85,9 +87,18 @@ async def _orders_by_status(src: Sources) -> dict[str, int]:
     return {str(r["status"]): int(r["n"]) for r in rows}
 
 
+async def _open_orders(src: Sources) -> list[int]:
+    rows = await src.pool.fetch(
+        f"SELECT order_id FROM {quote_ident(src.schema)}.orders "
+        "WHERE status NOT IN ('completed', 'cancelled') ORDER BY order_id LIMIT $1",
+        SAGA_LIMIT + 1,
+    )
+    return [int(r["order_id"]) for r in rows]
+
+
 async def _sagas(src: Sources, now: datetime) -> dict[str, Any]:
     taken = await census.take(src.nc.jetstream(timeout=5.0))
-    in_flight = sorted(taken.in_flight())
+    in_flight = sorted(taken.in_flight() | set(await _open_orders(src)))
     views = SagaViews(src.store)
     loaded = [await views.load(order_id) for order_id in in_flight[:SAGA_LIMIT]]
     sagas = [v.saga for v in loaded if isinstance(v.saga, Saga)]
@@ -101,7 +112,7 @@ async def _sagas(src: Sources, now: datetime) -> dict[str, Any]:
     oldest = min(running, default=None)
     orders = await _orders_by_status(src)
     return {
-        "in_flight": taken.in_flight_count(),
+        "in_flight": max(taken.in_flight_count(), len(in_flight)),
         "by_state": {
             "running": sum(1 for s in sagas if s.status is SagaStatus.RUNNING),
             "compensating": compensating,
