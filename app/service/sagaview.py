@@ -116,14 +116,17 @@ class SagaViews:
     def observed(self, order_id: int, recorded: RecordedEvent) -> bool:
         """An order event just read from the stream (e.g. the fact being handled): folded into the
         cached view when it is the next one; ``True`` when the cached view now holds it."""
+        if not self._size:
+            return False  # nothing cached: the reaction reads the streams
         cached = self._entries.get(order_id)
         if cached is None and recorded.version == 1:
             cached = EMPTY
         if cached is None or recorded.version > cached.order_at.version + 1:
             return False
         if recorded.version == cached.order_at.version + 1:
-            self._remember(order_id, fold_recorded(cached, [recorded]))
-        return recorded.version <= self._entries[order_id].order_at.version
+            cached = fold_recorded(cached, [recorded])
+            self._remember(order_id, cached)
+        return recorded.version <= cached.order_at.version
 
     async def append(
         self,

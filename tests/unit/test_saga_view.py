@@ -99,3 +99,20 @@ def test_the_users_cancel_starts_the_compensation_in_the_view() -> None:
     assert saga.status is SagaStatus.COMPENSATING
     assert saga.reason == "order cancelled: user"
     assert [s.name for s in saga.running()] == [StepName.REFUND]
+
+
+async def test_an_uncached_loader_never_claims_to_hold_a_fact() -> None:
+    from app.domain.order import CreateOrder as Create
+    from app.eventstore.envelope import Metadata, StreamId
+    from app.service.handler import CommandHandler
+    from app.service.sagaview import SagaViews
+    from tests.support.stores import memory_store
+
+    store = memory_store()
+    cmd = Create(order_id=7, user_id=9, items=(), amount=Decimal("1.00"), at=T)
+    await CommandHandler(store, ORDER).execute(7, cmd, Metadata(correlation_id="c"))
+    [created] = (await store.load(StreamId("order", "7"))).events
+    assert SagaViews(store).observed(7, created) is False  # no cache: read, never assumed
+    cached = SagaViews(store, cache_size=10)
+    assert cached.observed(7, created) is True  # a new order is exactly this event
+    assert isinstance((await cached.load(7, fresh=False)).saga, Saga)
