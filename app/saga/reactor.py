@@ -85,12 +85,11 @@ class SagaReactor:
         async def attempt(fresh: bool) -> tuple[SagaView, SagaView, list[object]]:
             view = await self._views.load(react.order_id, fresh=fresh)
             done = reaction(react, view.saga, view.order)
-            if not done.saga_events and not done.order_events:
-                if not fresh and not verified:
-                    view = await self._views.load(react.order_id)  # "nothing to do" is read, not cached
-                    done = reaction(react, view.saga, view.order)
-                if not done.saga_events and not done.order_events:
-                    return view, view, list(done.decided)
+            if not (done.saga_events or done.order_events or fresh or verified):
+                view = await self._views.load(react.order_id)  # "nothing to do" is read, not cached
+                done = reaction(react, view.saga, view.order)
+            if not (done.saga_events or done.order_events):
+                return view, view, list(done.decided)
             after = await self._views.append(
                 react.order_id, view, (done.saga_events, done.order_events), meta, react.trigger_id
             )

@@ -99,17 +99,9 @@ class SagaViews:
         records = await self._store.load(saga_stream, base.saga_at)
         orders = await self._store.load(order_stream, base.order_at)
         if base is not EMPTY and any(_decided_before(r, base.order_at) for r in records.events):
-            return await self._reload(order_id)  # a replica decided on an older order: fold anew
+            self._entries.pop(order_id, None)  # a replica decided on an older order: fold anew
+            return await self.load(order_id)
         view = fold_recorded(base, merged(records.events, orders.events))
-        self._remember(order_id, view)
-        return view
-
-    async def _reload(self, order_id: int) -> SagaView:
-        self._entries.pop(order_id, None)
-        saga_stream, order_stream = streams(order_id)
-        records = await self._store.load(saga_stream)
-        orders = await self._store.load(order_stream)
-        view = fold_recorded(EMPTY, merged(records.events, orders.events))
         self._remember(order_id, view)
         return view
 

@@ -73,11 +73,9 @@ def evolve_view(state: SagaState, event: ViewEvent) -> SagaState:
         if isinstance(event, OrderCreated):
             return started_saga(event.order_id, event.user_id, event.items, event.amount, event.at)
         return state  # nothing before the creation on one stream: not reached
-    if isinstance(event, SagaStarted) and isinstance(state, Saga):
-        return _started_late(state, event)
-    if isinstance(event, SagaStarted | SagaAdvanced) and (
-        isinstance(state, Saga) or isinstance(event, SagaStarted)
-    ):
+    if isinstance(event, SagaStarted):
+        return _started_late(state, event) if isinstance(state, Saga) else SAGA.evolve(state, event)
+    if isinstance(state, Saga) and isinstance(event, SagaAdvanced):
         return SAGA.evolve(state, event)
     return state  # a record without its order: not reached
 
