@@ -18,7 +18,7 @@ import sys
 import tarfile
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -46,9 +46,16 @@ OLD_RELEASE = "d598224"
 ROOT = Path(__file__).resolve().parents[2]
 ORDERS = 200
 DEFAULT_STOCK = 20  # ~600 units ordered over 20 products: some orders find the stock short
-OLD_STEP_TIMEOUT_S = "8"  # the old sagas' timers fire after the upgrade, into the new timeout handling
+OLD_STEP_TIMEOUT_S = (
+    "15"  # above the waves' time; the old sagas' timers fire after the upgrade, into the new timeout handling
+)
 NEW_STEP_TIMEOUT_S = "60"  # above the upgrade's downtime on a loaded machine (roles take seconds to start)
 AT_LEAST = 5  # sagas at each stage when the old roles are killed
+WAVES = {  # the orders that stop at each stage: all roles up, then shipping down, then payment down too
+    "done": range(1, 51),
+    "paid, not shipped": range(51, 126),
+    "started, not paid": range(126, ORDERS + 1),
+}
 
 
 @pytest.fixture(scope="module")
@@ -114,17 +121,15 @@ def _stage(saga: object) -> str:
     return "shipped, not completed" if shipped and shipped.status is StepStatus.SUCCEEDED else "other"
 
 
-def mid_flight(stage: Counter[str]) -> bool:
-    done = stage["completed"] + stage["cancelled"]
-    return min(stage["started, not paid"], stage["paid, not shipped"], done) >= 2 * AT_LEAST
-
-
-async def until_mid_flight(store: JetStreamEventStore, ids: set[int], *, within_s: float) -> None:
-    """Until sagas are at every stage at once (bounded: the caller asserts what it got)."""
+async def until(
+    store: JetStreamEventStore, wave: range, enough: Callable[[Counter[str]], bool], *, within_s: float = 30
+) -> None:
+    """Until a wave's sagas have reached its stage (bounded: failing with where they are)."""
     give_up = asyncio.get_running_loop().time() + within_s
-    while True:
-        if mid_flight(stages(await all_events(store), ids)) or asyncio.get_running_loop().time() > give_up:
-            return
+    while not enough(stage := stages(await all_events(store), set(wave))):
+        assert asyncio.get_running_loop().time() < give_up, (
+            f"orders {wave.start}-{wave.stop - 1}: {dict(stage)}"
+        )
         await asyncio.sleep(0.1)
 
 
@@ -173,25 +178,31 @@ async def test_sagas_started_before_the_upgrade_complete_after_it(
             old.start(role)
         await until_pulling(nc, within_s=30)
 
-        async def arrivals() -> None:  # ~1 s: a backlog, so that sagas are at every stage at once
-            for wave in range(1, ORDERS + 1, 50):
-                await asyncio.gather(
-                    *(
-                        orders.execute(oid, random_order(rng, oid), Metadata(correlation_id=f"upgrade-{oid}"))
-                        for oid in range(wave, wave + 50)
-                    )
+        async def arrive(wave: range) -> None:
+            await asyncio.gather(
+                *(
+                    orders.execute(oid, random_order(rng, oid), Metadata(correlation_id=f"upgrade-{oid}"))
+                    for oid in wave
                 )
-                await asyncio.sleep(0.25)
+            )
 
-        arriving = asyncio.create_task(arrivals())
+        # Sagas at every stage at once, whatever the host's speed: the old roles are taken down in
+        # turn, so each wave stops at the next stage (racing a free-running backlog with a poll missed
+        # the window on a faster machine: every saga had finished before the poll saw one mid-flight).
         # The upgrade's provisioning runs where the chart's pre-upgrade hook runs it: while the old
         # roles work (the shipping worker's new consumer then sees the old sagas' OrderPaid too).
         provisioning = asyncio.create_task(provision([EDA, "provision"], env))
-        await until_mid_flight(store, ids, within_s=15)
-        for role in ROLES:
+        await arrive(WAVES["done"])
+        await until(store, WAVES["done"], lambda s: s["completed"] + s["cancelled"] == len(WAVES["done"]))
+        old.kill("shipping")
+        await arrive(WAVES["paid, not shipped"])
+        await until(store, WAVES["paid, not shipped"], lambda s: s["paid, not shipped"] >= 2 * AT_LEAST)
+        old.kill("payment")
+        await arrive(WAVES["started, not paid"])
+        await until(store, WAVES["started, not paid"], lambda s: s["started, not paid"] >= 2 * AT_LEAST)
+        for role in ("saga", "inventory"):
             old.kill(role)
         killed_at = asyncio.get_running_loop().time()
-        await arriving
         at_kill, old_timers = stages(await all_events(store), ids), await armed_timers(nc)
         print(f"\nupgrade test: at the kill {dict(at_kill)}, {len(old_timers)} timers armed")
         # The test is about sagas caught mid-flight: it cannot pass with all of them done or none begun.
