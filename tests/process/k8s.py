@@ -147,7 +147,7 @@ async def emulated_api(folder: Path, tokens: set[str]) -> AsyncIterator[K8sApi]:
 
 
 async def apply_examples_until_succeeded(
-    api: K8sApi, procs: Sequence[Popen], log: Path, timeout: float = 90.0
+    api: K8sApi, procs: Sequence[Popen], log: Path, timeout: float = 150.0
 ) -> dict[str, dict[str, Any]]:
     """``kubectl apply`` every example, then wait until each has condition ``Succeeded`` = True for its
     generation (a ProjectionRebuild ends ``Succeeded``; a scheduled Snapshot or Backup ran once and is
@@ -162,11 +162,16 @@ async def apply_examples_until_succeeded(
         return condition.get("status") == "True" and condition.get("observedGeneration") == 1
 
     for plural, name in applied:
-        await until(
-            lambda p=plural, n=name: done(p, n),
-            f"{plural}/{name} Succeeded",
-            timeout=timeout,
-            procs=procs,
-            log=log,
-        )
+        try:
+            await until(
+                lambda p=plural, n=name: done(p, n),
+                f"{plural}/{name} Succeeded",
+                timeout=timeout,
+                procs=procs,
+                log=log,
+            )
+        except AssertionError as exc:  # where it stands (phase, progress, conditions), not only "timed out"
+            raise AssertionError(
+                f"{exc}\n--- {plural}/{name} status ---\n{api.status(plural, name)}"
+            ) from None
     return {name: api.status(plural, name) for plural, name in applied}
