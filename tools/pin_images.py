@@ -1,6 +1,7 @@
 """``make pin-images``: pin the chart's third-party images and the Dockerfile's base image by digest.
 
-For each image of ``helm/eda/values.yaml`` (``nats``, ``postgresql``, ``jaeger``, ``tests``) and the
+For each image of ``helm/eda/values.yaml`` (``CHART_IMAGES``: NATS and its exporter sidecar,
+PostgreSQL, Jaeger, the test pod's) and the
 Dockerfile's ``PYTHON_IMAGE``, asks the registry for the digest of ``repository:tag`` — the multi-arch
 index digest, so every platform pulls the same content — and writes it next to the tag (values:
 ``digest: sha256:...``; Dockerfile: ``python:3.12-slim@sha256:...``), keeping every comment. Needs
@@ -25,7 +26,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "helm" / "eda" / "values.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
-CHART_IMAGES = ("nats", "postgresql", "jaeger", "tests")
+CHART_IMAGES = ("nats.image", "nats.promExporter.image", "postgresql.image", "jaeger.image", "tests.image")
+"""The values paths of the third-party images (the eda image's digest comes from its build)."""
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 BASE_IMAGE = re.compile(r"^(ARG PYTHON_IMAGE=)([^@\s]+)(@sha256:[0-9a-f]{64})?$", re.MULTILINE)
 
@@ -45,8 +47,9 @@ def resolve(reference: str) -> str:
     return found.group(0)
 
 
-def set_digest(values: str, top: str, digest: str) -> str:
-    """``values`` (values.yaml text) with ``<top>.image.digest`` set to ``digest``; comments kept."""
+def set_digest(values: str, image: str, digest: str) -> str:
+    """``values`` (values.yaml text) with ``<image>.digest`` set to ``digest`` (``image``: a dotted
+    path such as ``nats.image``); comments kept."""
     lines = values.splitlines(keepends=True)
     path: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
     for i, line in enumerate(lines):
@@ -56,11 +59,11 @@ def set_digest(values: str, top: str, digest: str) -> str:
         indent, key = len(match.group(1)), match.group(2)
         while path and path[-1][0] >= indent:
             path.pop()
-        if [k for _, k in path] == [top, "image"] and key == "digest":
+        if [k for _, k in path] == image.split(".") and key == "digest":
             lines[i] = f"{match.group(1)}digest: {digest}\n"
             return "".join(lines)
         path.append((indent, key))
-    raise KeyError(f"{top}.image.digest not in values.yaml")
+    raise KeyError(f"{image}.digest not in values.yaml")
 
 
 def set_base_digest(dockerfile: str, digest: str) -> str:
@@ -76,11 +79,13 @@ def main() -> None:
     args = parser.parse_args()
     values_text = VALUES.read_text()
     values = yaml.safe_load(values_text)
-    for top in CHART_IMAGES:
-        image = values[top]["image"]
+    for path in CHART_IMAGES:
+        image = values
+        for key in path.split("."):
+            image = image[key]
         digest = resolve(f"{image['repository']}:{image['tag']}")
-        print(f"{top}.image: {image['repository']}:{image['tag']}@{digest}")
-        values_text = set_digest(values_text, top, digest)
+        print(f"{path}: {image['repository']}:{image['tag']}@{digest}")
+        values_text = set_digest(values_text, path, digest)
     dockerfile = DOCKERFILE.read_text()
     base = BASE_IMAGE.search(dockerfile)
     assert base is not None

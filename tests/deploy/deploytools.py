@@ -98,7 +98,7 @@ class Installed:
 
 
 ISSUER = {"auth": {"issuer": "https://login.example.com/realms/eda"}}  # the chart needs one (oidc)
-IMAGES = ("image", "nats.image", "postgresql.image", "jaeger.image", "tests.image")
+IMAGES = ("image", "nats.image", "nats.promExporter.image", "postgresql.image", "jaeger.image", "tests.image")
 
 
 def digest_for_tests(reference: str) -> str:

@@ -121,6 +121,31 @@ def test_a_required_digest_that_is_missing_or_malformed_is_refused(
     assert "digest" in malformed["error"]
 
 
+def test_the_nats_exporter_sidecar_is_pulled_by_digest_too(
+    install_chart: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """The optional sidecar is an image like any other: pinned in production, refused without a digest
+    (it used to be rendered as ``repository:tag`` whatever ``images.requireDigest`` said)."""
+    values = pinned(load_yaml(PRODUCTION_VALUES))
+    values["nats"]["promExporter"] = values["nats"].get("promExporter", {}) | {"enabled": True}
+    release = install_chart(values)
+    assert release["ok"], release.get("error")
+    sidecars = [
+        c["image"]
+        for obj in release["objects"]
+        if obj["kind"] == "StatefulSet"
+        for c in obj["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "prom-exporter"
+    ]
+    assert len(sidecars) == 1, sidecars
+    assert PINNED.match(sidecars[0]), sidecars
+    assert sidecars[0].startswith("natsio/prometheus-nats-exporter:")
+    del values["nats"]["promExporter"]["image"]["digest"]
+    missing = install_chart(values)
+    assert not missing["ok"]
+    assert "nats.promExporter.image (natsio/prometheus-nats-exporter:" in missing["error"], missing["error"]
+
+
 def test_every_image_of_the_chart_can_be_pinned() -> None:
     values = load_yaml(CHART / "values.yaml")
     for path in IMAGES:

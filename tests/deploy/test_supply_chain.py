@@ -191,20 +191,23 @@ def test_audit_of_a_mirror_without_advisories_is_a_skip_never_a_pass(tmp_path: P
 
 def test_pin_images_writes_each_digest_in_its_place() -> None:
     text = (CHART / "values.yaml").read_text()
-    digests = {top: "sha256:" + f"{i:x}" * 64 for i, top in enumerate(pin_images.CHART_IMAGES, start=1)}
-    for top, digest in digests.items():
-        text = pin_images.set_digest(text, top, digest)
+    digests = {path: "sha256:" + f"{i:x}" * 64 for i, path in enumerate(pin_images.CHART_IMAGES, start=1)}
+    for path, digest in digests.items():
+        text = pin_images.set_digest(text, path, digest)
     before, after = yaml.safe_load((CHART / "values.yaml").read_text()), yaml.safe_load(text)
-    for top, digest in digests.items():
-        assert after[top]["image"]["digest"] == digest
-        after[top]["image"]["digest"] = before[top]["image"]["digest"]
+    for path, digest in digests.items():
+        node, original = after, before
+        for key in path.split("."):
+            node, original = node[key], original[key]
+        assert node["digest"] == digest, path
+        node["digest"] = original["digest"]
     assert after == before  # nothing else moved
     assert text.count("#") == (CHART / "values.yaml").read_text().count("#")  # comments kept
-    dockerfile = pin_images.set_base_digest((ROOT / "Dockerfile").read_text(), digests["nats"])
-    assert f"ARG PYTHON_IMAGE=python:3.12-slim@{digests['nats']}\n" in dockerfile
-    repinned = pin_images.set_base_digest(dockerfile, digests["tests"])
+    dockerfile = pin_images.set_base_digest((ROOT / "Dockerfile").read_text(), digests["nats.image"])
+    assert f"ARG PYTHON_IMAGE=python:3.12-slim@{digests['nats.image']}\n" in dockerfile
+    repinned = pin_images.set_base_digest(dockerfile, digests["tests.image"])
     args = re.findall(r"^ARG PYTHON_IMAGE=.*$", repinned, re.MULTILINE)
-    assert args == [f"ARG PYTHON_IMAGE=python:3.12-slim@{digests['tests']}"]
+    assert args == [f"ARG PYTHON_IMAGE=python:3.12-slim@{digests['tests.image']}"]
 
 
 @pytest.mark.skipif(
