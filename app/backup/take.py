@@ -33,6 +33,7 @@ from app.backup.manifest import (
 from app.backup.plan import CUT, PLAN, Part
 from app.backup.progress import NullProgress, Progress
 from app.eventstore.counters import STREAM as COUNTERS
+from app.telemetry import tracer
 
 MirrorProbe = Callable[[], Awaitable[MirrorCheck]]
 
@@ -131,12 +132,14 @@ async def take_backup(
     """Back up every part of the plan into ``request.target``; returns the manifest written there."""
     progress = progress or NullProgress()
     created = _prepare(request.target)
-    try:
-        return await _take(nc, conn, request, progress)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            _discard(request.target, created)
-        raise
+    # One span per backup, one child per part: the operator's reconcile span is their parent.
+    with tracer().start_as_current_span("backup", attributes={"eda.backup.target": str(request.target)}):
+        try:
+            return await _take(nc, conn, request, progress)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                _discard(request.target, created)
+            raise
 
 
 async def _take(nc: NATS, conn: asyncpg.Connection, request: BackupRequest, progress: Progress) -> Manifest:
@@ -146,12 +149,13 @@ async def _take(nc: NATS, conn: asyncpg.Connection, request: BackupRequest, prog
     dumped: PostgresBackup | None = None
     counter = 0
     for part in PLAN:
-        if part.kind == "postgres":
-            dumped = await _postgres(conn, request, progress)
-            continue
-        if part.name == COUNTERS:
-            counter = await continuity.counter_value(nc) if await _exists(nc, part.name) else 0
-        backup = await snapshot_stream(nc, part, request, progress)
+        with tracer().start_as_current_span(f"backup {part.name}"):
+            if part.kind == "postgres":
+                dumped = await _postgres(conn, request, progress)
+                continue
+            if part.name == COUNTERS:
+                counter = await continuity.counter_value(nc) if await _exists(nc, part.name) else 0
+            backup = await snapshot_stream(nc, part, request, progress)
         if backup is None:
             absent.append(part.name)
         else:

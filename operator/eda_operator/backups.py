@@ -5,7 +5,9 @@ Each run writes ``<EDA_BACKUP_DIR>/<directory>/<UTC time>/`` (``directory`` defa
 ``<namespace>-<name>``), verifies it (``verify``), then keeps the newest ``retain`` complete backups
 of that directory. ``.status`` shows the run's progress (part, bytes, parts done), the last backup's
 manifest summary (cut, events, bytes, streams, rows), the backups kept, and — when a mirror is
-configured (``EDA_MIRROR_URL``) — the mirror's lag with condition ``MirrorInSync``. Kubernetes Events:
+configured (``EDA_MIRROR_URL``) — the mirror's lag with condition ``MirrorInSync``. A run is a
+``reconcile Backup <namespace>/<name>`` span over the engine's ``backup`` span, and counted in
+``eda_operator_reconciles_total{kind="Backup"}`` (``operator/observe.py``). Kubernetes Events:
 ``BackupCompleted``, ``BackupsPruned``, ``BackupFailed``, ``MirrorLagging``. Deleting the object stops
 its schedule; the backups on the volume stay.
 """
@@ -27,6 +29,8 @@ from app.backup.manifest import Manifest, MirrorCheck
 from app.backup.plan import PLAN
 from app.backup.take import BackupRequest, take_backup
 from app.backup.verify import verify
+from app.readmodel.runs import RunSource
+from eda_operator import observe
 from eda_operator.clients import Clients
 from eda_operator.conditions import StatusTracker, now_iso
 from eda_operator.errors import INVALID_SPEC, InvalidSpec, classify
@@ -190,8 +194,23 @@ def report(
         _mirror_status(tracker, manifest.mirror, spec.max_mirror_lag_s, notify)
 
 
-async def run_once(spec: BackupSpec, tracker: StatusTracker, clients: Clients, notify: Notify) -> bool:
-    """One backup; ``False`` after a transient failure (retried after ``RETRY_S``)."""
+async def run_once(
+    spec: BackupSpec,
+    tracker: StatusTracker,
+    clients: Clients,
+    notify: Notify,
+    *,
+    source: RunSource | None = None,
+) -> bool:
+    """One backup, traced and counted like every reconcile (``operator/observe.py``); ``False`` after
+    a transient failure (retried after ``RETRY_S``)."""
+    with observe.reconciling("Backup", source) as reconcile:
+        ok = await _run_once(spec, tracker, clients, notify)
+        reconcile.from_phase(tracker.phase)
+        return ok
+
+
+async def _run_once(spec: BackupSpec, tracker: StatusTracker, clients: Clients, notify: Notify) -> bool:
     tracker.update(phase="Running", message=None)
     tracker.set_condition("Running", True, "BackingUp")
     try:
@@ -232,7 +251,8 @@ async def tick(
         return min(wait, 1.0)
     if not tracker.get("startedAt"):
         tracker.update(startedAt=now_iso())
-    ok = await run_once(parsed, tracker, clients, notify)
+    namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+    ok = await run_once(parsed, tracker, clients, notify, source=RunSource("operator", namespace, name))
     return 0.0 if ok else RETRY_S
 
 

@@ -1,7 +1,8 @@
 """What the operator tells about itself: one span per reconcile of a custom resource —
-``reconcile ProjectionRebuild <namespace>/<name>`` or ``reconcile Snapshot ...`` (INTERNAL, attributes
-``k8s.namespace.name``, ``k8s.object.name``, ``eda.reconcile.outcome``) — whose children are the engine's
-spans (``rebuild <projection>`` and its batches, ``snapshot <aggregate>``), so a run is one trace from
+``reconcile ProjectionRebuild <namespace>/<name>``, ``reconcile Snapshot ...`` or ``reconcile Backup ...``
+(INTERNAL, attributes ``k8s.namespace.name``, ``k8s.object.name``, ``eda.reconcile.outcome``) — whose
+children are the engine's spans (``rebuild <projection>`` and its batches, ``snapshot <aggregate>``,
+``backup`` and its parts), so a run is one trace from
 the operator's decision down to PostgreSQL; and the metrics ``eda_operator_reconciles_total{kind,outcome}``
 (outcome: succeeded, failed, retrying, cancelled, invalid, error) and
 ``eda_operator_reconcile_duration_seconds{kind}``, served on ``/metrics`` of the operator's

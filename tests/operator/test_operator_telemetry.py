@@ -1,6 +1,6 @@
 """``eda operator`` as a separate process (against kmock's KubernetesEmulator through a kubeconfig, with
-real NATS + PostgreSQL), exporting OTLP to a real receiver: each reconcile of a ProjectionRebuild or a
-Snapshot is a span whose children are the engine's spans (one trace from the operator's decision down
+real NATS + PostgreSQL), exporting OTLP to a real receiver: each reconcile of a ProjectionRebuild, a
+Snapshot or a Backup is a span whose children are the engine's spans (one trace from the operator's decision down
 to the rebuild), and ``/metrics`` on its health port counts reconciles by kind and outcome."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tests.telemetry.receiver import otlp_receiver
 pytestmark = [pytest.mark.kmock(cls=Emulator)]
 PRB = "/apis/eda.dev/v1alpha1/namespaces/default/projectionrebuilds"
 SNAP = "/apis/eda.dev/v1alpha1/namespaces/default/snapshots"
+BAK = "/apis/eda.dev/v1alpha1/namespaces/default/backups"
 
 
 def _kubeconfig(path: Path, url: str) -> Path:
@@ -72,6 +73,7 @@ async def test_reconciles_are_traced_with_the_engine_spans_and_counted(
             "EDA_NATS_URL": nats_url,
             "EDA_DATABASE_URL": readmodel_dsn,
             "EDA_HEALTH_PORT": str(health),
+            "EDA_BACKUP_DIR": str(tmp_path / "volume"),
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
         }
@@ -84,6 +86,7 @@ async def test_reconciles_are_traced_with_the_engine_spans_and_counted(
                 for kind, path, spec in (
                     ("ProjectionRebuild", PRB, {"projection": "orders", "batchSize": 10}),
                     ("Snapshot", SNAP, {"aggregateType": "order"}),
+                    ("Backup", BAK, {"directory": "t1"}),
                 ):
                     body = {
                         "apiVersion": "eda.dev/v1alpha1",
@@ -102,6 +105,7 @@ async def test_reconciles_are_traced_with_the_engine_spans_and_counted(
 
             await _eventually(lambda: phase("projectionrebuilds") == "Succeeded")
             await _eventually(lambda: phase("snapshots") == "Succeeded")
+            await _eventually(lambda: phase("backups") == "Succeeded")
 
             def traced(name: str, child: str) -> bool:
                 spans = receiver.spans
@@ -110,12 +114,15 @@ async def test_reconciles_are_traced_with_the_engine_spans_and_counted(
 
             await _eventually(lambda: traced("reconcile ProjectionRebuild default/t1", "rebuild orders"))
             await _eventually(lambda: traced("reconcile Snapshot default/t1", "snapshot order"))
+            await _eventually(lambda: traced("reconcile Backup default/t1", "backup"))
+            await _eventually(lambda: traced("backup", "backup EVENTS"))
             reconcile = next(s for s in receiver.spans if s.name.startswith("reconcile ProjectionRebuild"))
             assert reconcile.attributes["eda.reconcile.outcome"] == "succeeded"
             assert reconcile.attributes["k8s.object.name"] == "t1"
             counted = await _reconciles(health)
             assert counted[("ProjectionRebuild", "succeeded")] == 1, counted
             assert counted[("Snapshot", "succeeded")] == 1, counted
+            assert counted[("Backup", "succeeded")] == 1, counted
         finally:
             if not await terminate(proc, timeout=20):
                 pytest.fail((tmp_path / "operator.log").read_text()[-3000:])
