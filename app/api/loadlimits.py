@@ -28,7 +28,6 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import count_rejection, overloaded, problem_response, rate_limited
-from app.api.security import authenticate
 from app.auth.errors import AuthError
 from app.auth.scopes import Principal
 from app.auth.scopes import Scope as AuthScope
@@ -84,7 +83,7 @@ class RateLimit:
         principal: Principal | None = None
         try:
             auth = scope["app"].state.ctx.auth
-            principal = await authenticate(auth, scope, header.decode("latin-1") if header else None)
+            principal = await auth.authenticate_request(scope, header.decode("latin-1") if header else None)
         except (AuthError, AttributeError):  # no valid token (the route answers 401), or not started
             principal = None
         trusted = principal is not None and principal.has(AuthScope.ORDERS_WRITE_ANY)

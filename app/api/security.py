@@ -21,7 +21,6 @@ from app.auth.errors import AuthError, InsufficientScope
 from app.auth.scopes import Principal
 from app.auth.scopes import Scope as AuthScope
 
-_STATE_KEY = "eda.principal"
 BEARER = HTTPBearer(
     auto_error=False,
     scheme_name="bearer",
@@ -38,27 +37,12 @@ def _authenticator(request: Request) -> Authenticator:
     return auth
 
 
-async def authenticate(auth: Authenticator, scope: Scope, authorization: str | None) -> Principal:
-    """The principal of a request (``scope`` is the ASGI scope; memoised on it, a refusal too: the rate
-    limit and the route look at the same request)."""
-    known: Principal | AuthError | None = scope.get(_STATE_KEY)
-    if known is None:
-        client = scope.get("client")
-        try:
-            known = await auth.authenticate(authorization, client[0] if client else None)
-        except AuthError as exc:
-            known = exc
-        scope[_STATE_KEY] = known
-    if isinstance(known, AuthError):
-        raise known
-    return known
-
-
 async def caller(
     request: Request, _doc: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 ) -> Principal:
     """FastAPI dependency: the authenticated caller (401/503 ``AuthError`` otherwise)."""
-    return await authenticate(_authenticator(request), request.scope, request.headers.get("authorization"))
+    auth = _authenticator(request)
+    return await auth.authenticate_request(request.scope, request.headers.get("authorization"))
 
 
 Caller = Annotated[Principal, Depends(caller)]
@@ -102,6 +86,6 @@ class InternalEndpoints:
     async def _admit(scope: Scope) -> None:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         auth: Authenticator = scope["app"].state.ctx.auth
-        principal = await authenticate(auth, scope, header.decode("latin-1") if header else None)
+        principal = await auth.authenticate_request(scope, header.decode("latin-1") if header else None)
         if not principal.has(AuthScope.ADMIN_READ):
             raise InsufficientScope(AuthScope.ADMIN_READ)

@@ -13,11 +13,13 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
-from app.auth.errors import Unauthenticated
+from app.auth.errors import AuthError, Unauthenticated
 from app.auth.jwks import KeySource
 from app.auth.scopes import ALL_SCOPES, ANONYMOUS_SUBJECT, Principal
 from app.auth.verifier import ClaimMapping, TokenVerifier
@@ -61,6 +63,9 @@ def _bearer(authorization: str) -> str:
     return token
 
 
+_REQUEST_KEY = "eda.principal"
+
+
 @dataclass
 class Authenticator:
     """Authenticates requests; ``verifier`` is ``None`` only in ``disabled`` mode."""
@@ -80,6 +85,23 @@ class Authenticator:
                 return ANONYMOUS_DEV
             raise Unauthenticated("a bearer token is required", token_presented=False)
         return await self.verifier.verify(_bearer(authorization))
+
+    async def authenticate_request(
+        self, scope: MutableMapping[str, Any], authorization: str | None
+    ) -> Principal:
+        """The principal of one request (``scope``: its ASGI scope), memoised on it — a refusal too —
+        so the rate limiter, the console's gate and the route verify a token once per request."""
+        known: Principal | AuthError | None = scope.get(_REQUEST_KEY)
+        if known is None:
+            client = scope.get("client")
+            try:
+                known = await self.authenticate(authorization, client[0] if client else None)
+            except AuthError as exc:
+                known = exc
+            scope[_REQUEST_KEY] = known
+        if isinstance(known, AuthError):
+            raise known
+        return known
 
 
 def build_authenticator(

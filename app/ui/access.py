@@ -34,11 +34,9 @@ def needs_token(path: str) -> bool:
 
 
 async def admit(request: Request, ctx: UiContext) -> None:
-    """Authenticate a console data request; ``AuthError`` (401/403/503) if it may not read."""
-    client = request.client
-    principal = await ctx.auth.authenticate(
-        request.headers.get("authorization"), client.host if client else None
-    )
+    """Authenticate a console data request; ``AuthError`` (401/403/503) if it may not read. The
+    principal the rate limiter found for this request is reused (one verification per request)."""
+    principal = await ctx.auth.authenticate_request(request.scope, request.headers.get("authorization"))
     if not principal.has(Scope.ADMIN_READ):
         raise InsufficientScope(Scope.ADMIN_READ)
 

@@ -81,3 +81,22 @@ def test_insufficient_scope_names_the_scopes_in_its_challenge() -> None:
     assert 'error="insufficient_scope"' in refused.challenge()
     assert 'scope="orders:write orders:write:any"' in refused.challenge()
     assert '"' not in Unauthenticated('a "quoted" \\ text').description
+
+
+async def test_a_request_is_authenticated_once_and_its_refusal_too() -> None:
+    """The rate limiter, the console's gate and the route ask for the same request's principal: the
+    answer (a refusal too) is kept on its ASGI scope, so a token is verified once per request."""
+    dev = _authenticator(anonymous_dev=True)
+    scope: dict[str, object] = {"type": "http", "client": ("127.0.0.1", 5000)}
+    first = await dev.authenticate_request(scope, None)
+    assert first is ANONYMOUS_DEV
+    dev.anonymous_dev = False  # a second evaluation would now refuse: the kept answer is returned
+    assert await dev.authenticate_request(scope, None) is first
+    with pytest.raises(Unauthenticated):
+        await dev.authenticate_request({"type": "http", "client": ("127.0.0.1", 5001)}, None)
+    refused: dict[str, object] = {"type": "http", "client": ("127.0.0.1", 5002)}
+    with pytest.raises(Unauthenticated) as once:
+        await dev.authenticate_request(refused, "Basic dXNlcjpwYXNz")
+    with pytest.raises(Unauthenticated) as again:
+        await dev.authenticate_request(refused, "Bearer any")  # not verified: the request was refused
+    assert again.value is once.value
