@@ -12,6 +12,12 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def user_inbox(user: str) -> str:
+    """The reply-inbox prefix of a NATS user's connections: the generated NATS permissions let each
+    user subscribe to its own only (``app.deploy.natsauth``)."""
+    return f"_INBOX_{user}"
+
+
 class Settings(BaseSettings):
     """All settings of all roles; unknown ``EDA_*`` variables are ignored."""
 
@@ -282,7 +288,7 @@ class Settings(BaseSettings):
         """``EDA_NATS_INBOX_PREFIX``, else ``_INBOX_<user>`` with a NATS user, else nats' ``_INBOX``."""
         if self.nats_inbox_prefix:
             return self.nats_inbox_prefix
-        return f"_INBOX_{self.nats_user}" if self.nats_user else "_INBOX"
+        return user_inbox(self.nats_user) if self.nats_user else "_INBOX"
 
     def nats_servers(self) -> list[str]:
         """The NATS URLs as a list (``EDA_NATS_URL`` may hold several, comma-separated)."""

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 from app.deploy.provision import catalogue
 from app.eventstore.jsapi import API, consumer_next_subject, direct_get_subject, stream_msg_get_subject
+from app.settings import user_inbox
 from app.workers.paid_orders import PAID_ORDERS_CONSUMER
 
 WORKERS: Mapping[str, tuple[str, ...]] = {
@@ -56,8 +57,8 @@ PROVISION = "provision"
 
 
 def inbox(role: str) -> str:
-    """The reply-inbox prefix of ``role``'s connections (``Settings.inbox_prefix`` for its user)."""
-    return f"_INBOX_{role}"
+    """The reply-inbox prefix of ``role``'s connections (its user is named after it)."""
+    return user_inbox(role)
 
 
 @dataclass(frozen=True)
