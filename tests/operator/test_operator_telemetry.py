@@ -1,7 +1,7 @@
 """``eda operator`` as a separate process (against kmock's KubernetesEmulator through a kubeconfig, with
 real NATS + PostgreSQL), exporting OTLP to a real receiver: each reconcile of a ProjectionRebuild, a
-Snapshot or a Backup is a span whose children are the engine's spans (one trace from the operator's decision down
-to the rebuild), and ``/metrics`` on its health port counts reconciles by kind and outcome."""
+Snapshot or a Backup is a span whose children are the engine's spans (one trace from the operator's
+decision down to the rebuild), and ``/metrics`` on its health port counts reconciles by kind and outcome."""
 
 from __future__ import annotations
 
