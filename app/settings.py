@@ -181,6 +181,14 @@ class Settings(BaseSettings):
         "timeout of the balancer in front (ingress-nginx and AWS ALB: 60 s), or it reuses a connection the "
         "API is closing and answers 502.",
     )
+    admission_saga_backlog: int = Field(
+        default=20_000,
+        ge=0,
+        le=10_000_000,
+        description="New orders are refused (503 saga-backlog + Retry-After) while more events than this "
+        "wait undelivered for the saga orchestrator (its capacity is exceeded); 0: off. Reads, cancels "
+        "and accepted orders are unaffected.",
+    )
     rate_limit: str = Field(
         default="50/second;1000/minute",
         description="Requests per client (the token's subject, else the peer address) to /api/v1 and "

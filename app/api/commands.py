@@ -91,6 +91,12 @@ async def create_order(
         placement = access.placement(principal, body)
         order = _Order(body, placement, await pricing.order_amount(ctx, body))
         ORDER.decide(order.command(1), INITIAL)  # pure validation before any id is spent
+        try:  # a valid order the saga could not start soon: refused before any id or key is spent
+            ctx.backlog.admit()
+        except Problem:
+            ctx.metrics.rejections.labels("saga_backlog").inc()
+            outcome = "refused"
+            raise
         if key is None:
             response = _created(await _create_new(ctx, order, meta))
         else:

@@ -3,8 +3,8 @@
 Routes take ``ctx: Ctx`` and use ``ctx.nc``, ``ctx.store``, ``ctx.snapshots``, ``ctx.pool``,
 ``ctx.settings``, ``ctx.schema``, ``ctx.repository(decider)`` (reads: a ``Repository`` on these stores),
 ``ctx.handler(decider)`` (commands: a ``CommandHandler``), ``ctx.auth`` (the request authenticator),
-``ctx.products`` (catalog states, for prices), ``ctx.shutdown`` (the process's shutdown state) and
-``ctx.streams`` (the console's stream slots).
+``ctx.products`` (catalog states, for prices), ``ctx.shutdown`` (the process's shutdown state),
+``ctx.streams`` (the console's stream slots) and ``ctx.backlog`` (admission of new orders).
 Everything is created in the app's lifespan (``app.api.main``), nothing at import time.
 """
 
@@ -18,6 +18,7 @@ import asyncpg
 from fastapi import Depends, Request
 from nats.aio.client import Client as NATS
 
+from app.api.admission import SagaBacklog
 from app.api.idempotency import IdempotencyStore
 from app.api.ids import IdSource
 from app.api.metrics import ApiMetrics
@@ -56,6 +57,7 @@ class AppContext:
     shutdown: Shutdown  # begun on SIGTERM: /readyz fails, responses close their connection
     streams: StreamSlots  # the console's concurrent live-feed streams (EDA_UI_MAX_STREAMS)
     live: LiveFeed  # the console's one shared JetStream consumer, fanned out to its SSE connections
+    backlog: SagaBacklog  # admission of new orders by the saga's backlog (EDA_ADMISSION_SAGA_BACKLOG)
 
     @property
     def schema(self) -> str:

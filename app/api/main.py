@@ -19,6 +19,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from app.api.admission import SagaBacklog
 from app.api.deps import AppContext
 from app.api.errors import install_error_handlers
 from app.api.httpmetrics import RecordHttpMetrics
@@ -110,6 +111,9 @@ async def open_context(
         stack.callback(purge.cancel)
         live = LiveFeed(nc)
         stack.push_async_callback(live.close)
+        backlog = SagaBacklog(nc.jetstream(timeout=2.0), settings.admission_saga_backlog)
+        sampling = asyncio.create_task(backlog.run(), name="saga-backlog")
+        stack.callback(sampling.cancel)
         yield AppContext(
             settings=settings,
             nc=nc,
@@ -127,6 +131,7 @@ async def open_context(
                 settings.stream_cap(), shutdown, lambda: metrics.rejections.labels("streams").inc()
             ),
             live=live,
+            backlog=backlog,
         )
 
 

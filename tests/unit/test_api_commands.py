@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app.api.admission import SagaBacklog
 from app.api.commands import ID_COLLISIONS, cancel_order, create_order
 from app.api.deps import AppContext
 from app.api.errors import Problem
@@ -49,6 +50,7 @@ def context() -> AppContext:
         "ids": InMemoryOrderIds(),
         "metrics": ApiMetrics(),
         "products": StateCache(store, Repository(store, PRODUCT)),
+        "backlog": SagaBacklog(None, 0),  # type: ignore[arg-type]  # admission off: never reads NATS
     }
     return AppContext(**values)
 

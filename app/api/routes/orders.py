@@ -86,6 +86,7 @@ def _json(body: object, status: int = 200, headers: dict[str, str] | None = None
         409: _ERRORS[404],
         413: _ERRORS[404],
         415: _ERRORS[404],
+        503: {**_ERRORS[404], "description": "saga-backlog: the saga is behind (Retry-After); or overloaded"},
     },
     summary="Create an order (scope orders:write; for another customer orders:write:any)",
     dependencies=[WRITE],

@@ -27,6 +27,8 @@ _helpers.tpl: eda.deployment and nats.yaml only call these.
   value: {{ $l.dbAcquireTimeoutSeconds | quote }}
 - name: EDA_UI_MAX_STREAMS
   value: {{ $l.consoleMaxStreams | quote }}
+- name: EDA_ADMISSION_SAGA_BACKLOG
+  value: {{ $l.sagaBacklog | quote }}
 - name: EDA_PROJECTION_LAG_DEGRADED
   value: {{ .Values.api.projectionLagDegraded | quote }}
 {{- end }}
