@@ -38,13 +38,13 @@ from pathlib import Path
 
 import aiohttp
 import uvloop
-from harness import pct, running_system, wait_ready, watch_versions
+from harness import NO_SAGA, pct, running_system, wait_ready, watch_versions
 
 from app.dev.idp import DevIdentityProvider
 from app.dev.issuer import AUDIENCE
 
 TARGETS = {"creates_per_s": 800, "p99_ms": 100, "lag_p50_ms": 10, "lag_p99_ms": 50}
-PRICED = {"EDA_DEFAULT_PRICE": "99.99"}
+PRICED = {"EDA_DEFAULT_PRICE": "99.99"} | NO_SAGA  # API and projector only: no saga runs
 
 
 @contextlib.asynccontextmanager

@@ -187,6 +187,11 @@ async def wait_ready(session: aiohttp.ClientSession, url: str) -> None:
     raise TimeoutError(url)
 
 
+NO_SAGA = {"EDA_ADMISSION_SAGA_BACKLOG": "0"}
+"""For benchmarks of the API without the saga role: nothing consumes the orchestrator's backlog there, so
+admission (docs/saga.md § Admission) would start refusing the very load being measured."""
+
+
 def role_env(nats_url: str, dsn: str) -> dict[str, str]:
     """The environment of the ``eda`` role processes a benchmark starts: this process's, the servers',
     no health ports, warnings only, and the load generator trusted."""

@@ -38,7 +38,7 @@ from pathlib import Path
 import aiohttp
 import uvloop
 from aiohttp import web
-from harness import pct, role_env
+from harness import NO_SAGA, pct, role_env
 
 from app.dev.process import free_port
 from app.dev.stack import embedded_stack
@@ -181,10 +181,14 @@ async def main(rounds: int, seconds: float, clients: int) -> dict[str, object]:
                 await prepare(Settings(nats_url=nats.url, database_url=pg.dsn))  # type: ignore[arg-type]
                 # tracing is the variable here: no token checks in any variant (api_load.py --auth
                 # compare measures their cost); the generator is trusted, never rate limited
-                base = role_env(nats.url, pg.dsn) | {
-                    "EDA_AUTH_MODE": "disabled",
-                    "EDA_DEFAULT_PRICE": "19.99",
-                }
+                base = (
+                    role_env(nats.url, pg.dsn)
+                    | NO_SAGA
+                    | {
+                        "EDA_AUTH_MODE": "disabled",
+                        "EDA_DEFAULT_PRICE": "19.99",
+                    }
+                )
                 for key in [k for k in base if k.startswith("OTEL_")]:
                     del base[key]
                 envs = variants(base, otlp)
