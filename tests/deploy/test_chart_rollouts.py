@@ -134,3 +134,15 @@ def test_roles_spread_where_possible_unless_they_say_otherwise(
             assert c["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == role
     own = pod(production_release, "api")["topologySpreadConstraints"]  # values-production sets its own
     assert [c["topologyKey"] for c in own] == ["topology.kubernetes.io/zone"]
+
+
+def test_the_saga_is_recreated_and_the_other_roles_roll(default_release: Installed) -> None:
+    """Two releases' orchestrators must never pull side by side (an old one drops the facts of sagas
+    the new design started: tests/saga/test_upgrade.py); every other role rolls without a gap."""
+    strategies = {
+        role: default_release.get("Deployment", f"eda-{role}")["spec"]["strategy"] for role in APP_ROLES
+    }
+    assert strategies.pop("saga") == {"type": "Recreate"}
+    assert strategies.pop("operator") == {"type": "Recreate"}  # one kopf instance at a time
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert strategies == dict.fromkeys(strategies, rolling)
