@@ -23,7 +23,7 @@ from typing import Any
 
 from app.dev.nats import NatsServer
 from app.dev.postgres import embedded_postgres
-from app.dev.process import HOST, DevstackError, free_port, http_ok
+from app.dev.process import HOST, PORT_ATTEMPTS, PORT_TAKEN, DevstackError, free_port, http_ok
 from app.dev.stack import Prepare
 from app.process.signals import stop_signals
 
@@ -55,6 +55,10 @@ class NatsCluster:
 
     def __post_init__(self) -> None:
         self.data_dir = self.data_dir.resolve()
+        self._place()
+
+    def _place(self) -> None:
+        """Choose every node's ports (client, monitor, route) and config."""
         names = [f"n{i}" for i in range(1, self.size + 1)]
         self.route_ports = {name: free_port() for name in names}
         for name in names:
@@ -87,8 +91,22 @@ class NatsCluster:
             raise DevstackError(f"no node {name!r} (have {sorted(self.nodes)})") from None
 
     async def start(self, timeout: float = 60.0) -> None:
-        """Start every node (concurrently: each waits for its peers' routes) and the meta leader."""
-        await asyncio.gather(*(node.start(timeout) for node in self.nodes.values()))
+        """Start every node (concurrently: each waits for its peers' routes) and the meta leader.
+
+        A port is chosen free (``free_port``) but bound only when the node starts: another process can
+        take it in between, and the node then exits at once ("address already in use"). Every node is
+        then placed on new ports and started again (up to ``PORT_ATTEMPTS`` times)."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            started = await asyncio.gather(
+                *(node.start(timeout) for node in self.nodes.values()), return_exceptions=True
+            )
+            failed = [r for r in started if isinstance(r, BaseException)]
+            if not failed:
+                break
+            await self.stop()
+            if attempt == PORT_ATTEMPTS or not all(PORT_TAKEN in str(exc) for exc in failed):
+                raise failed[0]
+            self._place()
         await self.wait_meta_leader(timeout)
 
     async def stop(self) -> None:

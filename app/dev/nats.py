@@ -16,6 +16,8 @@ from pathlib import Path
 
 from app.dev.process import (
     HOST,
+    PORT_ATTEMPTS,
+    PORT_TAKEN,
     DevstackError,
     Popen,
     alive,
@@ -24,7 +26,6 @@ from app.dev.process import (
     http_ok,
     log_tail,
     spawn,
-    started,
     tcp_open,
     terminate,
 )
@@ -159,9 +160,20 @@ async def embedded_nats(
     extra_config: str = "",
     tls: TlsFiles | None = None,
 ) -> AsyncIterator[NatsServer]:
-    """A started nats-server for the duration of the block."""
+    """A started nats-server for the duration of the block. Ports not given are chosen free; one taken
+    before the server binds it (``free_port`` is a moment's view) is chosen anew (``PORT_ATTEMPTS``)."""
     server = NatsServer(data_dir, extra_config=extra_config, tls=tls)
     server.port = port or server.port
     server.monitor_port = monitor_port or server.monitor_port
-    async with started(server):
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            await server.start()
+            break
+        except DevstackError as exc:
+            if port or monitor_port or attempt == PORT_ATTEMPTS or PORT_TAKEN not in str(exc):
+                raise
+            server.port, server.monitor_port = free_port(), free_port()
+    try:
         yield server
+    finally:
+        await server.stop()

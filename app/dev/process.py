@@ -24,6 +24,10 @@ class DevstackError(RuntimeError):
     """An embedded server failed to start or stop; the message carries its log tail."""
 
 
+PORT_ATTEMPTS = 3
+PORT_TAKEN = "address already in use"  # a server's log line when a chosen port was taken meanwhile
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
