@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.dev.postgres import Postgres
-from app.dev.process import free_port, stop_all
+from app.dev.process import free_port, log_tail, stop_all
 from app.readmodel.migrations import migrate_dsn
 from tests.e2e.conftest import EDA
 from tests.support.eventually import eventually, serving
@@ -60,13 +60,22 @@ class Traced:
         order_id: int = resp.json()["order_id"]
         return order_id
 
-    async def status(self, order_id: int, want: set[str], timeout: float = 20.0) -> str:
+    async def status(self, order_id: int, want: set[str], timeout: float = 30.0) -> str:
         async def reached() -> str | None:
             resp = await self.client.get(f"{self.api}/api/v1/orders/{order_id}")
             status = resp.json()["status"] if resp.status_code == 200 else None
             return str(status) if status in want else None
 
-        return await eventually(reached, timeout=timeout, interval=0.1, what=f"order {order_id} in {want}")
+        what = f"order {order_id} in {want}"
+        try:
+            return await eventually(reached, timeout=timeout, interval=0.1, what=what)
+        except AssertionError as exc:  # where the order and its saga stand, and what the roles said
+            order = await self.client.get(f"{self.api}/api/v1/orders/{order_id}")
+            saga = await self.client.get(f"{self.api}/api/v1/orders/{order_id}/saga")
+            raise AssertionError(
+                f"{exc}\norder: {order.status_code} {order.text}\nsaga: {saga.status_code} {saga.text}"
+                f"\n--- {self.log} ---\n{log_tail(self.log, 60)}"
+            ) from None
 
     async def metrics(self, role: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """``/metrics`` of ``role`` as {(sample name, sorted labels without otel_scope_*): value}."""
@@ -122,9 +131,9 @@ async def traced(nats_url: str, postgres: Postgres, module_tmp: Path) -> AsyncIt
         system = Traced(f"http://127.0.0.1:{api_port}", health, receiver, dsn, log)
         try:
             await serving(system.client, f"{system.api}/readyz")
-            for role in ROLES:
+            for role in ROLES:  # ready, not only live: /livez answers while a role is still starting
                 if role != "api":
-                    await serving(system.client, f"http://127.0.0.1:{health[role]}/livez")
+                    await serving(system.client, f"http://127.0.0.1:{health[role]}/readyz")
             yield system
         finally:
             await system.client.aclose()
