@@ -59,8 +59,9 @@ class Snapshot:
 class SnapshotStore:
     """Reads and writes snapshots; decoding needs the aggregate's state classes and schema version."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext) -> None:
         self._kv = kv
+        self._js = js
         self._decoder = msgspec.json.Decoder(type=_Stored)
         self._encoder = msgspec.json.Encoder()
 
@@ -71,7 +72,7 @@ class SnapshotStore:
             kv = await js.key_value(BUCKET)
         except BucketNotFoundError as exc:
             raise NotProvisioned(f"KV bucket {BUCKET} does not exist: {HINT}") from exc
-        return cls(kv)
+        return cls(kv, js)
 
     @property
     def kv(self) -> KeyValue:
@@ -121,8 +122,10 @@ class SnapshotStore:
         )
 
     async def revisions(self, stream: StreamId) -> int:
-        """How many snapshots of ``stream`` are kept (for retention reporting)."""
-        try:
-            return len(await self._kv.history(str(stream)))
-        except KeyNotFoundError:
-            return 0
+        """How many snapshots of ``stream`` are kept (for retention reporting): the bucket stream's
+        message count on the key's subject. Not ``KeyValue.history``: nats-py's watcher can signal "no
+        more" before the first entry arrives (its consumer info says nothing pending while the message is
+        in flight to it) and then raises ``NoKeysError`` for a key that exists."""
+        subject = f"$KV.{BUCKET}.{stream}"
+        info = await self._js.stream_info(f"KV_{BUCKET}", subjects_filter=subject)
+        return int((info.state.subjects or {}).get(subject, 0))

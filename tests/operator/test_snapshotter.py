@@ -64,6 +64,7 @@ async def test_retention_keeps_the_last_k(
     assert (result.written, result.skipped, result.pruned_keys) == (1, 1, 2)  # order 2 new, order 1 pruned
     assert await snapshots.revisions(StreamId("order", "1")) == 2
     assert await snapshots.revisions(StreamId("order", "2")) == 1
+    assert await snapshots.revisions(StreamId("order", "3")) == 0  # never snapshotted
     assert (await repo.load(1)).from_snapshot
 
 
