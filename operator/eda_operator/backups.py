@@ -232,8 +232,13 @@ async def _run_once(spec: BackupSpec, tracker: StatusTracker, clients: Clients, 
     return True
 
 
-async def tick(
-    spec: Mapping[str, Any], meta: Mapping[str, Any], tracker: StatusTracker, clients: Clients, notify: Notify
+async def tick(  # noqa: PLR0917 - the daemon's state, passed on
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    tracker: StatusTracker,
+    clients: Clients,
+    notify: Notify,
+    source: RunSource | None = None,
 ) -> float:
     """One iteration of the daemon loop; returns how long to sleep before the next one."""
     try:
@@ -251,8 +256,7 @@ async def tick(
         return min(wait, 1.0)
     if not tracker.get("startedAt"):
         tracker.update(startedAt=now_iso())
-    namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
-    ok = await run_once(parsed, tracker, clients, notify, source=RunSource("operator", namespace, name))
+    ok = await run_once(parsed, tracker, clients, notify, source=source)
     return 0.0 if ok else RETRY_S
 
 

@@ -145,7 +145,8 @@ def register(registry: kopf.OperatorRegistry, *, status_interval: float = 1.0) -
         body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, patch: kopf.Patch, **_: Any
     ) -> None:
         async def tick(tracker: StatusTracker, notify: rebuilds.Notify) -> float:
-            return await backups.tick(body.spec, body.meta, tracker, _clients(memo), notify)
+            source = _source(body.meta)
+            return await backups.tick(body.spec, body.meta, tracker, _clients(memo), notify, source)
 
         await _ticking(body, memo, stopped, patch, tick)
 
