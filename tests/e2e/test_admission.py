@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 
 import httpx
 import nats
@@ -18,16 +17,10 @@ from app.api.admission import SagaBacklog
 from app.runtime.background import saga_role
 from app.settings import Settings
 from tests.e2e.conftest import running_system
+from tests.support.eventually import eventually
 
 LIMIT = 20
 SEED = {"user_id": 123, "amount": 99.99}
-
-
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "not reached"
-        await asyncio.sleep(0.1)
 
 
 async def _rejections(client: httpx.AsyncClient) -> float:
@@ -61,7 +54,7 @@ async def test_orders_are_refused_past_the_saga_backlog_and_admitted_once_it_cat
             assert 1 <= int(response.headers["Retry-After"]) <= 60
             return True
 
-        await _until(refused)
+        await eventually(refused, timeout=20, interval=0.1, what="an order refused")
         assert len(accepted) > LIMIT  # nothing refused below the limit
         assert await _rejections(client) >= 1
         read = await client.get(f"/api/v1/orders/{accepted[0]}")
@@ -77,7 +70,7 @@ async def test_orders_are_refused_past_the_saga_backlog_and_admitted_once_it_cat
                 assert response.status_code in (201, 503), response.text
                 return response.status_code == 201
 
-            await _until(admitted, timeout=30)
+            await eventually(admitted, timeout=30, interval=0.1, what="an order admitted again")
         finally:
             saga.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -87,9 +80,9 @@ async def test_orders_are_refused_past_the_saga_backlog_and_admitted_once_it_cat
 async def test_a_backlog_that_cannot_be_read_admits(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     try:
-        js = nc.jetstream(timeout=1.0)
-        with contextlib.suppress(Exception):
-            await js.delete_consumer("EVENTS", "saga-orchestrator")  # not provisioned (yet)
+        js = nc.jetstream(
+            domain="nowhere", timeout=1.0
+        )  # no JetStream answers there (the shared one untouched)
         backlog = SagaBacklog(js, limit=1)
         await backlog.sample()
         assert backlog.pending is None
