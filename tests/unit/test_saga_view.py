@@ -14,6 +14,10 @@ from app.domain.payment.decider import PaymentCharged, PaymentDeclined
 from app.domain.saga import React, Saga, SagaAdvanced, SagaStatus, StepName, StepStatus
 from app.domain.saga.view import commands_due, fold_view, reaction
 from app.domain.shipping.decider import ShipmentDispatched
+from app.eventstore.envelope import Metadata, StreamId
+from app.service.handler import CommandHandler
+from app.service.sagaview import SagaViews
+from tests.support.stores import memory_store
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -102,14 +106,8 @@ def test_the_users_cancel_starts_the_compensation_in_the_view() -> None:
 
 
 async def test_an_uncached_loader_never_claims_to_hold_a_fact() -> None:
-    from app.domain.order import CreateOrder as Create
-    from app.eventstore.envelope import Metadata, StreamId
-    from app.service.handler import CommandHandler
-    from app.service.sagaview import SagaViews
-    from tests.support.stores import memory_store
-
     store = memory_store()
-    cmd = Create(order_id=7, user_id=9, items=(), amount=Decimal("1.00"), at=T)
+    cmd = CreateOrder(order_id=7, user_id=9, items=(), amount=Decimal("1.00"), at=T)
     await CommandHandler(store, ORDER).execute(7, cmd, Metadata(correlation_id="c"))
     [created] = (await store.load(StreamId("order", "7"))).events
     assert SagaViews(store).observed(7, created) is False  # no cache: read, never assumed
