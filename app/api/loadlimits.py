@@ -2,32 +2,26 @@
 the server's concurrency limit (503), both RFC 9457 problems with ``Retry-After``.
 
 ``RateLimit`` (pure ASGI middleware) counts every request to ``/api/v1/`` and ``/ui/api/`` against its
-client with the ``limits`` library (sliding-window counters in process memory: O(1) memory per client,
-~30 µs a request). The client is the authenticated subject when the request carries a valid token,
-else the peer address (``X-Forwarded-For`` only from ``EDA_TRUSTED_PROXIES``: uvicorn's proxy headers
-rewrite the peer before we see it). A trusted backend (``orders:write:any``) gets
-``EDA_RATE_LIMIT_TRUSTED``, everyone else ``EDA_RATE_LIMIT``. The limits are per API process: with N
-replicas a client may send up to N times as much (docs/security.md says how to size them).
+client in sliding-window counters in process memory (``app.api.ratewindow``: O(1) memory per client,
+a few µs a request; the ``limits`` library parses the limits). The client is the authenticated
+subject when the request carries a valid token, else the peer address (``X-Forwarded-For`` only from
+``EDA_TRUSTED_PROXIES``: uvicorn's proxy headers rewrite the peer before we see it). A trusted backend
+(``orders:write:any``) gets ``EDA_RATE_LIMIT_TRUSTED``, everyone else ``EDA_RATE_LIMIT``. The limits
+are per API process: with N replicas a client may send up to N times as much (docs/security.md says
+how to size them).
 
 ``ShedOverload`` answers the requests uvicorn's ``limit_concurrency`` refused (``OVERLOADED`` in the
 scope, set by ``app.runtime.server``) — except ``/livez`` and ``/readyz``: probes of an overloaded pod
 must not get it restarted or, on every pod at once, take the whole Service out.
-
-The synchronous ``limits`` storage is used on purpose: its operations are in-memory and never block,
-while the asyncio storage rescans every client on every hit (O(clients) per request).
 """
 
 from __future__ import annotations
 
-import math
-import time
-
 import limits
-from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import count_rejection, overloaded, problem_response, rate_limited
+from app.api.ratewindow import SlidingWindows
 from app.auth.errors import AuthError
 from app.auth.scopes import Principal
 from app.auth.scopes import Scope as AuthScope
@@ -60,7 +54,7 @@ class RateLimit:
         self.app = app
         self.default = limits.parse_many(default) if default.strip() else []
         self.trusted = limits.parse_many(trusted) if trusted.strip() else []
-        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.windows = SlidingWindows()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(LIMITED_PREFIXES):
@@ -68,10 +62,9 @@ class RateLimit:
             return
         key, items = await self._client(scope)
         for item in items:
-            if not self.limiter.hit(item, key):
+            if not self.windows.hit(item, key):
                 count_rejection(scope, "rate_limited")
-                reset = self.limiter.get_window_stats(item, key).reset_time
-                retry_after = max(1, math.ceil(reset - time.time()))
+                retry_after = self.windows.retry_after(item, key)
                 problem = rate_limited(f"more than {item} from this client; slow down", retry_after)
                 await problem_response(problem, scope["path"])(scope, receive, send)
                 return
