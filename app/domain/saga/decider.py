@@ -268,7 +268,7 @@ def _replace_step(saga: Saga, step: Step) -> tuple[Step, ...]:
 
 
 def _apply(saga: Saga, change: SagaChange) -> Saga:
-    base = dataclasses.replace(saga, updated_at=change.at)
+    # one dataclasses.replace per change: the fold runs several times per reaction (view.reaction)
     match change:
         case StepStarted():
             step = Step(
@@ -279,26 +279,29 @@ def _apply(saga: Saga, change: SagaChange) -> Saga:
                 started_at=change.at,
                 compensation=change.step in COMPENSATIONS,
             )
-            return dataclasses.replace(base, steps=_replace_step(saga, step))
+            return dataclasses.replace(saga, updated_at=change.at, steps=_replace_step(saga, step))
         case StepFinished():
             current = saga.step(change.step)
             if current is None:
-                return base
+                return dataclasses.replace(saga, updated_at=change.at)
             done = dataclasses.replace(
                 current, status=change.status, finished_at=change.at, outcome=change.outcome
             )
             return dataclasses.replace(
-                base,
+                saga,
+                updated_at=change.at,
                 steps=_replace_step(saga, done),
                 payment_id=change.payment_id or saga.payment_id,
                 tracking_number=change.tracking_number or saga.tracking_number,
             )
         case CompensationStarted():
-            return dataclasses.replace(base, status=SagaStatus.COMPENSATING, reason=change.reason)
+            return dataclasses.replace(
+                saga, updated_at=change.at, status=SagaStatus.COMPENSATING, reason=change.reason
+            )
         case SagaCompleted():
-            return dataclasses.replace(base, status=SagaStatus.COMPLETED)
+            return dataclasses.replace(saga, updated_at=change.at, status=SagaStatus.COMPLETED)
         case SagaCancelled():
-            return dataclasses.replace(base, status=SagaStatus.CANCELLED)
+            return dataclasses.replace(saga, updated_at=change.at, status=SagaStatus.CANCELLED)
         case _:
             raise TypeError(f"unknown saga change {change!r}")
 
