@@ -20,7 +20,7 @@ from app.telemetry import configure_telemetry, consumer_span, current_traceparen
 configure_telemetry("eda-test")
 out = {}
 for flags in ("00", "01"):
-    parent = "00-%s-%s-" + flags
+    parent = "00-TRACE_ID-PARENT-" + flags
     with consumer_span("cmd.payment.7", traceparent=parent, message_id="m", order_id=7) as span:
         inside = trace.get_current_span()
         with producer_span("events.payment.7", message_id="e", order_id=7) as sent:
@@ -34,7 +34,7 @@ for flags in ("00", "01"):
             }
     out[flags]["after"] = trace.get_current_span().get_span_context().is_valid
 print(json.dumps(out))
-""" % (TRACE_ID, PARENT)
+""".replace("TRACE_ID", TRACE_ID).replace("PARENT", PARENT)
 
 
 def run(**env: str) -> dict[str, dict[str, object]]:
@@ -59,7 +59,8 @@ def test_an_unsampled_parent_flows_on_without_spans_and_a_sampled_one_gets_them(
             "propagated": f"00-{TRACE_ID}-{PARENT}-00",  # downstream stays in the trace, unsampled
             "after": False,  # detached again
         }, env
-        assert sampled["consumer_recording"] and sampled["producer_recording"], env
+        assert sampled["consumer_recording"], env
+        assert sampled["producer_recording"], env
         ids = {PARENT, sampled["consumer_span_id"], sampled["producer_span_id"]}
         assert len(ids) == 3, env  # a consumer span under the parent, a producer span under it
         assert sampled["propagated"] == f"00-{TRACE_ID}-{sampled['producer_span_id']}-01"
@@ -67,5 +68,6 @@ def test_an_unsampled_parent_flows_on_without_spans_and_a_sampled_one_gets_them(
 
 def test_a_sampler_that_records_children_of_unsampled_parents_still_gets_spans() -> None:
     unsampled = run(OTEL_TRACES_SAMPLER="always_on")["00"]
-    assert unsampled["consumer_recording"] and unsampled["producer_recording"]
+    assert unsampled["consumer_recording"]
+    assert unsampled["producer_recording"]
     assert unsampled["consumer_span_id"] != PARENT
