@@ -193,9 +193,15 @@ async def test_snapshot_once_then_on_a_schedule(
 
         # every second (6th cron field = seconds): it re-runs, and new events get snapshotted
         await kube.create(SNAP, "Snapshot", "cron", {"aggregateType": "order", "schedule": "* * * * * */1"})
-        await eventually(lambda: kube.status("snapshots", "cron").get("runs", 0) >= 1)
-        first = kube.status("snapshots", "cron")
-        assert first["phase"] == "Scheduled"
+
+        # between two runs (it runs every second: a status read right after the first run may already
+        # see the second one Running — seen in a fresh-clone run on a loaded host)
+        def between_runs() -> dict[str, Any] | None:
+            status: dict[str, Any] = kube.status("snapshots", "cron")
+            return status if status.get("runs", 0) >= 1 and status.get("phase") == "Scheduled" else None
+
+        first = await eventually(between_runs, what="the cron Snapshot scheduled after a run")
+        assert first is not None
         assert first["nextRunAt"] >= first["lastRunAt"]
         await seed_orders(store, 100, 3)
         await eventually(lambda: kube.status("snapshots", "cron").get("runs", 0) >= first["runs"] + 2)
