@@ -244,7 +244,7 @@ def main() -> None:
     report(result, TARGETS, result_file(args.items, args.http))
     # Beyond its capacity DBOS still has steps in flight when the run ends; after DBOS.destroy() and
     # PostgreSQL's stop its executor threads retry their checkpoint writes with growing backoff for
-    # minutes, and the interpreter's exit joins them (seen: a saga_compare run stuck 10 min at 250/s).
+    # minutes, and the interpreter's exit joins them (seen: a saga_compare run stuck for minutes at 250/s).
     # The result is written: leave without waiting for them.
     sys.stdout.flush()
     sys.stderr.flush()
