@@ -44,7 +44,7 @@ class SlidingWindows:
         self._longest = max(self._longest, length)
         if now - self._swept_at >= self._longest:
             self._sweep(now)
-        window = self._current(item, key, now)
+        window = self._current(item, key, now, length)
         if math.floor(self._weighted(window, now, length)) + 1 > item.amount:
             return False
         window.count += 1
@@ -55,7 +55,7 @@ class SlidingWindows:
         is refused while the weighted count is at or above the amount)."""
         now = self._clock()
         length = item.get_expiry()
-        window = self._current(item, key, now)
+        window = self._current(item, key, now, length)
         over = self._weighted(window, now, length) - item.amount
         if over < 0:
             return 1
@@ -67,8 +67,7 @@ class SlidingWindows:
         fade = length * max(0.0, 1 - item.amount / window.count) if window.count else 0.0
         return math.floor(left + fade) + 1
 
-    def _current(self, item: RateLimitItem, key: str, now: float) -> _Window:
-        length = item.get_expiry()
+    def _current(self, item: RateLimitItem, key: str, now: float, length: int) -> _Window:
         index = int(now // length)
         slot = (item.amount, length, key)
         window = self._windows.get(slot)

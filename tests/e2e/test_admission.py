@@ -80,9 +80,8 @@ async def test_orders_are_refused_past_the_saga_backlog_and_admitted_once_it_cat
 async def test_a_backlog_that_cannot_be_read_admits(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     try:
-        js = nc.jetstream(
-            domain="nowhere", timeout=1.0
-        )  # no JetStream answers there (the shared one untouched)
+        # a JetStream domain nobody serves: the consumer cannot be read (the shared server untouched)
+        js = nc.jetstream(domain="nowhere", timeout=1.0)
         backlog = SagaBacklog(js, limit=1)
         await backlog.sample()
         assert backlog.pending is None
