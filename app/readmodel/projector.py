@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 DURABLE = "projector-orders"
 PULL_EXPIRES_S = 5.0
 HEARTBEAT_S = 1.0
+# Silence (no message, not even a heartbeat) for this long means the pull request was lost: a consumer
+# created on a cluster answers only once its own leader is elected, and a consumer leader change drops
+# the waiting requests. The first silent window asks again; the second restarts the consumer.
+SILENT_S = HEARTBEAT_S * 3
+SILENT_WINDOWS = 2
 VIEW_CACHE = 20_000  # rows kept in memory: orders are busy for seconds, a miss costs one read
 
 
@@ -82,7 +87,15 @@ class ProjectorStatus:
     last_error: str | None = None
     dead_letters: int = 0
     delivery_gaps: int = 0
+    repulls: int = 0  # pull requests asked again: lost (a silent window) or ended by a leader change
+    consumer_restarts: int = 0  # consumers restarted from the checkpoint (ConsumerLost)
     started: float = field(default_factory=time.monotonic)
+
+
+class ConsumerLost(RuntimeError):
+    """The consumer stopped answering — neither a message nor a heartbeat for ``SILENT_WINDOWS`` windows
+    though the pull was asked again — or the server ended it (a 409 other than a leader change: deleted,
+    limits): it is restarted from the checkpoint; the leader keeps its lock and its connection."""
 
 
 class DeliveryGap(RuntimeError):
@@ -165,6 +178,9 @@ class Projector:
                 except DeliveryGap as exc:
                     self.status.delivery_gaps += 1
                     log.warning("projector: %s; restarting the consumer from the checkpoint", exc)
+                except ConsumerLost as exc:
+                    self.status.consumer_restarts += 1
+                    log.warning("projector: %s; restarting the consumer from the checkpoint", exc)
         finally:
             if sampler is not None:
                 sampler.cancel()
@@ -213,22 +229,25 @@ class Projector:
         sub = await self._nc.subscribe(inbox, cb=on_msg)
         pull_subject = jsapi.consumer_next_subject(STREAM, self._durable)
         pull = jsapi.pull_request(self._batch * 2, PULL_EXPIRES_S, idle_heartbeat_s=HEARTBEAT_S)
-        try:
+        last_pull, since_pull = 0.0, 0
+
+        async def ask() -> None:
+            nonlocal last_pull, since_pull
             await self._nc.publish(pull_subject, pull, reply=inbox)
             last_pull, since_pull = time.monotonic(), 0
+
+        try:
+            await ask()
             delivered = 0  # the consumer's delivery sequence of the last message received
             while True:
-                try:
-                    first = await asyncio.wait_for(queue.get(), HEARTBEAT_S * 3)
-                except TimeoutError as exc:
-                    raise RuntimeError("no heartbeat from the consumer") from exc
+                first = await self._next(queue, ask)
                 msgs = [first]
                 while not queue.empty() and len(msgs) < self._batch:
                     msgs.append(queue.get_nowait())
                 data = [m for m in msgs if not m.headers or "Status" not in m.headers]
                 for m in msgs:
                     if m.headers and m.headers.get("Status") == "409":
-                        raise RuntimeError(f"consumer gone: {m.headers.get('Description')}")
+                        await self._interrupted(m.headers.get("Description", ""), ask)
                 deliveries = [m.metadata.sequence.consumer for m in data]
                 n = in_order(delivered, deliveries)
                 if n < len(data):
@@ -239,13 +258,39 @@ class Projector:
                 since_pull += len(data)
                 now = time.monotonic()
                 if since_pull >= self._batch or now - last_pull > PULL_EXPIRES_S / 2:
-                    await self._nc.publish(pull_subject, pull, reply=inbox)
-                    last_pull, since_pull = now, 0
+                    await ask()
                 if data:
                     await self._apply(conn, data)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _next(self, queue: asyncio.Queue[Msg], ask_again: Callable[[], Awaitable[None]]) -> Msg:
+        """The next message (data, heartbeat or status); after a silent window the pull is asked again,
+        after ``SILENT_WINDOWS`` of them ``ConsumerLost``."""
+        for _ in range(SILENT_WINDOWS - 1):
+            try:
+                return await asyncio.wait_for(queue.get(), SILENT_S)
+            except TimeoutError:
+                log.info("projector: no heartbeat for %g s, asking the consumer again", SILENT_S)
+                self.status.repulls += 1
+                await ask_again()
+        try:
+            return await asyncio.wait_for(queue.get(), SILENT_S)
+        except TimeoutError:
+            silence = SILENT_WINDOWS * SILENT_S
+            raise ConsumerLost(f"no heartbeat from the consumer for {silence:g} s") from None
+
+    async def _interrupted(self, description: str, ask_again: Callable[[], Awaitable[None]]) -> None:
+        """A 409 ended a pull request. A consumer leader change ends every waiting request and the new
+        leader has none: ask again (deliveries it lost show up as a ``DeliveryGap``). Anything else
+        (consumer deleted, a limit exceeded) restarts the consumer."""
+        if "leadership change" in description.lower():
+            log.info("projector: consumer leader changed, asking the new leader")
+            self.status.repulls += 1
+            await ask_again()
+            return
+        raise ConsumerLost(f"consumer interrupted: 409 {description}")
 
     async def _apply(self, conn: asyncpg.Connection, msgs: list[Msg]) -> None:
         """Apply ``msgs`` as one batch; if that fails for a reason other than a lost connection, apply

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import pytest
 from nats.aio.client import Client as NATS
 
 from app.domain.order import ORDER, CancelOrder, CreateOrder, MarkOrderPaid, OrderItem
+from app.eventstore import jsapi
 from app.eventstore.envelope import Metadata
-from app.eventstore.jetstream import JetStreamEventStore
+from app.eventstore.jetstream import STREAM, JetStreamEventStore
 from app.readmodel import db
 from app.readmodel.apply import apply_batch
 from app.readmodel.migrations import create_readmodel_schema, load_migrations, migrate
-from app.readmodel.projector import Projector, consumer_lag
+from app.readmodel.projector import DURABLE, SILENT_S, Projector, consumer_lag
 from app.readmodel.queries import get_order, list_orders, record_from_events
 from app.readmodel.sql import read_checkpoint, set_checkpoint
 from app.service.handler import CommandHandler
@@ -219,3 +223,85 @@ async def test_fast_path_gives_way_to_a_swapped_schema_with_the_same_checkpoint(
 async def _version(pg: asyncpg.Connection, order_id: int, version: int) -> bool:
     rec = await get_order(pg, SCHEMA, order_id)
     return rec is not None and rec.version == version
+
+
+@dataclass
+class Lossy:
+    """A projector whose pull requests can be lost on their way to the server (as a consumer leader
+    change or a consumer still electing its leader loses them): ``drop(n)`` loses the next ``n``."""
+
+    repo: CommandHandler
+    projector: Projector
+    dropped: list[float]
+    drop: Callable[[int], None]
+
+
+@pytest.fixture
+def lossy(store: JetStreamEventStore, nc: NATS, fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> Lossy:
+    subject = jsapi.consumer_next_subject(STREAM, DURABLE)
+    publish = nc.publish
+    dropped: list[float] = []
+    allowance = [0]
+
+    async def lossy_publish(subj: str, payload: bytes = b"", *args: Any, **kwargs: Any) -> None:
+        if subj == subject and len(dropped) < allowance[0]:
+            dropped.append(asyncio.get_running_loop().time())
+            return
+        await publish(subj, payload, *args, **kwargs)
+
+    def drop(count: int) -> None:
+        allowance[0] = len(dropped) + count
+
+    monkeypatch.setattr(nc, "publish", lossy_publish)
+    projector = Projector(nc, store.codec, fresh_db, SCHEMA)
+    return Lossy(CommandHandler(store, ORDER), projector, dropped, drop)
+
+
+async def test_a_lost_pull_request_is_asked_again(
+    lossy: Lossy, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pull request that never reaches the consumer leaves the projector without heartbeats: after one
+    silent window it asks again — same consumer, same leader, nothing logged above info (a loaded
+    cluster electing a new consumer's leader did this in CI, and the projector used to fail its cycle)."""
+    repo, projector = lossy.repo, lossy.projector
+    await repo.execute(1, create(1), META)
+    lossy.drop(1)
+    with caplog.at_level(logging.INFO, logger="app.readmodel.projector"):
+        async with running(projector):
+            await eventually(lambda: _has(pg, 1), timeout=SILENT_S * 4)
+            await repo.execute(2, create(2), META)
+            await eventually(lambda: _has(pg, 2))
+    assert len(lossy.dropped) == 1
+    assert (projector.status.repulls, projector.status.consumer_restarts) == (1, 0)
+    assert projector.status.last_error is None
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("asking the consumer again" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_consumer_silent_after_asking_again_is_restarted_from_the_checkpoint(
+    lossy: Lossy, store: JetStreamEventStore, pg: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Still silent after asking again: the leader restarts its consumer from the checkpoint, keeping its
+    lock and connection (a warning without a traceback, not a failed cycle)."""
+    repo, projector = lossy.repo, lossy.projector
+    async with running(projector):
+        await repo.execute(1, create(1), META)
+        await eventually(lambda: _has(pg, 1))
+        lossy.drop(2)
+        with caplog.at_level(logging.INFO, logger="app.readmodel.projector"):
+            # the outstanding request expires (PULL_EXPIRES_S); the ones after it are lost
+            await eventually(lambda: projector.status.consumer_restarts == 1, timeout=30)
+            await repo.execute(2, create(2), META)
+            await eventually(lambda: _has(pg, 2))
+            await repo.execute(1, MarkOrderPaid(order_id=1, payment_id="p-1", at=T0), META)
+            await eventually(lambda: _version(pg, 1, 2))
+    assert len(lossy.dropped) == 2
+    assert projector.status.repulls == 1
+    assert projector.status.last_error is None
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        f"projector: no heartbeat from the consumer for {2 * SILENT_S:g} s;"
+        " restarting the consumer from the checkpoint"
+    ]
+    assert all(r.exc_info is None for r in warnings)
+    assert await read_checkpoint(pg, SCHEMA) == await store.last_sequence()
