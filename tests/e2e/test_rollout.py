@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import subprocess
 import time
@@ -235,11 +236,12 @@ async def _stopped_projector_keeps_b_ready(b: httpx.AsyncClient) -> None:
 
 
 async def test_readyz_during_a_nats_stall_leaves_the_api_connection_working(
-    fresh_db: str, short_tmp: Path
+    fresh_db: str, short_tmp: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Found by the rollout test: /readyz used nc.flush(timeout=1); nats-py 2.16 cancels the flush's PONG
     future on timeout and the late PONG then kills the client's read loop (InvalidStateError). After one
-    probe during a 1.5 s stall the API stayed "connected" but never heard NATS again: every write a 503."""
+    probe during a 1.5 s stall the API stayed "connected" but never heard NATS again: every write a 503.
+    The timed-out check is one warning naming it, without a traceback (probes of a busy host time out)."""
     async with embedded_nats(short_tmp / "nats") as server:
         settings = Settings(
             nats_url=server.url, database_url=fresh_db, auth_mode="disabled", default_price="99.99"
@@ -250,12 +252,15 @@ async def test_readyz_during_a_nats_stall_leaves_the_api_connection_working(
             assert (await c.post(ORDERS, json=BODY)).status_code == 201
             server.kill(signal.SIGSTOP)
             try:
-                stalled = await c.get("/readyz")
+                with caplog.at_level(logging.WARNING, logger="app.api.routes.health"):
+                    stalled = await c.get("/readyz")
                 await asyncio.sleep(0.5)
             finally:
                 server.kill(signal.SIGCONT)
             assert stalled.status_code == 503
-            assert stalled.json()["checks"]["nats"]["ok"] is False
+            assert stalled.json()["checks"]["nats"] == {"ok": False, "detail": "timed out"}
+            timed_out = [r for r in caplog.records if r.getMessage() == "readiness check nats timed out"]
+            assert [r.exc_info for r in timed_out] == [None], caplog.records
             created = await c.post(ORDERS, json=BODY)
             assert created.status_code == 201, created.text
             assert (await c.get("/readyz")).status_code == 200

@@ -42,9 +42,9 @@ async def api_checks(ctx: AppContext) -> dict[str, CheckResult]:
         await asyncio.wait_for(ctx.pool.fetchval("SELECT 1"), 1.0)
         return CheckResult(True, "ok")
 
-    names = ("nats", "postgres")
-    results = await asyncio.gather(*(_guarded(c) for c in (nats, postgres)))
-    return dict(zip(names, results, strict=True))
+    checks = {"nats": nats, "postgres": postgres}
+    results = await asyncio.gather(*(_guarded(name, c) for name, c in checks.items()))
+    return dict(zip(checks, results, strict=True))
 
 
 async def projection_status(ctx: AppContext) -> CheckResult:
@@ -59,11 +59,14 @@ async def projection_status(ctx: AppContext) -> CheckResult:
     return CheckResult(lag <= limit, f"{lag} events behind (degraded above {limit})")
 
 
-async def _guarded(check: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
+async def _guarded(name: str, check: Callable[[], Awaitable[CheckResult]]) -> CheckResult:
     try:
         return await check()
+    except TimeoutError:  # a stalled or busy dependency: expected now and then, a traceback says nothing
+        log.warning("readiness check %s timed out", name)
+        return CheckResult(False, "timed out")
     except Exception as exc:  # the message may name hosts, users or SQL: logged, never shown
-        log.warning("readiness check failed", exc_info=True)
+        log.warning("readiness check %s failed", name, exc_info=True)
         return CheckResult(False, f"failed ({type(exc).__name__})")
 
 
@@ -79,9 +82,8 @@ async def readyz(ctx: Ctx) -> Response:
         return problem_response(
             Problem(503, "shutting-down", "Not ready", "the process is shutting down", checks=checks)
         )
-    (ok, checks), projection = await asyncio.gather(
-        run_checks(lambda: api_checks(ctx)), _guarded(lambda: asyncio.wait_for(projection_status(ctx), 3.0))
-    )
+    lag = _guarded("projection", lambda: asyncio.wait_for(projection_status(ctx), 3.0))
+    (ok, checks), projection = await asyncio.gather(run_checks(lambda: api_checks(ctx)), lag)
     checks["projection"] = {"ok": projection.ok, "detail": projection.detail, "affects_readiness": False}
     if ok:
         status = "ready" if projection.ok else "degraded"
