@@ -137,9 +137,12 @@ async def _run(
             "caught_up_after_load_s": round(caught_up_s, 2),
             "cycles_failed_and_retried": log_text.count("projector cycle failed"),
             "dead_lettered": log_text.count("dead-lettered"),
-            "consumer_restarts_after_delivery_gap": log_text.count(
-                "restarting the consumer from the checkpoint"
+            "consumer_restarts_after_delivery_gap": log_text.count("projector: delivery sequence"),
+            "consumer_restarts_after_losing_it": sum(
+                log_text.count(f"projector: {what}") for what in ("no heartbeat from", "consumer interrupted")
             ),
+            "pulls_asked_again_after_leader_change": log_text.count("asking the new leader"),
+            "pulls_asked_again_after_silence": log_text.count("asking the consumer again"),
             **fold,
         },
     }
