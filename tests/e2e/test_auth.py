@@ -62,6 +62,7 @@ ROUTES = [
     Route("GET", "/ui/api/stream", None, "orders:read"),
     Route("GET", "/metrics", None, "orders:read:all"),
     Route("GET", "/openapi.json", None, "orders:read"),
+    Route("GET", "/api/v1/catalog"),
 ]
 ORDER_ROUTES = [r for r in ROUTES if r.path.startswith("/api/v1/orders/")]
 
@@ -250,6 +251,36 @@ def test_prices_come_from_the_catalog(client: httpx.Client, tokens: Tokens) -> N
         "/api/v1/orders", json={"items": [{"product_id": 78, "quantity": 5}], "amount": 0}, headers=customer
     )
     assert free.status_code == 201, free.text  # 0 only because the catalog says 0
+
+
+def test_the_catalog_lists_every_priced_product_by_id(client: httpx.Client, tokens: Tokens) -> None:
+    operator, customer = tokens.header("operator", OPERATOR), tokens.header("123", CUSTOMER)
+    prices = {9003: 3.5, 9001: 1.25, 9002: 0.0, 9004: 40.0}
+    for product_id, price in prices.items():
+        assert client.put(f"/api/v1/catalog/{product_id}", json={"price": price}, headers=operator).is_success
+    client.put("/api/v1/catalog/9004", json={"price": 4.0}, headers=operator)  # repriced: the latest counts
+    listed: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(1000):
+        page = client.get("/api/v1/catalog", params={"limit": 2, "cursor": cursor or ""}, headers=customer)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["items"]) <= 2
+        listed += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            assert "Link" not in page.headers
+            break
+        assert page.headers["Link"] == f'</api/v1/catalog?limit=2&cursor={cursor}>; rel="next"'
+    ids = [p["product_id"] for p in listed]
+    assert ids == sorted(set(ids)), ids  # ascending, each once, across pages
+    ours = {p["product_id"]: (p["price"], p["version"]) for p in listed if p["product_id"] > 9000}
+    assert ours == {9001: (1.25, 1), 9002: (0.0, 1), 9003: (3.5, 1), 9004: (4.0, 2)}
+    assert not any(p["default_price"] for p in listed)  # only priced products: they have a stream
+    one = client.get("/api/v1/catalog/9004", headers=customer).json()
+    assert one == next(p for p in listed if p["product_id"] == 9004)  # the list says what GET says
+    for bad in ({"limit": 0}, {"limit": 201}, {"cursor": "not-a-cursor"}, {"cursor": "MA"}):
+        assert_problem(client.get("/api/v1/catalog", params=bad, headers=customer), 422)
 
 
 def test_seed_flow_with_tokens(client: httpx.Client, tokens: Tokens) -> None:

@@ -1,4 +1,5 @@
-"""``/api/v1/catalog/{product_id}``: read and set a product's price (the ``product`` aggregate).
+"""``/api/v1/catalog``: list the priced products; read and set a product's price (the ``product``
+aggregate).
 
 Orders are charged these prices (``app.api.pricing``). A product never priced costs ``EDA_DEFAULT_PRICE``
 if that is set (``eda dev``: 99.99), else it cannot be ordered (404 here, 422 in an order). Reading needs
@@ -7,19 +8,24 @@ any valid token; setting needs ``catalog:write``. See docs/catalog.md.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import Ctx, Meta
 from app.api.errors import Problem
+from app.api.paging import Cursor, Limit, decode_cursor, encode_cursor, next_link
 from app.api.schemas import ProductIdPath, problem_responses
 from app.api.security import AUTH_RESPONSES, caller, requires
 from app.auth.scopes import Scope
 from app.domain.catalog import PRODUCT, Product, SetPrice
 from app.domain.catalog.decider import MAX_PRICE
+from app.eventstore.envelope import SUBJECT_PREFIX
+from app.service.snapshotter import subject_counts
 
 router = APIRouter(
     prefix="/api/v1/catalog",
@@ -50,6 +56,19 @@ class ProductOut(BaseModel):
     version: int
 
 
+class ProductPageOut(BaseModel):
+    items: list[ProductOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= to get the next page; null at the end.")
+
+
+async def _priced_ids(ctx: Ctx) -> list[int]:
+    """Every product that was ever priced (has a stream), ascending: the stream's per-subject index,
+    one JetStream request per 100,000 products — no read model to keep in step."""
+    counts = await subject_counts(ctx.nc, f"{SUBJECT_PREFIX}.{PRODUCT.aggregate_type}.*")
+    ids = (subject.rsplit(".", 1)[1] for subject in counts)
+    return sorted(int(i) for i in ids if i.isdigit())
+
+
 async def _read(ctx: Ctx, product_id: int) -> ProductOut:
     loaded = await ctx.products.load(product_id)
     state = loaded.state
@@ -65,6 +84,28 @@ async def _read(ctx: Ctx, product_id: int) -> ProductOut:
         raise Problem(404, "product-not-priced", "Product not priced", f"product {product_id} has no price")
     price = float(Decimal(ctx.settings.default_price))
     return ProductOut(product_id=product_id, price=price, currency="USD", default_price=True, version=0)
+
+
+@router.get(
+    "",
+    response_model=ProductPageOut,
+    responses=problem_responses(422),
+    summary="List the priced products by id (keyset pagination)",
+)
+async def list_products(
+    request: Request,
+    ctx: Ctx,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Response:
+    after = decode_cursor(cursor)
+    ids = await _priced_ids(ctx)
+    start = bisect.bisect_right(ids, after)
+    page = ids[start : start + limit]
+    items = await asyncio.gather(*(_read(ctx, product_id) for product_id in page))
+    next_cursor = encode_cursor(page[-1]) if start + limit < len(ids) else None
+    body = ProductPageOut(items=list(items), next_cursor=next_cursor).model_dump_json()
+    return Response(body, media_type="application/json", headers=next_link(request, next_cursor))
 
 
 @router.get("/{product_id}", response_model=ProductOut, responses=_ERRORS, summary="A product's price")

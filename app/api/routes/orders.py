@@ -7,8 +7,6 @@ who sees which order is ``app.api.access``'s.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated
 
 import orjson
@@ -18,7 +16,7 @@ from starlette.responses import Response
 
 from app.api import access, commands, reads
 from app.api.deps import Ctx, Meta, tag_order_span
-from app.api.errors import Problem
+from app.api.paging import Cursor, Limit, decode_cursor, encode_cursor, next_link
 from app.api.schemas import (
     MAX_ID,
     CancelOrderIn,
@@ -139,22 +137,6 @@ async def get_order(
     return _json(render_order(record), headers=headers)
 
 
-def _encode_cursor(order_id: int) -> str:
-    return base64.urlsafe_b64encode(str(order_id).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if value.isdigit() and 0 < int(value) <= MAX_ID:
-            return int(value)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise Problem(
-        422, "invalid-cursor", "Invalid cursor", "cursor must be a next_cursor from a previous page"
-    )
-
-
 @router.get(
     "",
     response_model=OrderPageOut,
@@ -168,12 +150,10 @@ async def list_orders_route(  # noqa: PLR0917 - FastAPI passes query parameters 
     principal: Caller,
     user_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     status: Annotated[OrderStatus | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=64, description="next_cursor of the previous page.")
-    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Response:
-    after = _decode_cursor(cursor) if cursor else 0
+    after = decode_cursor(cursor)
     rows = await list_orders(
         ctx.pool,
         ctx.schema,
@@ -183,12 +163,9 @@ async def list_orders_route(  # noqa: PLR0917 - FastAPI passes query parameters 
         limit=limit,
         owner=access.visible_owner(principal),
     )
-    next_cursor = _encode_cursor(rows[-1].order_id) if len(rows) == limit else None
-    headers = {}
-    if next_cursor:
-        url = request.url.include_query_params(cursor=next_cursor)
-        headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
-    return _json({"items": [render_order(r) for r in rows], "next_cursor": next_cursor}, headers=headers)
+    next_cursor = encode_cursor(rows[-1].order_id) if len(rows) == limit else None
+    body = {"items": [render_order(r) for r in rows], "next_cursor": next_cursor}
+    return _json(body, headers=next_link(request, next_cursor))
 
 
 @router.get(
