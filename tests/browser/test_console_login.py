@@ -1,10 +1,12 @@
 """The console signs in at the OIDC provider itself (authorization code + PKCE, as ``eda dev`` does):
 without a token its data is refused, the page offers "Sign in", the provider's real login page takes
 the operator's password, and back on the console the orders load with the token from the code
-exchange — and the live feed follows with it."""
+exchange — and the live feed follows with it. An access token about to expire is renewed with the
+provider's refresh token before the request that would carry it; a refused renewal asks to sign in."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -13,6 +15,19 @@ from console_harness import Console, screenshot_path
 from idp_support import Tokens
 
 from app.dev.issuer import OPERATOR
+
+# In the page: make the stored access token look expired (the page reads exp; the API would refuse it).
+EXPIRE = r"""() => {
+  const token = sessionStorage.getItem("eda.console.token");
+  const [head, payload, signature] = token.split(".");
+  const claims = JSON.parse(atob(payload.replace(/-/g, "+").replace(/_/g, "/")));
+  claims.exp = Math.floor(Date.now() / 1000) - 10;
+  const encoded = btoa(JSON.stringify(claims)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  sessionStorage.setItem("eda.console.token", [head, encoded, signature].join("."));
+  return token;
+}"""
+EXP = """() => JSON.parse(atob(sessionStorage.getItem("eda.console.token").split(".")[1]
+  .replace(/-/g, "+").replace(/_/g, "/"))).exp"""
 
 
 async def test_sign_in_at_the_provider_with_pkce(console: Console, browser: Any, tokens: Tokens) -> None:
@@ -50,6 +65,24 @@ async def test_sign_in_at_the_provider_with_pkce(console: Console, browser: Any,
         second = await console.create_order({"user_id": 43, "amount": 1})
         await expect(page.get_by_role("link", name=f"#{second}").first).to_be_visible()  # over SSE
         await page.screenshot(path=screenshot_path("ui-signed-in.png"))
+
+        # renewal: the page holds the provider's refresh token; an expiring access token is renewed
+        assert await page.evaluate('() => sessionStorage.getItem("eda.console.refresh")')
+        first = await page.evaluate(EXPIRE)
+        await page.reload()
+        await expect(page.get_by_role("link", name=f"#{second}").first).to_be_visible()
+        await expect(page.get_by_text(f"Signed in as {OPERATOR}")).to_be_visible()
+        renewed = await page.evaluate('() => sessionStorage.getItem("eda.console.token")')
+        assert renewed not in {first, None}
+        assert await page.evaluate(EXP) > time.time() + 60
+        await expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+
+        # a renewal the provider refuses: the page forgets the token and asks to sign in again
+        await page.evaluate('() => sessionStorage.setItem("eda.console.refresh", "not-a-refresh-token")')
+        await page.evaluate(EXPIRE)
+        await page.reload()
+        await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+        assert await page.evaluate('() => sessionStorage.getItem("eda.console.refresh")') is None
     finally:
         await context.close()
     assert not [e for e in errors if "ERR_INCOMPLETE_CHUNKED_ENCODING" not in e], errors

@@ -11,7 +11,7 @@ export class HttpError extends Error {
 }
 
 export async function getJSON(url, { signal } = {}) {
-  const headers = { Accept: "application/json", ...authHeaders() };
+  const headers = { Accept: "application/json", ...(await authHeaders()) };
   const response = await fetch(url, { headers, signal, credentials: "same-origin" });
   if (response.status === 401 || response.status === 403) document.dispatchEvent(new CustomEvent("eda:unauthorized"));
   if (!response.ok) {
@@ -63,7 +63,7 @@ export function follow(params, { onEvent, onResync }) {
     while (!stop.signal.aborted) {
       setIndicator("connecting", "Connecting…");
       try {
-        const headers = { Accept: "text/event-stream", ...authHeaders(), ...(lastId ? { "Last-Event-ID": lastId } : {}) };
+        const headers = { Accept: "text/event-stream", ...(await authHeaders()), ...(lastId ? { "Last-Event-ID": lastId } : {}) };
         const response = await fetch(url, { headers, signal: stop.signal, credentials: "same-origin", cache: "no-store" });
         if (response.status === 401 || response.status === 403) {
           document.dispatchEvent(new CustomEvent("eda:unauthorized"));

@@ -1,10 +1,14 @@
 // Signing in: the page either logs in at the OIDC issuer itself (authorization code + PKCE, as the
 // public client /ui/api/auth names) and keeps the access token in sessionStorage, or relies on an auth
-// proxy that forwards the user's token (then it sends none). See docs/ui.md § Sign-in.
+// proxy that forwards the user's token (then it sends none). With a refresh token from the issuer, an
+// access token about to expire is renewed before the request that would carry it. See docs/ui.md § Sign-in.
 
 const TOKEN = "eda.console.token";
+const REFRESH = "eda.console.refresh";
 const PENDING = "eda.console.login";
+const EARLY_MS = 60000;  // renew a minute ahead: a request (or a feed reconnect) must not carry a dying token
 let config = null;
+let refreshing = null;  // one renewal at a time, however many requests wait for it
 
 function b64url(bytes) {
   return btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -30,25 +34,60 @@ export async function loginConfig() {
   return config;
 }
 
-// The token to send, if the page holds a valid one (display only: the API verifies it).
-export function currentToken() {
+function expiresAt(token) {
+  const exp = claims(token).exp;
+  return typeof exp === "number" ? exp * 1000 : Infinity;
+}
+
+// The stored access token, unless it has expired with nothing to renew it.
+function stored() {
   const token = sessionStorage.getItem(TOKEN);
   if (!token) return null;
-  const exp = claims(token).exp;
-  if (typeof exp === "number" && exp * 1000 < Date.now() + 5000) {
+  if (expiresAt(token) < Date.now() + 5000 && !sessionStorage.getItem(REFRESH)) {
     sessionStorage.removeItem(TOKEN);
     return null;
   }
   return token;
 }
 
-export function authHeaders() {
-  const token = currentToken();
+function keep(answer) {
+  if (answer.access_token) sessionStorage.setItem(TOKEN, answer.access_token);
+  if (answer.refresh_token) sessionStorage.setItem(REFRESH, answer.refresh_token);  // rotated, if the issuer does
+}
+
+async function renew() {
+  const cfg = await loginConfig();
+  const refreshToken = sessionStorage.getItem(REFRESH);
+  if (!refreshToken || cfg.mode !== "login") return;
+  const body = new URLSearchParams({ grant_type: "refresh_token", refresh_token: refreshToken, client_id: cfg.client_id });
+  let response;
+  try {
+    response = await fetch(cfg.token_endpoint, { method: "POST", body, credentials: "omit" });
+  } catch {
+    return;  // the issuer is unreachable: the next request tries again
+  }
+  if (response.ok) keep(await response.json());
+  else sessionStorage.removeItem(REFRESH);  // refused (expired, revoked): signing in again is the way
+}
+
+// The token to send, renewed first when it expires within EARLY_MS (display only: the API verifies it).
+export async function freshToken() {
+  const token = stored();
+  if (token && expiresAt(token) < Date.now() + EARLY_MS && sessionStorage.getItem(REFRESH)) {
+    refreshing = refreshing || renew().finally(() => { refreshing = null; });
+    await refreshing;
+  }
+  const now = stored();
+  return now && expiresAt(now) > Date.now() + 5000 ? now : null;
+}
+
+export async function authHeaders() {
+  const token = await freshToken();
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
 export function subject() {
-  const token = currentToken();
+  const token = stored();
   return token ? claims(token).sub || "" : "";
 }
 
@@ -78,6 +117,7 @@ export async function login() {
 
 export function logout() {
   sessionStorage.removeItem(TOKEN);
+  sessionStorage.removeItem(REFRESH);
   window.location.assign("/ui/");
 }
 
@@ -98,8 +138,7 @@ export async function completeLogin() {
   });
   const response = await fetch(cfg.token_endpoint, { method: "POST", body, credentials: "omit" });
   if (!response.ok) return false;
-  const answer = await response.json();
-  if (answer.access_token) sessionStorage.setItem(TOKEN, answer.access_token);
+  keep(await response.json());
   window.history.replaceState({}, "", pending.back || "/ui/");
   return true;
 }
