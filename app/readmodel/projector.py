@@ -268,18 +268,15 @@ class Projector:
     async def _next(self, queue: asyncio.Queue[Msg], ask_again: Callable[[], Awaitable[None]]) -> Msg:
         """The next message (data, heartbeat or status); after a silent window the pull is asked again,
         after ``SILENT_WINDOWS`` of them ``ConsumerLost``."""
-        for _ in range(SILENT_WINDOWS - 1):
+        for window in range(1, SILENT_WINDOWS + 1):
             try:
                 return await asyncio.wait_for(queue.get(), SILENT_S)
             except TimeoutError:
-                log.info("projector: no heartbeat for %g s, asking the consumer again", SILENT_S)
-                self.status.repulls += 1
-                await ask_again()
-        try:
-            return await asyncio.wait_for(queue.get(), SILENT_S)
-        except TimeoutError:
-            silence = SILENT_WINDOWS * SILENT_S
-            raise ConsumerLost(f"no heartbeat from the consumer for {silence:g} s") from None
+                if window < SILENT_WINDOWS:
+                    log.info("projector: no heartbeat for %g s, asking the consumer again", SILENT_S)
+                    self.status.repulls += 1
+                    await ask_again()
+        raise ConsumerLost(f"no heartbeat from the consumer for {SILENT_WINDOWS * SILENT_S:g} s")
 
     async def _interrupted(self, description: str, ask_again: Callable[[], Awaitable[None]]) -> None:
         """A 409 ended a pull request. A consumer leader change ends every waiting request and the new

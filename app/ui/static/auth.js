@@ -71,7 +71,7 @@ async function renew() {
 }
 
 // The token to send, renewed first when it expires within EARLY_MS (display only: the API verifies it).
-export async function freshToken() {
+async function freshToken() {
   const token = stored();
   if (token && expiresAt(token) < Date.now() + EARLY_MS && sessionStorage.getItem(REFRESH)) {
     refreshing = refreshing || renew().finally(() => { refreshing = null; });
